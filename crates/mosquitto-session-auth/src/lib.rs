@@ -1,0 +1,1 @@
+//! Mosquitto plugin (being built).

@@ -1,0 +1,1 @@
+//! IoT Session Manager service (being built).

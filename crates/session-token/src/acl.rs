@@ -1,0 +1,165 @@
+//! Access decisions for one token: may this client publish to a topic, subscribe to a
+//! filter, or receive a message on a topic?
+//!
+//! Built once per connection from the verified claims (the grants are parsed here, not per
+//! message), then consulted on every PUBLISH / SUBSCRIBE / delivery.
+
+use crate::claims::Claims;
+use crate::topic::{TopicError, TopicFilter, TopicName};
+
+/// The parsed grants of one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    subscribe: Vec<TopicFilter>,
+    publish: Vec<TopicFilter>,
+}
+
+impl Acl {
+    /// Parses the `subs` and `publ` grants; a malformed grant makes the whole token unusable.
+    pub fn from_claims(claims: &Claims) -> Result<Self, TopicError> {
+        Self::from_grants(&claims.subs, &claims.publ)
+    }
+
+    pub fn from_grants(subscribe: &[String], publish: &[String]) -> Result<Self, TopicError> {
+        let parse = |grants: &[String]| {
+            grants
+                .iter()
+                .map(|g| TopicFilter::parse(g))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Acl {
+            subscribe: parse(subscribe)?,
+            publish: parse(publish)?,
+        })
+    }
+
+    /// May the holder publish to `topic`? Malformed topics are refused.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        TopicName::parse(topic).is_ok_and(|t| self.publish.iter().any(|g| g.covers_topic(&t)))
+    }
+
+    /// May the holder subscribe to `filter`? Only when every topic the filter can match is
+    /// covered by one subscribe grant (subset, not mere overlap).
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        TopicFilter::parse(filter).is_ok_and(|f| self.subscribe.iter().any(|g| g.covers_filter(&f)))
+    }
+
+    /// May a message on `topic` be delivered to the holder?
+    pub fn may_receive(&self, topic: &str) -> bool {
+        TopicName::parse(topic).is_ok_and(|t| self.subscribe.iter().any(|g| g.covers_topic(&t)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{Claims, DeviceGrant};
+    use proptest::prelude::*;
+
+    fn session_acl(sid: &str) -> Acl {
+        Acl::from_claims(&Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client: "dev",
+            session_id: sid,
+            issued_at: 0,
+            lifetime_secs: 60,
+            token_id: "j",
+        }))
+        .expect("device grants parse")
+    }
+
+    #[test]
+    fn escape_attempts_are_denied() {
+        let acl = session_acl("111111");
+        for f in [
+            "#",
+            "+/#",
+            "/+/#",
+            "/222222/#",
+            "$SYS/#",
+            "/111111",
+            "+/111111/#",
+            "/+/x",
+        ] {
+            assert!(!acl.may_subscribe(f), "subscribe {f} must be denied");
+        }
+        for t in ["/222222/x", "$SYS/x", "/111111", "/111111/+", ""] {
+            assert!(!acl.may_publish(t), "publish {t} must be denied");
+        }
+        assert!(acl.may_subscribe("/111111/#"));
+        assert!(acl.may_subscribe("/111111/+/x"));
+        assert!(acl.may_publish("/111111/lamp/state"));
+        assert!(acl.may_receive("/111111/lamp/state"));
+        assert!(!acl.may_receive("/222222/lamp/state"));
+    }
+
+    #[test]
+    fn malformed_grants_are_rejected() {
+        assert!(Acl::from_grants(&["a/#/b".into()], &[]).is_err());
+    }
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("$SYS".to_string()),
+            Just("111111".to_string()),
+            Just("222222".to_string()),
+            "[a-c]{1,2}",
+        ]
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        prop::collection::vec(level(), 1..5).prop_map(|levels| levels.join("/"))
+    }
+
+    fn filter() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec(prop_oneof![level(), Just("+".to_string())], 1..5),
+            any::<bool>(),
+        )
+            .prop_map(|(mut levels, multi)| {
+                if multi {
+                    levels.push("#".into());
+                }
+                levels.join("/")
+            })
+    }
+
+    fn grants() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(prop_oneof![filter(), Just("/111111/#".to_string())], 1..3)
+    }
+
+    proptest! {
+        #[test]
+        fn a_topic_inside_an_allowed_subscription_is_receivable(
+            subs in grants(), requested in filter(), t in topic()
+        ) {
+            let acl = Acl::from_grants(&subs, &[]).expect("generated grants are valid");
+            let requested_filter = TopicFilter::parse(&requested).expect("generated filter is valid");
+            let name = TopicName::parse(&t).expect("generated topic is valid");
+            if acl.may_subscribe(&requested) && requested_filter.covers_topic(&name) {
+                prop_assert!(acl.may_receive(&t));
+            }
+        }
+
+        #[test]
+        fn a_filter_always_covers_itself(f in filter()) {
+            let parsed = TopicFilter::parse(&f).expect("generated filter is valid");
+            prop_assert!(parsed.covers_filter(&parsed));
+        }
+
+        #[test]
+        fn parse_and_print_round_trip(f in filter(), t in topic()) {
+            let parsed = TopicFilter::parse(&f).expect("generated filter is valid");
+            prop_assert_eq!(parsed.to_string(), f);
+            let parsed = TopicName::parse(&t).expect("generated topic is valid");
+            prop_assert_eq!(parsed.to_string(), t);
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "\\PC{0,40}") {
+            let _ = TopicFilter::parse(&s);
+            let _ = TopicName::parse(&s);
+        }
+    }
+}

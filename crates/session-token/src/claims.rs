@@ -1,0 +1,134 @@
+//! The claims of a device token, and how they are derived from a session.
+//!
+//! `subs` / `publ` are the grant lists the widely used `mosquitto-jwt-auth` plugin reads;
+//! `acl` carries the same rights in EMQX's rule-list format so an EMQX JWT authenticator can
+//! take the same tokens. Our own plugin decides from `subs` / `publ` only.
+
+use serde::{Deserialize, Serialize};
+
+/// Claims of a token the session manager issues. `exp` is mandatory: a token without it
+/// does not deserialize and is therefore refused everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The issuer configured for the deployment.
+    pub iss: String,
+    /// The client name; equals the MQTT username (and client id, by default).
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Not before, seconds since the epoch.
+    pub nbf: u64,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Unique token id.
+    pub jti: String,
+    /// Filters the holder may subscribe to.
+    pub subs: Vec<String>,
+    /// Filters the holder may publish to.
+    pub publ: Vec<String>,
+    /// The same rights in EMQX's rule-list format.
+    #[serde(default)]
+    pub acl: Vec<AclRule>,
+}
+
+/// One EMQX ACL rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRule {
+    pub permission: AclPermission,
+    pub action: AclAction,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclPermission {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclAction {
+    Publish,
+    Subscribe,
+    All,
+}
+
+/// What the service knows when it grants a device access to one session.
+#[derive(Debug, Clone)]
+pub struct DeviceGrant<'a> {
+    pub issuer: &'a str,
+    pub client: &'a str,
+    pub session_id: &'a str,
+    pub issued_at: u64,
+    pub lifetime_secs: u64,
+    pub token_id: &'a str,
+}
+
+/// The topic prefix a session owns: `/{session_id}/`.
+pub fn session_topic_root(session_id: &str) -> String {
+    format!("/{session_id}/")
+}
+
+/// The filter granting a session's whole tree: `/{session_id}/#`.
+pub fn session_topic_filter(session_id: &str) -> String {
+    format!("/{session_id}/#")
+}
+
+impl Claims {
+    /// Claims for a device in one session: publish and subscribe inside `/{sid}/#` only.
+    pub fn for_device(grant: &DeviceGrant<'_>) -> Self {
+        let tree = session_topic_filter(grant.session_id);
+        Claims {
+            iss: grant.issuer.to_owned(),
+            sub: grant.client.to_owned(),
+            sid: grant.session_id.to_owned(),
+            iat: grant.issued_at,
+            nbf: grant.issued_at,
+            exp: grant.issued_at.saturating_add(grant.lifetime_secs),
+            jti: grant.token_id.to_owned(),
+            subs: vec![tree.clone()],
+            publ: vec![tree.clone()],
+            acl: vec![AclRule {
+                permission: AclPermission::Allow,
+                action: AclAction::All,
+                topic: tree,
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_claims_grant_the_session_tree_in_both_formats() {
+        let claims = Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client: "lamp-1",
+            session_id: "123456",
+            issued_at: 1_000,
+            lifetime_secs: 86_400,
+            token_id: "t1",
+        });
+        assert_eq!(claims.exp, 87_400);
+        assert_eq!(claims.subs, vec!["/123456/#"]);
+        assert_eq!(claims.publ, vec!["/123456/#"]);
+        let json = serde_json::to_value(&claims).expect("claims serialize");
+        assert_eq!(
+            json["acl"],
+            serde_json::json!([{"permission": "allow", "action": "all", "topic": "/123456/#"}])
+        );
+    }
+
+    #[test]
+    fn claims_without_exp_do_not_deserialize() {
+        let json =
+            r#"{"iss":"i","sub":"c","sid":"1","iat":1,"nbf":1,"jti":"j","subs":[],"publ":[]}"#;
+        let err = serde_json::from_str::<Claims>(json).expect_err("exp is required");
+        assert!(err.to_string().contains("exp"));
+    }
+}

@@ -1,0 +1,28 @@
+//! The token contract of IoT Session Manager.
+//!
+//! Both the session manager (which mints tokens) and the Mosquitto plugin (which checks
+//! them) depend on this crate, so the token format and the access rules exist exactly once.
+//!
+//! - [`claims`]: the JWT claims a device token carries, and how they are built for a session.
+//! - [`topic`]: MQTT topic names and topic filters, parsed by the MQTT 5 rules, and the
+//!   coverage relation the access rules are made of.
+//! - [`acl`]: publish / subscribe / read decisions for one token's grants.
+//! - [`keys`]: public keys as JWKs with RFC 7638 thumbprints as key ids.
+//! - [`verify`]: checking a token against a key set, with the algorithm pinned by the key.
+//!
+//! The crate is pure: no I/O, no clocks (callers pass `now`), no async.
+
+pub mod acl;
+pub mod claims;
+pub mod keys;
+pub mod topic;
+pub mod verify;
+
+pub use acl::Acl;
+pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
+pub use keys::{KeyError, KeySet, VerificationKey};
+pub use topic::{TopicError, TopicFilter, TopicName};
+pub use verify::{TokenVerifier, VerifyError};
+
+/// Re-exported so callers name the same algorithm and JWK types this crate uses.
+pub use jsonwebtoken::{jwk, Algorithm};
