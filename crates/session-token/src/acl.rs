@@ -109,7 +109,9 @@ mod tests {
     }
 
     fn topic() -> impl Strategy<Value = String> {
-        prop::collection::vec(level(), 1..5).prop_map(|levels| levels.join("/"))
+        prop::collection::vec(level(), 1..5)
+            .prop_map(|levels| levels.join("/"))
+            .prop_filter("MQTT topics are never empty", |t| !t.is_empty())
     }
 
     fn filter() -> impl Strategy<Value = String> {
@@ -123,6 +125,7 @@ mod tests {
                 }
                 levels.join("/")
             })
+            .prop_filter("MQTT filters are never empty", |f| !f.is_empty())
     }
 
     fn grants() -> impl Strategy<Value = Vec<String>> {
