@@ -1,1 +1,2 @@
 //! IoT Session Manager service (being built).
+pub mod domain;
