@@ -1,2 +1,3 @@
 //! IoT Session Manager service (being built).
 pub mod domain;
+pub mod store;

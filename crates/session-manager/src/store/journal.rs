@@ -1,0 +1,199 @@
+//! The append-only journal file and its single writer, which makes every change durable
+//! with group commit.
+//!
+//! Callers hand over an encoded frame and get a [`PendingWrite`] to await. One dedicated
+//! thread owns the file: it takes everything queued, writes it in one go, calls
+//! `sync_data` once and then acknowledges every waiter. While it waits for the disk, new
+//! frames pile up and ride the next fsync, so N concurrent changes cost far fewer than N
+//! fsyncs, while each caller still hears back only once its own record is on disk.
+//!
+//! Submitting never blocks, so the store can submit while it holds a session's lock; that
+//! is what keeps the order in the file equal to the order of changes in memory.
+//!
+//! A failed write or fsync leaves the file in an unknown state, and retrying fsync after a
+//! failure may report success for data that never reached the disk. So the first failure
+//! is final: the writer refuses every later change and the store stops accepting changes
+//! (fail-stop) until the process restarts and recovery reads what really is on disk.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Name of the journal file inside the data directory.
+pub const JOURNAL_FILE_NAME: &str = "sessions.journal";
+
+/// Upper bound on frames per fsync, so one batch cannot hold its first waiter for long.
+const MAX_BATCH_FRAMES: usize = 4096;
+
+/// Counters of the writer; `fsyncs / records` is what group commit saves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    pub records: u64,
+    pub fsyncs: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    records: AtomicU64,
+    fsyncs: AtomicU64,
+}
+
+enum Command {
+    /// An empty frame is a barrier: it is acknowledged once everything before it is durable.
+    Append {
+        frame: Vec<u8>,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to the writer thread; cheap to share behind the store's `Arc`.
+pub(crate) struct Journal {
+    commands: mpsc::UnboundedSender<Command>,
+    counters: Arc<Counters>,
+}
+
+/// A submitted frame; await [`PendingWrite::durable`] before telling anyone about it.
+#[must_use = "a change is durable only once `durable()` has returned Ok"]
+pub(crate) struct PendingWrite(Result<oneshot::Receiver<Result<(), String>>, StoreError>);
+
+impl PendingWrite {
+    pub(crate) async fn durable(self) -> Result<(), StoreError> {
+        match self.0?.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::JournalFailed(message)),
+            Err(_) => Err(StoreError::JournalClosed),
+        }
+    }
+}
+
+impl Journal {
+    /// Starts the writer thread on `file`, which must be open for appending.
+    pub(crate) fn start(file: File, path: PathBuf) -> Result<Self, StoreError> {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            file,
+            path,
+            counters: Arc::clone(&counters),
+            failure: None,
+        };
+        std::thread::Builder::new()
+            .name("session-journal".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|source| StoreError::Io {
+                action: "start the journal writer thread",
+                path: PathBuf::new(),
+                source,
+            })?;
+        Ok(Self { commands, counters })
+    }
+
+    /// Queues a frame without waiting; safe to call while holding a lock.
+    pub(crate) fn submit(&self, frame: Vec<u8>) -> PendingWrite {
+        let (ack, receiver) = oneshot::channel();
+        let sent = self
+            .commands
+            .send(Command::Append { frame, ack })
+            .map(|()| receiver)
+            .map_err(|_| StoreError::JournalClosed);
+        PendingWrite(sent)
+    }
+
+    /// Resolves once every change submitted so far is durable.
+    pub(crate) fn barrier(&self) -> PendingWrite {
+        self.submit(Vec::new())
+    }
+
+    /// Flushes what is queued and stops the writer; later submissions fail with
+    /// [`StoreError::JournalClosed`].
+    pub(crate) async fn shutdown(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { done }).is_ok() {
+            // An error means the writer is gone already, which is what we want.
+            let _ = stopped.await;
+        }
+    }
+
+    pub(crate) fn stats(&self) -> JournalStats {
+        JournalStats {
+            records: self.counters.records.load(Ordering::Relaxed),
+            fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Writer {
+    file: File,
+    path: PathBuf,
+    counters: Arc<Counters>,
+    failure: Option<String>,
+}
+
+impl Writer {
+    fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut batch = Vec::with_capacity(64 * 1024);
+        let mut waiters = Vec::new();
+        while let Some(first) = commands.blocking_recv() {
+            let mut shutdown = None;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append { frame, ack } => {
+                        if !frame.is_empty() {
+                            batch.extend_from_slice(&frame);
+                            self.counters.records.fetch_add(1, Ordering::Relaxed);
+                        }
+                        waiters.push(ack);
+                    }
+                    Command::Shutdown { done } => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+                if waiters.len() < MAX_BATCH_FRAMES {
+                    next = commands.try_recv().ok();
+                }
+            }
+            let outcome = self.commit(&batch);
+            batch.clear();
+            for waiter in waiters.drain(..) {
+                // A waiter that gave up (dropped its future) needs no answer.
+                let _ = waiter.send(outcome.clone());
+            }
+            if let Some(done) = shutdown {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &[u8]) -> Result<(), String> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        if batch.is_empty() {
+            // Only barriers: everything before them was synced by an earlier batch.
+            return Ok(());
+        }
+        let result = self
+            .file
+            .write_all(batch)
+            .and_then(|()| self.file.sync_data());
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        result.map_err(|error| {
+            let message = format!("writing {}: {error}", self.path.display());
+            tracing::error!(error = %message, "session journal write failed; refusing further changes until restart");
+            self.failure = Some(message.clone());
+            message
+        })
+    }
+}

@@ -1,0 +1,515 @@
+//! `SessionStore`: every session the service knows, in memory for speed and in a journal
+//! on disk so that nothing acknowledged is lost to a crash.
+//!
+//! Reads (`get`, `list`, `live_count`) are served from a `DashMap` and never touch the
+//! disk. Every change (create, join, close) is applied in memory under that session's map
+//! lock, submitted to the [`journal`] while the lock is still held (so the file records
+//! changes in the order memory saw them), and only then awaited: a call returns once its
+//! record is fsynced. Concurrent changes share fsyncs through the journal's group commit.
+//!
+//! PINs are kept as argon2id hashes plus a per-process keyed fast check; see [`pin_check`]
+//! for why. Start-up replays the journal ([`recovery`]): a damaged tail is cut off and
+//! reported, never fatal, and history much larger than the live state is compacted away.
+//!
+//! Time is passed in (`now`, seconds since the epoch) rather than read here, so expiry is
+//! testable; only start-up reads the clock, to drop sessions that expired while down.
+
+pub mod journal;
+pub mod pin_check;
+pub mod record;
+mod recovery;
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::domain::{ClientName, DomainError, Pin, SessionId, SessionType};
+use journal::{Journal, JournalStats};
+use pin_check::{PinChecker, PinTag};
+use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+
+pub use journal::JOURNAL_FILE_NAME;
+
+/// Share of the id space that may be in use before `create` refuses: beyond it random ids
+/// collide so often that creation would slow down and eventually fail at random.
+const ID_SPACE_FILL_LIMIT_PERCENT: u128 = 90;
+/// Random draws per `create` before giving up on finding a free id.
+const ID_ATTEMPTS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// Digits of a generated session id (1–32).
+    pub id_length: usize,
+    /// Digits of a generated PIN (3–32).
+    pub pin_length: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub session_type: SessionType,
+    /// The session expires this many seconds after creation; `None` means never.
+    pub ttl_secs: Option<u64>,
+    /// At most this many distinct clients may join; `None` means no limit.
+    pub max_clients: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientInfo {
+    pub name: ClientName,
+    pub joined_at: u64,
+}
+
+/// What anyone may see of a session: no PIN, no hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub session_type: SessionType,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub max_clients: Option<u32>,
+    pub clients: Vec<ClientInfo>,
+}
+
+/// A new session and its PIN, which exists in the clear only in this value.
+#[derive(Debug, Clone)]
+pub struct CreatedSession {
+    pub session: SessionInfo,
+    pub pin: Pin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Live sessions after replay.
+    pub sessions: usize,
+    /// Intact records replayed.
+    pub records: usize,
+    /// Bytes of damaged tail cut off the journal.
+    pub discarded_tail_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Counters for tests, metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub journal: JournalStats,
+    /// argon2 PIN verifications run by this process (the fast path runs none).
+    pub argon2_verifications: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store configuration: {0}")]
+    Config(#[from] DomainError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the session journal failed, so changes are refused until restart: {0}")]
+    JournalFailed(String),
+    #[error("the session store is shut down")]
+    JournalClosed,
+    #[error("cannot encode a journal record: {0}")]
+    Encode(String),
+    #[error(
+        "no free session id: {used} of the {capacity} ids with {length} digits are in use or retired; raise the id length (ISM_ID_LENGTH)"
+    )]
+    IdSpaceExhausted {
+        used: u128,
+        capacity: u128,
+        length: usize,
+    },
+    #[error("PIN hashing failed: {0}")]
+    PinHash(String),
+    #[error("a background task failed: {0}")]
+    Task(String),
+}
+
+/// Why a join was refused. Unknown, closed and expired sessions and a wrong PIN are all
+/// `InvalidCredentials`, so a caller cannot tell whether a session id exists.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("unknown session or wrong PIN")]
+    InvalidCredentials,
+    #[error("the session has reached its maximum number of clients")]
+    SessionFull,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A session id's place in the map: live (possibly expired, which readers filter by
+/// `now`) or retired, an id that was used once and is never handed out again.
+pub(crate) enum Slot {
+    Live(Box<LiveSession>),
+    Retired,
+}
+
+pub(crate) struct LiveSession {
+    session_type: SessionType,
+    created_at: u64,
+    expires_at: Option<u64>,
+    max_clients: Option<u32>,
+    pin_hash: Arc<str>,
+    /// Fast PIN check, once this process knows the PIN is right (see `pin_check`).
+    pin_tag: Option<PinTag>,
+    /// In join order; a name appears once, with its first join time.
+    clients: Vec<ClientInfo>,
+}
+
+impl LiveSession {
+    fn from_record(record: CreatedRecord) -> Self {
+        Self {
+            session_type: record.session_type,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            max_clients: record.max_clients,
+            pin_hash: record.pin_hash.into(),
+            pin_tag: None,
+            clients: Vec::new(),
+        }
+    }
+
+    fn is_live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|expires_at| now < expires_at)
+    }
+
+    fn info(&self, id: &SessionId) -> SessionInfo {
+        SessionInfo {
+            id: id.clone(),
+            session_type: self.session_type.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            max_clients: self.max_clients,
+            clients: self.clients.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    sessions: DashMap<SessionId, Slot>,
+    /// Ids of live sessions in order, for listings. Never locked while a `sessions` guard
+    /// is held (and vice versa), so the two locks cannot deadlock.
+    ordered: RwLock<BTreeSet<SessionId>>,
+    journal: Journal,
+    pins: PinChecker,
+}
+
+impl SessionStore {
+    /// Opens (or creates) the store in `config.data_dir`, replaying its journal.
+    pub async fn open(config: StoreConfig) -> Result<(SessionStore, RecoveryReport), StoreError> {
+        // Refuse impossible lengths now rather than at the first `create`.
+        SessionId::generate(config.id_length)?;
+        Pin::generate(config.pin_length)?;
+        let data_dir = config.data_dir.clone();
+        let recovered =
+            tokio::task::spawn_blocking(move || recovery::recover(&data_dir, unix_now()))
+                .await
+                .map_err(|error| StoreError::Task(error.to_string()))??;
+        let journal = Journal::start(
+            recovered.journal_file,
+            config.data_dir.join(JOURNAL_FILE_NAME),
+        )?;
+        let report = recovered.report;
+        tracing::info!(
+            sessions = report.sessions,
+            records = report.records,
+            discarded_tail_bytes = report.discarded_tail_bytes,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            data_dir = %config.data_dir.display(),
+            "session store recovered"
+        );
+        let store = SessionStore {
+            inner: Arc::new(Inner {
+                config,
+                sessions: recovered.sessions,
+                ordered: RwLock::new(recovered.ordered),
+                journal,
+                pins: PinChecker::new(),
+            }),
+        };
+        Ok((store, report))
+    }
+
+    /// Creates a session with a fresh id and PIN; durable before it returns.
+    pub async fn create(&self, new: NewSession, now: u64) -> Result<CreatedSession, StoreError> {
+        let inner = &*self.inner;
+        let pin = Pin::generate(inner.config.pin_length)?;
+        let pin_hash: Arc<str> = pin_check::hash_pin(pin.clone()).await?.into();
+        let session = LiveSession {
+            session_type: new.session_type,
+            created_at: now,
+            expires_at: new.ttl_secs.map(|ttl| now.saturating_add(ttl)),
+            max_clients: new.max_clients,
+            pin_hash,
+            pin_tag: None,
+            clients: Vec::new(),
+        };
+        let (info, pending) = self.insert_with_fresh_id(session, &pin)?;
+        inner.ordered_write().insert(info.id.clone());
+        if let Err(error) = pending.durable().await {
+            inner.sessions.remove(&info.id);
+            inner.ordered_write().remove(&info.id);
+            return Err(error);
+        }
+        Ok(CreatedSession { session: info, pin })
+    }
+
+    fn insert_with_fresh_id(
+        &self,
+        mut session: LiveSession,
+        pin: &Pin,
+    ) -> Result<(SessionInfo, journal::PendingWrite), StoreError> {
+        let inner = &*self.inner;
+        let length = inner.config.id_length;
+        let capacity = id_space_capacity(length);
+        let used = inner.sessions.len() as u128;
+        let exhausted = StoreError::IdSpaceExhausted {
+            used,
+            capacity,
+            length,
+        };
+        if used * 100 >= capacity * ID_SPACE_FILL_LIMIT_PERCENT {
+            return Err(exhausted);
+        }
+        for _ in 0..ID_ATTEMPTS {
+            let id = SessionId::generate(length)?;
+            // A vacant entry means the id was never used: retired ids stay in the map.
+            let Entry::Vacant(vacant) = inner.sessions.entry(id.clone()) else {
+                continue;
+            };
+            session.pin_tag = Some(inner.pins.tag(&id, pin));
+            let frame = Record::Created(CreatedRecord {
+                id: id.clone(),
+                session_type: session.session_type.clone(),
+                created_at: session.created_at,
+                expires_at: session.expires_at,
+                max_clients: session.max_clients,
+                pin_hash: session.pin_hash.to_string(),
+            })
+            .encode()
+            .map_err(|error| StoreError::Encode(error.to_string()))?;
+            let info = session.info(&id);
+            vacant.insert(Slot::Live(Box::new(session)));
+            let pending = inner.journal.submit(frame);
+            return Ok((info, pending));
+        }
+        Err(exhausted)
+    }
+
+    /// The session, or `None` when it is unknown, closed or expired.
+    pub fn get(&self, id: &SessionId, now: u64) -> Option<SessionInfo> {
+        match self.inner.sessions.get(id)?.value() {
+            Slot::Live(session) if session.is_live(now) => Some(session.info(id)),
+            _ => None,
+        }
+    }
+
+    /// Up to `limit` live sessions in id order, starting after the cursor `after`.
+    pub fn list(&self, now: u64, after: Option<&SessionId>, limit: usize) -> Vec<SessionInfo> {
+        let inner = &*self.inner;
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let mut cursor = after.cloned();
+        while page.len() < limit {
+            // Copy a chunk of ids, release the lock, then look them up (lock order rule).
+            let chunk: Vec<SessionId> = {
+                let ordered = inner.ordered_read();
+                let start = match &cursor {
+                    Some(id) => Bound::Excluded(id),
+                    None => Bound::Unbounded,
+                };
+                ordered
+                    .range((start, Bound::Unbounded))
+                    .take(limit - page.len())
+                    .cloned()
+                    .collect()
+            };
+            let Some(last) = chunk.last().cloned() else {
+                break;
+            };
+            page.extend(chunk.iter().filter_map(|id| self.get(id, now)));
+            cursor = Some(last);
+        }
+        page
+    }
+
+    /// Number of sessions that are neither closed nor expired.
+    pub fn live_count(&self, now: u64) -> usize {
+        self.inner
+            .sessions
+            .iter()
+            .filter(|entry| matches!(entry.value(), Slot::Live(session) if session.is_live(now)))
+            .count()
+    }
+
+    /// Closes a session for good; `false` when it is unknown, already closed or expired.
+    /// Durable before it returns.
+    pub async fn close(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let now = unix_now();
+        let (previous, pending) = {
+            let Some(mut slot) = inner.sessions.get_mut(id) else {
+                return Ok(false);
+            };
+            match slot.value() {
+                Slot::Live(session) if session.is_live(now) => {}
+                _ => return Ok(false),
+            }
+            let frame = Record::Closed(ClosedRecord { id: id.clone() })
+                .encode()
+                .map_err(|error| StoreError::Encode(error.to_string()))?;
+            let session = std::mem::replace(slot.value_mut(), Slot::Retired);
+            (session, inner.journal.submit(frame))
+        };
+        inner.ordered_write().remove(id);
+        if let Err(error) = pending.durable().await {
+            // Memory must not claim what the disk does not hold: put the session back.
+            if let Some(mut slot) = inner.sessions.get_mut(id) {
+                *slot.value_mut() = previous;
+            }
+            inner.ordered_write().insert(id.clone());
+            return Err(error);
+        }
+        Ok(true)
+    }
+
+    /// Checks the PIN, expiry and `max_clients`, then records `client` as joined (a name
+    /// that joined before may join again without counting twice and keeps its first join
+    /// time). Durable before it returns.
+    pub async fn join(
+        &self,
+        id: &SessionId,
+        pin: &Pin,
+        client: &ClientName,
+        now: u64,
+    ) -> Result<SessionInfo, JoinError> {
+        let inner = &*self.inner;
+        let needs_argon2 = {
+            let Some(slot) = inner.sessions.get(id) else {
+                return Err(JoinError::InvalidCredentials);
+            };
+            let Slot::Live(session) = slot.value() else {
+                return Err(JoinError::InvalidCredentials);
+            };
+            if !session.is_live(now) {
+                return Err(JoinError::InvalidCredentials);
+            }
+            match &session.pin_tag {
+                Some(tag) if inner.pins.matches_tag(id, pin, tag) => None,
+                Some(_) => return Err(JoinError::InvalidCredentials),
+                None => Some(Arc::clone(&session.pin_hash)),
+            }
+        };
+        if let Some(pin_hash) = needs_argon2 {
+            if !inner.pins.verify_hash(pin_hash, pin.clone()).await? {
+                return Err(JoinError::InvalidCredentials);
+            }
+        }
+
+        let (info, pending) = {
+            let Some(mut slot) = inner.sessions.get_mut(id) else {
+                return Err(JoinError::InvalidCredentials);
+            };
+            // Closed or expired while the PIN was being verified.
+            let Slot::Live(session) = slot.value_mut() else {
+                return Err(JoinError::InvalidCredentials);
+            };
+            if !session.is_live(now) {
+                return Err(JoinError::InvalidCredentials);
+            }
+            if session.pin_tag.is_none() {
+                session.pin_tag = Some(inner.pins.tag(id, pin));
+            }
+            if session.clients.iter().any(|known| &known.name == client) {
+                // Its first join may still be on its way to disk: wait for it.
+                (session.info(id), inner.journal.barrier())
+            } else {
+                let full = session
+                    .max_clients
+                    .is_some_and(|max| session.clients.len() >= max as usize);
+                if full {
+                    return Err(JoinError::SessionFull);
+                }
+                let frame = Record::Joined(JoinedRecord {
+                    id: id.clone(),
+                    client: client.clone(),
+                    joined_at: now,
+                })
+                .encode()
+                .map_err(|error| StoreError::Encode(error.to_string()))?;
+                session.clients.push(ClientInfo {
+                    name: client.clone(),
+                    joined_at: now,
+                });
+                (session.info(id), inner.journal.submit(frame))
+            }
+        };
+        if let Err(error) = pending.durable().await {
+            // Memory must not claim what the disk does not hold: forget this join again.
+            if let Some(mut slot) = inner.sessions.get_mut(id) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    session
+                        .clients
+                        .retain(|known| !(&known.name == client && known.joined_at == now));
+                }
+            }
+            return Err(error.into());
+        }
+        Ok(info)
+    }
+
+    /// Flushes everything queued and stops the journal writer; later changes fail with
+    /// [`StoreError::JournalClosed`].
+    pub async fn shutdown(&self) {
+        self.inner.journal.shutdown().await;
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            journal: self.inner.journal.stats(),
+            argon2_verifications: self.inner.pins.argon2_verifications(),
+        }
+    }
+}
+
+impl Inner {
+    fn ordered_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<SessionId>> {
+        // The set is consistent after every single insert/remove, so a panic elsewhere
+        // while holding the lock cannot leave it half-updated.
+        self.ordered.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ordered_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<SessionId>> {
+        self.ordered.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many ids of `length` digits exist (first digit non-zero).
+fn id_space_capacity(length: usize) -> u128 {
+    let exponent = u32::try_from(length.saturating_sub(1)).unwrap_or(u32::MAX);
+    10u128
+        .checked_pow(exponent)
+        .map_or(u128::MAX, |power| 9 * power)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests;

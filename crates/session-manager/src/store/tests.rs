@@ -1,0 +1,715 @@
+//! Behaviour of `SessionStore` against a real data directory: durability across reopen,
+//! damaged journals, compaction, expiry, concurrency limits and the PIN fast path.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use super::*;
+
+const NOW: u64 = 1_700_000_000;
+
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        data_dir: dir.to_owned(),
+        id_length: 6,
+        pin_length: 6,
+    }
+}
+
+async fn open(dir: &Path) -> (SessionStore, RecoveryReport) {
+    SessionStore::open(config(dir)).await.unwrap()
+}
+
+/// Closes the store the way a restart would and opens it again.
+async fn reopen(store: SessionStore, dir: &Path) -> (SessionStore, RecoveryReport) {
+    store.shutdown().await;
+    drop(store);
+    open(dir).await
+}
+
+fn client(name: &str) -> ClientName {
+    ClientName::parse(name).unwrap()
+}
+
+fn journal_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(JOURNAL_FILE_NAME)
+}
+
+fn journal_len(dir: &Path) -> u64 {
+    std::fs::metadata(journal_path(dir)).unwrap().len()
+}
+
+async fn create(store: &SessionStore, new: NewSession) -> CreatedSession {
+    store.create(new, NOW).await.unwrap()
+}
+
+#[tokio::test]
+async fn create_join_close_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.sessions, 0);
+    assert_eq!(report.discarded_tail_bytes, 0);
+
+    let kept = create(
+        &store,
+        NewSession {
+            session_type: SessionType::parse("chat").unwrap(),
+            ttl_secs: None,
+            max_clients: Some(3),
+        },
+    )
+    .await;
+    let closed = create(&store, NewSession::default()).await;
+    store
+        .join(&kept.session.id, &kept.pin, &client("lamp"), NOW + 5)
+        .await
+        .unwrap();
+    store
+        .join(&kept.session.id, &kept.pin, &client("switch"), NOW + 7)
+        .await
+        .unwrap();
+    assert!(store.close(&closed.session.id).await.unwrap());
+
+    let (store, report) = reopen(store, dir.path()).await;
+    assert_eq!(report.sessions, 1);
+    assert_eq!(report.records, 5);
+    let info = store.get(&kept.session.id, NOW + 10).unwrap();
+    assert_eq!(info, {
+        let mut expected = kept.session.clone();
+        expected.clients = vec![
+            ClientInfo {
+                name: client("lamp"),
+                joined_at: NOW + 5,
+            },
+            ClientInfo {
+                name: client("switch"),
+                joined_at: NOW + 7,
+            },
+        ];
+        expected
+    });
+    assert_eq!(info.session_type.as_str(), "chat");
+    assert_eq!(info.max_clients, Some(3));
+    assert!(store.get(&closed.session.id, NOW + 10).is_none());
+    assert!(!store.close(&closed.session.id).await.unwrap());
+    assert!(matches!(
+        store
+            .join(&closed.session.id, &closed.pin, &client("lamp"), NOW + 10)
+            .await,
+        Err(JoinError::InvalidCredentials)
+    ));
+    // The PIN still works after a restart (via argon2 now: the fast check is per process).
+    store
+        .join(&kept.session.id, &kept.pin, &client("third"), NOW + 11)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_refusal_of_credentials_looks_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let live = create(&store, NewSession::default()).await;
+    let expiring = create(
+        &store,
+        NewSession {
+            ttl_secs: Some(60),
+            ..NewSession::default()
+        },
+    )
+    .await;
+    let closed = create(&store, NewSession::default()).await;
+    store.close(&closed.session.id).await.unwrap();
+    let wrong_pin = Pin::parse(if live.pin.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    })
+    .unwrap();
+    let unknown = SessionId::parse("1").unwrap();
+
+    let attempts = [
+        (&live.session.id, &wrong_pin, NOW),
+        (&unknown, &live.pin, NOW),
+        (&closed.session.id, &closed.pin, NOW),
+        (&expiring.session.id, &expiring.pin, NOW + 60),
+    ];
+    for (id, pin, now) in attempts {
+        let result = store.join(id, pin, &client("lamp"), now).await;
+        assert!(
+            matches!(result, Err(JoinError::InvalidCredentials)),
+            "{id}: {result:?}"
+        );
+    }
+    assert!(store
+        .join(
+            &expiring.session.id,
+            &expiring.pin,
+            &client("lamp"),
+            NOW + 59
+        )
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn expired_sessions_vanish_from_get_list_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let expiring = create(
+        &store,
+        NewSession {
+            ttl_secs: Some(100),
+            ..NewSession::default()
+        },
+    )
+    .await;
+    let forever = create(&store, NewSession::default()).await;
+    assert_eq!(expiring.session.expires_at, Some(NOW + 100));
+    assert_eq!(forever.session.expires_at, None);
+
+    assert!(store.get(&expiring.session.id, NOW + 99).is_some());
+    assert_eq!(store.live_count(NOW + 99), 2);
+    assert_eq!(store.list(NOW + 99, None, 10).len(), 2);
+
+    assert!(store.get(&expiring.session.id, NOW + 100).is_none());
+    assert_eq!(store.live_count(NOW + 100), 1);
+    let listed = store.list(NOW + 100, None, 10);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, forever.session.id);
+}
+
+#[tokio::test]
+async fn list_pages_through_live_sessions_in_id_order_without_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let mut created = Vec::new();
+    for _ in 0..17 {
+        created.push(create(&store, NewSession::default()).await);
+    }
+    store.close(&created[3].session.id).await.unwrap();
+    let mut expected: Vec<SessionId> = created
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != 3)
+        .map(|(_, c)| c.session.id.clone())
+        .collect();
+    expected.sort();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<SessionId> = None;
+    loop {
+        let page = store.list(NOW, cursor.as_ref(), 5);
+        assert!(page.len() <= 5);
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        let json = serde_json::to_string(&page).unwrap();
+        for session in &created {
+            assert!(!json.contains(session.pin.as_str()), "a PIN leaked: {json}");
+        }
+        assert!(!json.contains("argon2"), "a PIN hash leaked: {json}");
+        seen.extend(page.into_iter().map(|info| info.id));
+    }
+    assert_eq!(seen, expected);
+    assert!(store.list(NOW, None, 0).is_empty());
+}
+
+#[tokio::test]
+async fn rejoining_client_keeps_first_join_time_and_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = create(
+        &store,
+        NewSession {
+            max_clients: Some(2),
+            ..NewSession::default()
+        },
+    )
+    .await;
+    let id = &created.session.id;
+    store
+        .join(id, &created.pin, &client("a"), NOW + 1)
+        .await
+        .unwrap();
+    let info = store
+        .join(id, &created.pin, &client("a"), NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(info.clients.len(), 1);
+    assert_eq!(info.clients[0].joined_at, NOW + 1);
+    store
+        .join(id, &created.pin, &client("b"), NOW + 3)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.join(id, &created.pin, &client("c"), NOW + 4).await,
+        Err(JoinError::SessionFull)
+    ));
+    // Already joined clients may still come back to a full session.
+    store
+        .join(id, &created.pin, &client("b"), NOW + 5)
+        .await
+        .unwrap();
+
+    let (store, _) = reopen(store, dir.path()).await;
+    let info = store.get(id, NOW + 6).unwrap();
+    let names: Vec<_> = info.clients.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(info.clients[0].joined_at, NOW + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_joins_never_overshoot_max_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = Arc::new(
+        create(
+            &store,
+            NewSession {
+                max_clients: Some(5),
+                ..NewSession::default()
+            },
+        )
+        .await,
+    );
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            let created = Arc::clone(&created);
+            tokio::spawn(async move {
+                store
+                    .join(
+                        &created.session.id,
+                        &created.pin,
+                        &client(&format!("c{n}")),
+                        NOW,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut joined = 0;
+    let mut full = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => joined += 1,
+            Err(JoinError::SessionFull) => full += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((joined, full), (5, 59));
+    assert_eq!(
+        store.get(&created.session.id, NOW).unwrap().clients.len(),
+        5
+    );
+    let (store, _) = reopen(store, dir.path()).await;
+    assert_eq!(
+        store.get(&created.session.id, NOW).unwrap().clients.len(),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_joins_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = Arc::new(create(&store, NewSession::default()).await);
+    let before = store.stats().journal;
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            let created = Arc::clone(&created);
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .join(
+                        &created.session.id,
+                        &created.pin,
+                        &client(&format!("c{n}")),
+                        NOW,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let after = store.stats().journal;
+    let records = after.records - before.records;
+    let fsyncs = after.fsyncs - before.fsyncs;
+    println!("64 concurrent joins: {records} records, {fsyncs} fsyncs");
+    assert_eq!(records, 64);
+    assert!(
+        fsyncs < 64 / 2,
+        "group commit did not batch: {fsyncs} fsyncs"
+    );
+    assert_eq!(store.stats().argon2_verifications, 0);
+}
+
+#[tokio::test]
+async fn pin_fast_path_skips_argon2_after_first_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = create(&store, NewSession::default()).await;
+    let id = created.session.id.clone();
+    let wrong = Pin::parse(if created.pin.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    })
+    .unwrap();
+
+    // The creating process knows the PIN: no argon2 for right or wrong PINs.
+    store
+        .join(&id, &created.pin, &client("a"), NOW)
+        .await
+        .unwrap();
+    assert!(store.join(&id, &wrong, &client("a"), NOW).await.is_err());
+    assert_eq!(store.stats().argon2_verifications, 0);
+
+    // A new process must verify once against the stored hash...
+    let (store, _) = reopen(store, dir.path()).await;
+    assert!(store.join(&id, &wrong, &client("a"), NOW).await.is_err());
+    assert_eq!(store.stats().argon2_verifications, 1);
+    store
+        .join(&id, &created.pin, &client("b"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.stats().argon2_verifications, 2);
+    // ...and never again for this session, whatever PIN is tried.
+    store
+        .join(&id, &created.pin, &client("c"), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.join(&id, &wrong, &client("d"), NOW).await,
+        Err(JoinError::InvalidCredentials)
+    ));
+    assert_eq!(store.stats().argon2_verifications, 2);
+}
+
+#[tokio::test]
+async fn journal_never_holds_the_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = create(&store, NewSession::default()).await;
+    store.shutdown().await;
+    let journal = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+    assert!(journal.contains("$argon2id$"));
+    let json_of_pin = format!("\"{}\"", created.pin);
+    assert!(!journal.contains(&json_of_pin), "{journal}");
+}
+
+#[tokio::test]
+async fn changes_after_shutdown_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = create(&store, NewSession::default()).await;
+    store.shutdown().await;
+    assert!(matches!(
+        store.create(NewSession::default(), NOW).await,
+        Err(StoreError::JournalClosed)
+    ));
+    assert!(matches!(
+        store
+            .join(&created.session.id, &created.pin, &client("a"), NOW)
+            .await,
+        Err(JoinError::Store(StoreError::JournalClosed))
+    ));
+    // A change that did not reach the disk is not visible either.
+    assert!(store
+        .get(&created.session.id, NOW)
+        .unwrap()
+        .clients
+        .is_empty());
+    assert!(matches!(
+        store.close(&created.session.id).await,
+        Err(StoreError::JournalClosed)
+    ));
+    assert!(store.get(&created.session.id, NOW).is_some());
+}
+
+#[tokio::test]
+async fn retired_ids_are_never_reused_and_a_full_id_space_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = StoreConfig {
+        data_dir: dir.path().to_owned(),
+        id_length: 1,
+        pin_length: 3,
+    };
+    let (store, _) = SessionStore::open(tiny.clone()).await.unwrap();
+    // 9 one-digit ids exist; creation stops once 90 % of them are used or retired.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(create(&store, NewSession::default()).await.session.id);
+    }
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 8);
+    for id in &ids {
+        store.close(id).await.unwrap();
+    }
+    store.shutdown().await;
+    drop(store);
+
+    let (store, report) = SessionStore::open(tiny).await.unwrap();
+    assert_eq!(report.sessions, 0);
+    // 8 of 9 is just under the limit: one more id, and never one of the retired ones.
+    let fresh = create(&store, NewSession::default()).await.session.id;
+    assert!(!ids.contains(&fresh), "retired id {fresh} was reused");
+    let error = store.create(NewSession::default(), NOW).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::IdSpaceExhausted { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("ISM_ID_LENGTH"), "{error}");
+}
+
+#[tokio::test]
+async fn impossible_lengths_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    for (id_length, pin_length) in [(0, 6), (33, 6), (6, 2), (6, 33)] {
+        let result = SessionStore::open(StoreConfig {
+            data_dir: dir.path().to_owned(),
+            id_length,
+            pin_length,
+        })
+        .await;
+        assert!(matches!(result, Err(StoreError::Config(_))));
+    }
+}
+
+// --- damaged journals ---------------------------------------------------------------------
+
+/// A store with three sessions (one joined by a client) and its journal's frame offsets.
+async fn three_sessions(dir: &Path) -> (Vec<CreatedSession>, Vec<u64>) {
+    let (store, _) = open(dir).await;
+    let mut created = Vec::new();
+    let mut offsets = vec![0];
+    for _ in 0..3 {
+        created.push(create(&store, NewSession::default()).await);
+        offsets.push(journal_len(dir));
+    }
+    store
+        .join(
+            &created[2].session.id,
+            &created[2].pin,
+            &client("late"),
+            NOW,
+        )
+        .await
+        .unwrap();
+    offsets.push(journal_len(dir));
+    store.shutdown().await;
+    (created, offsets)
+}
+
+fn live_ids(store: &SessionStore) -> Vec<SessionId> {
+    store
+        .list(NOW, None, 100)
+        .into_iter()
+        .map(|info| info.id)
+        .collect()
+}
+
+fn sorted_ids(created: &[CreatedSession]) -> Vec<SessionId> {
+    let mut ids: Vec<_> = created.iter().map(|c| c.session.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn truncated_mid_record_keeps_the_intact_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, offsets) = three_sessions(dir.path()).await;
+    // Cut the last record (the join) in the middle, as a crash mid-append would.
+    let cut = offsets[3] + (offsets[4] - offsets[3]) / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(journal_path(dir.path()))
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 3);
+    assert_eq!(report.sessions, 3);
+    assert_eq!(report.discarded_tail_bytes, cut - offsets[3]);
+    assert_eq!(
+        journal_len(dir.path()),
+        offsets[3],
+        "damaged tail not truncated"
+    );
+    assert_eq!(live_ids(&store), sorted_ids(&created));
+    assert!(store
+        .get(&created[2].session.id, NOW)
+        .unwrap()
+        .clients
+        .is_empty());
+
+    // New records land after the intact prefix and survive the next restart.
+    store
+        .join(
+            &created[0].session.id,
+            &created[0].pin,
+            &client("after"),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let (store, report) = reopen(store, dir.path()).await;
+    assert_eq!(report.discarded_tail_bytes, 0);
+    assert_eq!(report.records, 4);
+    assert_eq!(
+        store
+            .get(&created[0].session.id, NOW)
+            .unwrap()
+            .clients
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn flipped_byte_drops_that_record_and_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, offsets) = three_sessions(dir.path()).await;
+    let path = journal_path(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Damage a byte inside the second record's JSON.
+    let position = usize::try_from(offsets[1] + 40).unwrap();
+    bytes[position] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 1);
+    assert_eq!(report.discarded_tail_bytes, offsets[4] - offsets[1]);
+    assert_eq!(live_ids(&store), vec![created[0].session.id.clone()]);
+}
+
+#[tokio::test]
+async fn garbage_tail_is_reported_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, offsets) = three_sessions(dir.path()).await;
+    let path = journal_path(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let garbage = b"\0\0\0\0\xff\xfe garbage\nmore garbage without newline";
+    bytes.extend_from_slice(garbage);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 4);
+    assert_eq!(report.discarded_tail_bytes, garbage.len() as u64);
+    assert_eq!(journal_len(dir.path()), offsets[4]);
+    assert_eq!(live_ids(&store), sorted_ids(&created));
+    assert_eq!(
+        store
+            .get(&created[2].session.id, NOW)
+            .unwrap()
+            .clients
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unfinished_compaction_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, _) = three_sessions(dir.path()).await;
+    std::fs::write(
+        dir.path().join("sessions.journal.compact"),
+        b"half a compaction",
+    )
+    .unwrap();
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.sessions, 3);
+    assert_eq!(live_ids(&store), sorted_ids(&created));
+    assert!(!dir.path().join("sessions.journal.compact").exists());
+}
+
+// --- compaction ---------------------------------------------------------------------------
+
+fn write_journal(dir: &Path, records: &[Record]) {
+    let mut bytes = Vec::new();
+    for record in records {
+        record.encode_into(&mut bytes).unwrap();
+    }
+    std::fs::write(journal_path(dir), bytes).unwrap();
+}
+
+#[tokio::test]
+async fn compaction_keeps_exactly_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = Pin::parse("123456").unwrap();
+    let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
+    let now = unix_now();
+    let id = |n: usize| SessionId::parse(&format!("{}", 100_000 + n)).unwrap();
+    let mut records = Vec::new();
+    // 3000 sessions: every third stays live with two clients, every third is closed,
+    // every third expired an hour ago.
+    for n in 0..3000 {
+        records.push(Record::Created(CreatedRecord {
+            id: id(n),
+            session_type: SessionType::default(),
+            created_at: now - 7200,
+            expires_at: if n % 3 == 2 { Some(now - 3600) } else { None },
+            max_clients: Some(10),
+            pin_hash: pin_hash.clone(),
+        }));
+        for (name, at) in [("a", 1), ("b", 2), ("a", 3)] {
+            records.push(Record::Joined(JoinedRecord {
+                id: id(n),
+                client: client(name),
+                joined_at: now - 7200 + at,
+            }));
+        }
+        if n % 3 == 1 {
+            records.push(Record::Closed(ClosedRecord { id: id(n) }));
+        }
+    }
+    write_journal(dir.path(), &records);
+    let size_before = journal_len(dir.path());
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, records.len());
+    assert_eq!(report.sessions, 1000);
+    let state_before: Vec<SessionInfo> = store.list(now, None, usize::MAX);
+    assert_eq!(state_before.len(), 1000);
+    assert!(state_before
+        .iter()
+        .all(|info| info.clients.len() == 2 && info.clients[0].joined_at == now - 7199));
+    store.shutdown().await;
+    drop(store);
+
+    // Live sessions (1 + 2 joins each) plus one tombstone per retired id.
+    let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+    assert!(journal_len(dir.path()) < size_before / 2);
+    assert_eq!(compacted.lines().count(), 1000 * 3 + 2000);
+    assert_eq!(compacted.matches("\"created\"").count(), 1000);
+    assert_eq!(compacted.matches("\"closed\"").count(), 2000);
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 5000);
+    assert_eq!(report.sessions, 1000);
+    assert_eq!(store.list(now, None, usize::MAX), state_before);
+    // The compacted PIN hash still verifies.
+    store.join(&id(0), &pin, &client("c"), now).await.unwrap();
+    // Expired and closed ids are retired, not forgotten.
+    assert_eq!(store.inner.sessions.len(), 3000);
+}
+
+#[tokio::test]
+async fn small_journals_are_not_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, offsets) = three_sessions(dir.path()).await;
+    let (store, _) = open(dir.path()).await;
+    store.close(&created[0].session.id).await.unwrap();
+    let before = journal_len(dir.path());
+    assert!(before > offsets[4]);
+    let (_store, report) = reopen(store, dir.path()).await;
+    assert_eq!(report.records, 5);
+    assert_eq!(journal_len(dir.path()), before);
+}
