@@ -1,0 +1,91 @@
+//! Restart with 100 000 sessions: the journal is built directly through the record format
+//! (one argon2 hash reused, or building it would take longer than the test), then the
+//! store is opened on it as the service does at start-up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use session_manager::domain::{ClientName, Pin, SessionId, SessionType};
+use session_manager::store::pin_check::hash_pin_blocking;
+use session_manager::store::record::{CreatedRecord, JoinedRecord, Record};
+use session_manager::store::{SessionStore, StoreConfig, JOURNAL_FILE_NAME};
+
+const SESSIONS: usize = 100_000;
+
+fn write_journal(dir: &Path, pin: &Pin, now: u64) -> usize {
+    let pin_hash = hash_pin_blocking(pin).unwrap();
+    let client = ClientName::parse("device-1").unwrap();
+    let mut bytes = Vec::with_capacity(SESSIONS * 300);
+    for n in 0..SESSIONS {
+        let id = SessionId::parse(&(1_000_000 + n).to_string()).unwrap();
+        Record::Created(CreatedRecord {
+            id: id.clone(),
+            session_type: SessionType::default(),
+            created_at: now,
+            expires_at: Some(now + 86_400),
+            max_clients: Some(8),
+            pin_hash: pin_hash.clone(),
+        })
+        .encode_into(&mut bytes)
+        .unwrap();
+        Record::Joined(JoinedRecord {
+            id,
+            client: client.clone(),
+            joined_at: now + 1,
+        })
+        .encode_into(&mut bytes)
+        .unwrap();
+    }
+    std::fs::write(dir.join(JOURNAL_FILE_NAME), bytes).unwrap();
+    SESSIONS * 2
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_thousand_sessions_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = Pin::parse("424242").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let records = write_journal(dir.path(), &pin, now);
+
+    let config = StoreConfig {
+        data_dir: dir.path().to_owned(),
+        id_length: 7,
+        pin_length: 6,
+    };
+    let (store, report) = SessionStore::open(config).await.unwrap();
+    println!(
+        "recovered {} sessions from {} records in {:?}",
+        report.sessions, report.records, report.elapsed
+    );
+    assert_eq!(report.sessions, SESSIONS);
+    assert_eq!(report.records, records);
+    assert_eq!(report.discarded_tail_bytes, 0);
+    assert_eq!(store.live_count(now + 2), SESSIONS);
+    if !cfg!(debug_assertions) {
+        assert!(
+            report.elapsed < Duration::from_secs(2),
+            "recovery took {:?}",
+            report.elapsed
+        );
+    }
+
+    let first = SessionId::parse("1000000").unwrap();
+    let info = store.get(&first, now + 2).unwrap();
+    assert_eq!(info.clients.len(), 1);
+    let page = store.list(now + 2, Some(&first), 3);
+    let ids: Vec<_> = page.iter().map(|info| info.id.as_str()).collect();
+    assert_eq!(ids, ["1000001", "1000002", "1000003"]);
+    store
+        .join(
+            &first,
+            &pin,
+            &ClientName::parse("device-2").unwrap(),
+            now + 3,
+        )
+        .await
+        .unwrap();
+    store.shutdown().await;
+}
