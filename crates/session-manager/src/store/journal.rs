@@ -10,6 +10,10 @@
 //! Submitting never blocks, so the store can submit while it holds a session's lock; that
 //! is what keeps the order in the file equal to the order of changes in memory.
 //!
+//! The writer also keeps the file from growing forever: when the records in the file
+//! exceed the live state by far, it compacts between two batches (see `compaction`).
+//! Nothing is appended meanwhile, so no record can fall between snapshot and rename.
+//!
 //! A failed write or fsync leaves the file in an unknown state, and retrying fsync after a
 //! failure may report success for data that never reached the disk. So the first failure
 //! is final: the writer refuses every later change and the store stops accepting changes
@@ -21,9 +25,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{compaction, unix_now, Slot, StoreError};
+use crate::domain::SessionId;
 
 /// Name of the journal file inside the data directory.
 pub const JOURNAL_FILE_NAME: &str = "sessions.journal";
@@ -36,12 +42,14 @@ const MAX_BATCH_FRAMES: usize = 4096;
 pub struct JournalStats {
     pub records: u64,
     pub fsyncs: u64,
+    pub compactions: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     records: AtomicU64,
     fsyncs: AtomicU64,
+    compactions: AtomicU64,
 }
 
 enum Command {
@@ -76,15 +84,24 @@ impl PendingWrite {
 }
 
 impl Journal {
-    /// Starts the writer thread on `file`, which must be open for appending.
-    pub(crate) fn start(file: File, path: PathBuf) -> Result<Self, StoreError> {
+    /// Starts the writer thread on `file`, the journal in `data_dir` opened for appending,
+    /// which holds `records_in_file` records; `sessions` is what a compaction snapshots.
+    pub(crate) fn start(
+        file: File,
+        data_dir: PathBuf,
+        sessions: Arc<DashMap<SessionId, Slot>>,
+        records_in_file: usize,
+    ) -> Result<Self, StoreError> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let writer = Writer {
             file,
-            path,
+            data_dir,
             counters: Arc::clone(&counters),
             failure: None,
+            sessions,
+            records_in_file,
+            next_compaction_check: compaction::next_check_after(records_in_file),
         };
         std::thread::Builder::new()
             .name("session-journal".to_owned())
@@ -127,15 +144,21 @@ impl Journal {
         JournalStats {
             records: self.counters.records.load(Ordering::Relaxed),
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
+            compactions: self.counters.compactions.load(Ordering::Relaxed),
         }
     }
 }
 
 struct Writer {
     file: File,
-    path: PathBuf,
+    data_dir: PathBuf,
     counters: Arc<Counters>,
     failure: Option<String>,
+    sessions: Arc<DashMap<SessionId, Slot>>,
+    records_in_file: usize,
+    /// Counting the live state costs a pass over all sessions, so it is only done when
+    /// the file has grown past this many records (see `compaction::next_check_after`).
+    next_compaction_check: usize,
 }
 
 impl Writer {
@@ -144,13 +167,14 @@ impl Writer {
         let mut waiters = Vec::new();
         while let Some(first) = commands.blocking_recv() {
             let mut shutdown = None;
+            let mut frames = 0;
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
                     Command::Append { frame, ack } => {
                         if !frame.is_empty() {
                             batch.extend_from_slice(&frame);
-                            self.counters.records.fetch_add(1, Ordering::Relaxed);
+                            frames += 1;
                         }
                         waiters.push(ack);
                     }
@@ -165,6 +189,10 @@ impl Writer {
             }
             let outcome = self.commit(&batch);
             batch.clear();
+            if outcome.is_ok() {
+                self.counters.records.fetch_add(frames, Ordering::Relaxed);
+                self.records_in_file += frames as usize;
+            }
             for waiter in waiters.drain(..) {
                 // A waiter that gave up (dropped its future) needs no answer.
                 let _ = waiter.send(outcome.clone());
@@ -173,6 +201,49 @@ impl Writer {
                 let _ = done.send(());
                 return;
             }
+            if outcome.is_ok() && self.records_in_file >= self.next_compaction_check {
+                self.compact_if_worth_it();
+            }
+        }
+    }
+
+    fn compact_if_worth_it(&mut self) {
+        let now = unix_now();
+        let live = compaction::snapshot_len(&self.sessions, now);
+        if !compaction::worth_compacting(self.records_in_file, live) {
+            self.next_compaction_check = compaction::next_check_after(self.records_in_file);
+            return;
+        }
+        let written =
+            compaction::encode_snapshot(&self.sessions, now).and_then(|(bytes, records)| {
+                compaction::write_snapshot(&self.data_dir, &bytes).map(|file| (file, records))
+            });
+        let (file, records) = match written.and_then(|(file, records)| {
+            compaction::install_snapshot(&self.data_dir)?;
+            Ok((file, records))
+        }) {
+            Ok(installed) => installed,
+            Err(error) => {
+                // Nothing was renamed: the old journal is complete and stays in use.
+                tracing::warn!(%error, "session journal compaction failed; keeping the uncompacted journal");
+                self.next_compaction_check = compaction::next_check_after(self.records_in_file);
+                return;
+            }
+        };
+        tracing::info!(
+            records_before = self.records_in_file,
+            records_after = records,
+            "compacted the session journal"
+        );
+        self.file = file;
+        self.records_in_file = records;
+        self.next_compaction_check = compaction::next_check_after(records);
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = compaction::sync_dir(&self.data_dir) {
+            // Which of the two files a crash would leave is now unknown.
+            let message = format!("compacting the session journal: {error}");
+            tracing::error!(error = %message, "refusing further changes until restart");
+            self.failure = Some(message);
         }
     }
 
@@ -189,7 +260,8 @@ impl Writer {
             self.file.sync_data()
         });
         result.map_err(|error| {
-            let message = format!("writing {}: {error}", self.path.display());
+            let path = self.data_dir.join(JOURNAL_FILE_NAME);
+            let message = format!("writing {}: {error}", path.display());
             tracing::error!(error = %message, "session journal write failed; refusing further changes until restart");
             self.failure = Some(message.clone());
             message
@@ -211,7 +283,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        Journal::start(file, path).unwrap()
+        Journal::start(file, dir.to_owned(), Arc::default(), 0).unwrap()
     }
 
     fn frame(n: usize) -> Vec<u8> {
@@ -271,7 +343,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         // A read-only handle makes every write fail, as a broken disk would.
         let read_only = std::fs::File::open(&path).unwrap();
-        let journal = Journal::start(read_only, path).unwrap();
+        let journal = Journal::start(read_only, dir.path().to_owned(), Arc::default(), 0).unwrap();
         assert!(matches!(
             journal.submit(frame(1)).durable().await,
             Err(StoreError::JournalFailed(_))

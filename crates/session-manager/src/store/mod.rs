@@ -14,6 +14,7 @@
 //! Time is passed in (`now`, seconds since the epoch) rather than read here, so expiry is
 //! testable; only start-up reads the clock, to drop sessions that expired while down.
 
+mod compaction;
 pub mod journal;
 pub mod pin_check;
 pub mod record;
@@ -200,7 +201,8 @@ pub struct SessionStore {
 
 struct Inner {
     config: StoreConfig,
-    sessions: DashMap<SessionId, Slot>,
+    /// Shared with the journal writer, which snapshots it to compact the journal.
+    sessions: Arc<DashMap<SessionId, Slot>>,
     /// Ids of live sessions in order, for listings. Never locked while a `sessions` guard
     /// is held (and vice versa), so the two locks cannot deadlock.
     ordered: RwLock<BTreeSet<SessionId>>,
@@ -219,9 +221,12 @@ impl SessionStore {
             tokio::task::spawn_blocking(move || recovery::recover(&data_dir, unix_now()))
                 .await
                 .map_err(|error| StoreError::Task(error.to_string()))??;
+        let sessions = Arc::new(recovered.sessions);
         let journal = Journal::start(
             recovered.journal_file,
-            config.data_dir.join(JOURNAL_FILE_NAME),
+            config.data_dir.clone(),
+            Arc::clone(&sessions),
+            recovered.journal_records,
         )?;
         let report = recovered.report;
         tracing::info!(
@@ -235,7 +240,7 @@ impl SessionStore {
         let store = SessionStore {
             inner: Arc::new(Inner {
                 config,
-                sessions: recovered.sessions,
+                sessions,
                 ordered: RwLock::new(recovered.ordered),
                 journal,
                 pins: PinChecker::new(),
@@ -397,25 +402,20 @@ impl SessionStore {
         now: u64,
     ) -> Result<SessionInfo, JoinError> {
         let inner = &*self.inner;
-        let needs_argon2 = {
-            let Some(slot) = inner.sessions.get(id) else {
-                return Err(JoinError::InvalidCredentials);
-            };
-            let Slot::Live(session) = slot.value() else {
-                return Err(JoinError::InvalidCredentials);
-            };
-            if !session.is_live(now) {
-                return Err(JoinError::InvalidCredentials);
-            }
-            match &session.pin_tag {
-                Some(tag) if inner.pins.matches_tag(id, pin, tag) => None,
-                Some(_) => return Err(JoinError::InvalidCredentials),
-                None => Some(Arc::clone(&session.pin_hash)),
-            }
-        };
-        if let Some(pin_hash) = needs_argon2 {
-            if !inner.pins.verify_hash(pin_hash, pin.clone()).await? {
-                return Err(JoinError::InvalidCredentials);
+        if let Some(pin_hash) = self.check_pin_fast(id, pin, now)? {
+            // Few argon2 runs at a time: each takes tens of MiB and a core for a while.
+            let _slot = inner.pins.argon2_slot().await?;
+            // Another join of this session may have verified the PIN while this one waited;
+            // then its cached check answers and argon2 runs once, not once per join.
+            if self.check_pin_fast(id, pin, now)?.is_some() {
+                if !inner.pins.verify_hash(pin_hash, pin.clone()).await? {
+                    return Err(JoinError::InvalidCredentials);
+                }
+                if let Some(mut slot) = inner.sessions.get_mut(id) {
+                    if let Slot::Live(session) = slot.value_mut() {
+                        session.pin_tag = Some(inner.pins.tag(id, pin));
+                    }
+                }
             }
         }
 
@@ -429,9 +429,6 @@ impl SessionStore {
             };
             if !session.is_live(now) {
                 return Err(JoinError::InvalidCredentials);
-            }
-            if session.pin_tag.is_none() {
-                session.pin_tag = Some(inner.pins.tag(id, pin));
             }
             if session.clients.iter().any(|known| &known.name == client) {
                 // Its first join may still be on its way to disk: wait for it.
@@ -471,6 +468,29 @@ impl SessionStore {
         Ok(info)
     }
 
+    /// Checks `pin` against the session's cached fast check. `Ok(None)`: it matched;
+    /// `Ok(Some(hash))`: nothing cached yet, verify against this argon2 hash; an error for
+    /// an unknown, closed or expired session or a wrong PIN.
+    fn check_pin_fast(
+        &self,
+        id: &SessionId,
+        pin: &Pin,
+        now: u64,
+    ) -> Result<Option<Arc<str>>, JoinError> {
+        let inner = &*self.inner;
+        let Some(slot) = inner.sessions.get(id) else {
+            return Err(JoinError::InvalidCredentials);
+        };
+        match slot.value() {
+            Slot::Live(session) if session.is_live(now) => match &session.pin_tag {
+                Some(tag) if inner.pins.matches_tag(id, pin, tag) => Ok(None),
+                Some(_) => Err(JoinError::InvalidCredentials),
+                None => Ok(Some(Arc::clone(&session.pin_hash))),
+            },
+            _ => Err(JoinError::InvalidCredentials),
+        }
+    }
+
     /// Flushes everything queued and stops the journal writer; later changes fail with
     /// [`StoreError::JournalClosed`].
     pub async fn shutdown(&self) {
@@ -505,7 +525,18 @@ fn id_space_capacity(length: usize) -> u128 {
         .map_or(u128::MAX, |power| 9 * power)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn io_error<'a>(
+    action: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())

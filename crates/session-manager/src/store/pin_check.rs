@@ -14,6 +14,10 @@
 //! wrong PIN costs no argon2 at all. The tags are worthless outside the process: the key
 //! is never written anywhere and is new on every start, which is also why sessions
 //! recovered from the journal fall back to argon2 once.
+//!
+//! argon2 runs on the blocking pool and at most one verification per core at a time: each
+//! takes about 19 MiB, and unbounded concurrent verifications (a burst of joins after a
+//! restart, or wrong PINs sprayed at uncached sessions) would exhaust memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::StoreError;
 use crate::domain::{Pin, SessionId};
@@ -53,6 +58,7 @@ pub async fn hash_pin(pin: Pin) -> Result<String, StoreError> {
 pub(crate) struct PinChecker {
     key: [u8; 32],
     argon2_verifications: AtomicU64,
+    argon2_slots: Semaphore,
 }
 
 impl PinChecker {
@@ -60,7 +66,18 @@ impl PinChecker {
         Self {
             key: rand::random(),
             argon2_verifications: AtomicU64::new(0),
+            argon2_slots: Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         }
+    }
+
+    /// Waits for a turn to run argon2; hold it across the verification.
+    pub(crate) async fn argon2_slot(&self) -> Result<SemaphorePermit<'_>, StoreError> {
+        self.argon2_slots
+            .acquire()
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))
     }
 
     fn mac(&self, id: &SessionId, pin: &Pin) -> HmacSha256 {

@@ -10,32 +10,30 @@
 //! reason to refuse to start: everything before the first bad frame is kept, the rest is
 //! reported (log line with the byte offset, [`RecoveryReport::discarded_tail_bytes`]) and
 //! truncated away so new records do not land behind it.
+//!
+//! After replay, a journal holding much more history than live state is compacted (see
+//! `compaction`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Instant;
 
 use dashmap::DashMap;
 
+use super::compaction::{self, COMPACTION_FILE_NAME};
 use super::journal::JOURNAL_FILE_NAME;
-use super::record::{decode_frame, ClosedRecord, CreatedRecord, JoinedRecord, Record};
-use super::{ClientInfo, LiveSession, RecoveryReport, Slot, StoreError};
+use super::record::{decode_frame, ClosedRecord, JoinedRecord, Record};
+use super::{io_error, ClientInfo, LiveSession, RecoveryReport, Slot, StoreError};
 use crate::domain::SessionId;
-
-/// Compaction writes here first and renames over the journal once the copy is durable.
-const COMPACTION_FILE_NAME: &str = "sessions.journal.compact";
-
-/// History may be this many times the live state before a start-up compacts it...
-const COMPACTION_RATIO: usize = 2;
-/// ...and must exceed it by this many records, so small journals are left alone.
-const COMPACTION_MIN_SURPLUS: usize = 1024;
 
 pub(crate) struct Recovered {
     pub(crate) sessions: DashMap<SessionId, Slot>,
     pub(crate) ordered: BTreeSet<SessionId>,
     pub(crate) journal_file: File,
+    /// Records in the journal file as it is now (after any compaction).
+    pub(crate) journal_records: usize,
     pub(crate) report: RecoveryReport,
 }
 
@@ -94,29 +92,36 @@ pub(crate) fn recover(data_dir: &Path, now: u64) -> Result<Recovered, StoreError
         }
     }
 
-    let snapshot_records: usize = sessions.values().map(Slot::snapshot_records).sum();
-    if records > snapshot_records * COMPACTION_RATIO + COMPACTION_MIN_SURPLUS {
-        compact(data_dir, &journal_path, &compaction_path, &sessions)?;
+    let sessions: DashMap<SessionId, Slot> = sessions.into_iter().collect();
+    let snapshot_records = compaction::snapshot_len(&sessions, now);
+    let (journal_file, journal_records) = if compaction::worth_compacting(records, snapshot_records)
+    {
+        let (snapshot, snapshot_records) = compaction::encode_snapshot(&sessions, now)?;
+        let file = compaction::write_snapshot(data_dir, &snapshot)?;
+        compaction::install_snapshot(data_dir)?;
+        compaction::sync_dir(data_dir)?;
         tracing::info!(
             records_before = records,
             records_after = snapshot_records,
             "compacted the session journal"
         );
-    }
-
-    let journal_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .map_err(io_error("open", &journal_path))?;
-    if !journal_existed {
-        sync_dir(data_dir)?;
-    }
+        (file, snapshot_records)
+    } else {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(io_error("open", &journal_path))?;
+        if !journal_existed {
+            compaction::sync_dir(data_dir)?;
+        }
+        (file, records)
+    };
 
     let ordered: BTreeSet<SessionId> = sessions
         .iter()
-        .filter(|(_, slot)| matches!(slot, Slot::Live(_)))
-        .map(|(id, _)| id.clone())
+        .filter(|entry| matches!(entry.value(), Slot::Live(_)))
+        .map(|entry| entry.key().clone())
         .collect();
     let report = RecoveryReport {
         sessions: ordered.len(),
@@ -125,9 +130,10 @@ pub(crate) fn recover(data_dir: &Path, now: u64) -> Result<Recovered, StoreError
         elapsed: started.elapsed(),
     };
     Ok(Recovered {
-        sessions: sessions.into_iter().collect(),
+        sessions,
         ordered,
         journal_file,
+        journal_records,
         report,
     })
 }
@@ -137,7 +143,8 @@ fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record) {
         Record::Created(created) => {
             let id = created.id.clone();
             if sessions.contains_key(&id) {
-                tracing::warn!(session_id = %id, "journal creates a session id twice; the later one wins");
+                // Legitimate after a compaction while running (see `compaction`).
+                tracing::debug!(session_id = %id, "journal creates a session id again; the later one wins");
             }
             sessions.insert(id, Slot::Live(Box::new(LiveSession::from_record(created))));
         }
@@ -161,36 +168,6 @@ fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record) {
     }
 }
 
-/// Writes the live state as a fresh journal and atomically puts it in place.
-fn compact(
-    data_dir: &Path,
-    journal_path: &Path,
-    compaction_path: &Path,
-    sessions: &HashMap<SessionId, Slot>,
-) -> Result<(), StoreError> {
-    let file = File::create(compaction_path).map_err(io_error("create", compaction_path))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let mut frame = Vec::with_capacity(512);
-    for (id, slot) in sessions {
-        for record in slot.snapshot(id) {
-            frame.clear();
-            record
-                .encode_into(&mut frame)
-                .map_err(|error| StoreError::Encode(error.to_string()))?;
-            writer
-                .write_all(&frame)
-                .map_err(io_error("write", compaction_path))?;
-        }
-    }
-    let file = writer
-        .into_inner()
-        .map_err(|error| io_error("write", compaction_path)(error.into_error()))?;
-    file.sync_all().map_err(io_error("sync", compaction_path))?;
-    drop(file);
-    fs::rename(compaction_path, journal_path).map_err(io_error("rename", compaction_path))?;
-    sync_dir(data_dir)
-}
-
 fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
     let file = OpenOptions::new()
         .write(true)
@@ -198,56 +175,4 @@ fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
         .map_err(io_error("open", path))?;
     file.set_len(len).map_err(io_error("truncate", path))?;
     file.sync_all().map_err(io_error("sync", path))
-}
-
-/// Makes a creation or rename inside `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(io_error("sync the directory", dir))
-}
-
-fn io_error<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
-}
-
-impl Slot {
-    fn snapshot_records(&self) -> usize {
-        match self {
-            Slot::Live(session) => 1 + session.clients.len(),
-            Slot::Retired => 1,
-        }
-    }
-
-    fn snapshot(&self, id: &SessionId) -> Vec<Record> {
-        match self {
-            Slot::Live(session) => {
-                let created = Record::Created(CreatedRecord {
-                    id: id.clone(),
-                    session_type: session.session_type.clone(),
-                    created_at: session.created_at,
-                    expires_at: session.expires_at,
-                    max_clients: session.max_clients,
-                    pin_hash: session.pin_hash.to_string(),
-                });
-                std::iter::once(created)
-                    .chain(session.clients.iter().map(|client| {
-                        Record::Joined(JoinedRecord {
-                            id: id.clone(),
-                            client: client.name.clone(),
-                            joined_at: client.joined_at,
-                        })
-                    }))
-                    .collect()
-            }
-            Slot::Retired => vec![Record::Closed(ClosedRecord { id: id.clone() })],
-        }
-    }
 }

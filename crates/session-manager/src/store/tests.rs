@@ -713,3 +713,118 @@ async fn small_journals_are_not_compacted() {
     assert_eq!(report.records, 5);
     assert_eq!(journal_len(dir.path()), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_running_store_compacts_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = Pin::parse("123456").unwrap();
+    let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
+    let now = unix_now();
+    let id = |n: usize| SessionId::parse(&format!("{}", 100_000 + n)).unwrap();
+    // 100 sessions with 30 clients each, and one more without clients: all live, so the
+    // start-up leaves the journal as it is.
+    let mut records = Vec::new();
+    for n in 0..=100 {
+        records.push(Record::Created(CreatedRecord {
+            id: id(n),
+            session_type: SessionType::default(),
+            created_at: now,
+            expires_at: None,
+            max_clients: None,
+            pin_hash: pin_hash.clone(),
+        }));
+        for c in 0..if n < 100 { 30 } else { 0 } {
+            records.push(Record::Joined(JoinedRecord {
+                id: id(n),
+                client: client(&format!("c{c}")),
+                joined_at: now,
+            }));
+        }
+    }
+    write_journal(dir.path(), &records);
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 3101);
+    assert_eq!(
+        journal_len(dir.path()),
+        std::fs::metadata(journal_path(dir.path())).unwrap().len()
+    );
+
+    // Closing the 100 crowded sessions leaves little live state; 924 joins to the last one
+    // bring the file to 1024 appended records, when the writer looks at compacting.
+    for n in 0..100 {
+        assert!(store.close(&id(n)).await.unwrap());
+    }
+    let survivor = id(100);
+    let joins: Vec<_> = (0..924)
+        .map(|c| {
+            let store = store.clone();
+            let (survivor, pin) = (survivor.clone(), pin.clone());
+            tokio::spawn(async move {
+                store
+                    .join(&survivor, &pin, &client(&format!("d{c}")), now)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for join in joins {
+        join.await.unwrap().unwrap();
+    }
+    // The writer compacts after acknowledging its batch; a re-join waits on a barrier
+    // queued behind that.
+    store
+        .join(&survivor, &pin, &client("d0"), now)
+        .await
+        .unwrap();
+    assert_eq!(store.stats().journal.compactions, 1);
+
+    // The file now holds the live state (1 + 924 records) and 100 tombstones, and takes
+    // later changes.
+    let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+    assert_eq!(compacted.lines().count(), 1 + 924 + 100);
+    store
+        .join(&survivor, &pin, &client("after-compaction"), now)
+        .await
+        .unwrap();
+    let state = store.list(now, None, 10);
+
+    let (store, report) = reopen(store, dir.path()).await;
+    assert_eq!(report.records, 1 + 924 + 100 + 1);
+    assert_eq!(report.discarded_tail_bytes, 0);
+    assert_eq!(store.list(now, None, 10), state);
+    assert_eq!(state.len(), 1);
+    assert_eq!(state[0].clients.len(), 925);
+    assert!(store.get(&id(0), now).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_joins_after_restart_runs_argon2_only_a_few_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let created = create(&store, NewSession::default()).await;
+    let (store, _) = reopen(store, dir.path()).await;
+    let created = Arc::new(created);
+    let joins: Vec<_> = (0..16)
+        .map(|n| {
+            let (store, created) = (store.clone(), Arc::clone(&created));
+            tokio::spawn(async move {
+                store
+                    .join(
+                        &created.session.id,
+                        &created.pin,
+                        &client(&format!("c{n}")),
+                        NOW,
+                    )
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for join in joins {
+        join.await.unwrap().unwrap();
+    }
+    // Those that were let in together verify in parallel; all later ones use the cache.
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    let verifications = store.stats().argon2_verifications;
+    assert!((1..=cores).contains(&verifications), "{verifications}");
+}

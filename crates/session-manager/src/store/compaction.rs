@@ -1,0 +1,129 @@
+//! Compaction: replacing the journal's history with a snapshot of the live state, so the
+//! file does not grow forever.
+//!
+//! A snapshot holds, per live session, its `created` record and one `joined` record per
+//! client, and per closed or expired session a single `closed` record: the session is
+//! gone, but its id stays retired so it is never handed out again.
+//!
+//! The snapshot is written to a temporary file, fsynced, renamed over the journal and the
+//! directory fsynced, so a crash at any point leaves either the old journal or the new one,
+//! never a mix. Start-up compacts after replay; while running, the journal writer compacts
+//! between two batches (see `journal`), where the snapshot may already contain changes
+//! whose records are still queued. Replaying such a record again after the snapshot is
+//! harmless: `created` starts the session over and every later record of that session
+//! follows it in the queue, `joined` of a known client and `closed` change nothing.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use dashmap::DashMap;
+
+use super::journal::JOURNAL_FILE_NAME;
+use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use super::{io_error, Slot, StoreError};
+use crate::domain::SessionId;
+
+/// Compaction writes here first and renames over the journal once the copy is durable.
+pub(crate) const COMPACTION_FILE_NAME: &str = "sessions.journal.compact";
+
+/// History may be this many times the live state before it is compacted...
+const COMPACTION_RATIO: usize = 2;
+/// ...and must exceed it by this many records, so small journals are left alone.
+const COMPACTION_MIN_SURPLUS: usize = 1024;
+
+/// Is a journal of `records` records with `snapshot_records` worth of live state worth
+/// rewriting?
+pub(crate) fn worth_compacting(records: usize, snapshot_records: usize) -> bool {
+    records > snapshot_records * COMPACTION_RATIO + COMPACTION_MIN_SURPLUS
+}
+
+/// When the file holding `records_in_file` records should next be looked at: counting
+/// the live state is a pass over all sessions, cheap when done once per this many appends.
+pub(crate) fn next_check_after(records_in_file: usize) -> usize {
+    records_in_file + COMPACTION_MIN_SURPLUS
+}
+
+/// Records a snapshot of `sessions` at `now` would hold.
+pub(crate) fn snapshot_len(sessions: &DashMap<SessionId, Slot>, now: u64) -> usize {
+    sessions
+        .iter()
+        .map(|entry| entry.value().snapshot_records(now))
+        .sum()
+}
+
+/// The snapshot of `sessions` at `now`, framed, and its number of records.
+pub(crate) fn encode_snapshot(
+    sessions: &DashMap<SessionId, Slot>,
+    now: u64,
+) -> Result<(Vec<u8>, usize), StoreError> {
+    let mut bytes = Vec::new();
+    let mut records = 0;
+    for entry in sessions.iter() {
+        for record in entry.value().snapshot(entry.key(), now) {
+            record
+                .encode_into(&mut bytes)
+                .map_err(|error| StoreError::Encode(error.to_string()))?;
+            records += 1;
+        }
+    }
+    Ok((bytes, records))
+}
+
+/// Writes `snapshot` durably to the temporary compaction file; returns a handle open for
+/// writing at its end, which stays valid through [`install_snapshot`]'s rename.
+pub(crate) fn write_snapshot(data_dir: &Path, snapshot: &[u8]) -> Result<File, StoreError> {
+    let temporary = data_dir.join(COMPACTION_FILE_NAME);
+    let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+    file.write_all(snapshot)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("write", &temporary))?;
+    Ok(file)
+}
+
+/// Renames the written snapshot over the journal. Durable only after [`sync_dir`].
+pub(crate) fn install_snapshot(data_dir: &Path) -> Result<(), StoreError> {
+    let temporary = data_dir.join(COMPACTION_FILE_NAME);
+    fs::rename(&temporary, data_dir.join(JOURNAL_FILE_NAME)).map_err(io_error("rename", &temporary))
+}
+
+/// Makes a creation or rename inside `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error("sync the directory", dir))
+}
+
+impl Slot {
+    pub(crate) fn snapshot_records(&self, now: u64) -> usize {
+        match self {
+            Slot::Live(session) if session.is_live(now) => 1 + session.clients.len(),
+            _ => 1,
+        }
+    }
+
+    fn snapshot(&self, id: &SessionId, now: u64) -> Vec<Record> {
+        match self {
+            Slot::Live(session) if session.is_live(now) => {
+                let created = Record::Created(CreatedRecord {
+                    id: id.clone(),
+                    session_type: session.session_type.clone(),
+                    created_at: session.created_at,
+                    expires_at: session.expires_at,
+                    max_clients: session.max_clients,
+                    pin_hash: session.pin_hash.to_string(),
+                });
+                std::iter::once(created)
+                    .chain(session.clients.iter().map(|client| {
+                        Record::Joined(JoinedRecord {
+                            id: id.clone(),
+                            client: client.name.clone(),
+                            joined_at: client.joined_at,
+                        })
+                    }))
+                    .collect()
+            }
+            _ => vec![Record::Closed(ClosedRecord { id: id.clone() })],
+        }
+    }
+}
