@@ -253,7 +253,10 @@ impl SessionStore {
     pub async fn create(&self, new: NewSession, now: u64) -> Result<CreatedSession, StoreError> {
         let inner = &*self.inner;
         let pin = Pin::generate(inner.config.pin_length)?;
-        let pin_hash: Arc<str> = pin_check::hash_pin(pin.clone()).await?.into();
+        let pin_hash: Arc<str> = {
+            let _slot = inner.pins.argon2_slot().await?;
+            pin_check::hash_pin(pin.clone()).await?.into()
+        };
         let session = LiveSession {
             session_type: new.session_type,
             created_at: now,

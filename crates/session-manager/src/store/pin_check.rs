@@ -72,7 +72,7 @@ impl PinChecker {
         }
     }
 
-    /// Waits for a turn to run argon2; hold it across the verification.
+    /// Waits for a turn to run argon2; hold it across the hashing or verification.
     pub(crate) async fn argon2_slot(&self) -> Result<SemaphorePermit<'_>, StoreError> {
         self.argon2_slots
             .acquire()
