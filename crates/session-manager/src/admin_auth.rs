@@ -1,0 +1,234 @@
+//! Admin API authentication: `Authorization: Bearer <key>` checked against the argon2id
+//! PHC string in `ISM_ADMIN_API_KEY_HASH`, and the `hash-admin-key` command that makes one.
+//!
+//! argon2 is deliberately slow, far too slow to run per request. The first request with
+//! the right key pays for one argon2 verification; from then on the process keeps an
+//! HMAC-SHA256 tag of the key under a random per-process secret and compares tags in
+//! constant time. Before that first success, argon2 runs one at a time, so a flood of
+//! wrong keys cannot pin every core.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+use crate::error::{ApiError, Error};
+
+/// Longer keys are refused without hashing them.
+const MAX_KEY_BYTES: usize = 512;
+
+type KeyMac = Hmac<Sha256>;
+
+/// Checks admin API keys. Without a configured hash every request is let through.
+pub struct AdminAuth {
+    expected: Option<ExpectedKey>,
+}
+
+struct ExpectedKey {
+    phc: String,
+    /// Per-process secret for the fast check's tags.
+    mac_secret: [u8; 32],
+    /// Tag of the key argon2 accepted, once one has been seen.
+    accepted_tag: OnceLock<[u8; 32]>,
+    argon2_gate: Semaphore,
+}
+
+impl AdminAuth {
+    /// `phc`: the argon2 PHC string, or None for no authentication.
+    pub fn new(phc: Option<&str>) -> Result<Self, Error> {
+        let expected = match phc.map(str::trim).filter(|phc| !phc.is_empty()) {
+            None => None,
+            Some(phc) => {
+                PasswordHash::new(phc).map_err(|e| {
+                    Error::Config(format!("ISM_ADMIN_API_KEY_HASH is not a PHC string: {e}"))
+                })?;
+                Some(ExpectedKey {
+                    phc: phc.to_owned(),
+                    mac_secret: rand::random(),
+                    accepted_tag: OnceLock::new(),
+                    argon2_gate: Semaphore::new(1),
+                })
+            }
+        };
+        Ok(AdminAuth { expected })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.expected.is_some()
+    }
+
+    /// Ok when the `Authorization` header value carries the admin key (or none is needed).
+    pub async fn check(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let Some(expected) = &self.expected else {
+            return Ok(());
+        };
+        let key = authorization
+            .and_then(bearer_token)
+            .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_BYTES)
+            .ok_or(ApiError::Unauthorized)?;
+        if expected.fast_check(key)? {
+            return Ok(());
+        }
+        let _permit = expected
+            .argon2_gate
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal("admin key check closed".to_owned()))?;
+        // Another request may have been accepted while this one waited.
+        if expected.fast_check(key)? {
+            return Ok(());
+        }
+        let phc = expected.phc.clone();
+        let candidate = key.to_owned();
+        let accepted = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&phc)
+                .map(|hash| {
+                    Argon2::default()
+                        .verify_password(candidate.as_bytes(), &hash)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("admin key check failed: {e}")))?;
+        if !accepted {
+            return Err(ApiError::Unauthorized);
+        }
+        let _ = expected.accepted_tag.set(expected.tag(key));
+        Ok(())
+    }
+}
+
+impl ExpectedKey {
+    fn tag(&self, key: &str) -> [u8; 32] {
+        self.mac(key).finalize().into_bytes().into()
+    }
+
+    fn mac(&self, key: &str) -> KeyMac {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac =
+            <KeyMac as Mac>::new_from_slice(&self.mac_secret).unwrap_or_else(|_| unreachable!());
+        mac.update(key.as_bytes());
+        mac
+    }
+
+    /// Ok(true): the accepted key; Err: a key is known and this is not it; Ok(false):
+    /// no key has been accepted yet, so argon2 must decide.
+    fn fast_check(&self, key: &str) -> Result<bool, ApiError> {
+        match self.accepted_tag.get() {
+            None => Ok(false),
+            Some(tag) => self
+                .mac(key)
+                .verify_slice(tag)
+                .map(|()| true)
+                .map_err(|_| ApiError::Unauthorized),
+        }
+    }
+}
+
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Middleware guarding every admin route.
+pub async fn require_admin_key(
+    State(auth): State<Arc<AdminAuth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match auth.check(authorization).await {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            tracing::warn!("admin request refused: missing or wrong API key");
+            error.into_response()
+        }
+    }
+}
+
+/// The argon2id PHC string of `key`.
+pub fn hash_admin_key(key: &str) -> Result<String, Error> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| Error::Config(format!("cannot make a salt: {e}")))?;
+    Argon2::default()
+        .hash_password(key.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Config(format!("cannot hash the key: {e}")))
+}
+
+/// `session-manager hash-admin-key`: the key comes from stdin (trailing newline dropped);
+/// with nothing on stdin a random key is generated and shown on stderr. The PHC string
+/// goes to stdout.
+pub fn hash_admin_key_command() -> Result<String, Error> {
+    let mut key = String::new();
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        stdin
+            .lock()
+            .read_to_string(&mut key)
+            .map_err(|source| Error::Io {
+                action: "read the admin key from",
+                path: "stdin".into(),
+                source,
+            })?;
+    }
+    let mut key = key.trim_end_matches(['\r', '\n']).to_owned();
+    if key.is_empty() {
+        key = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        eprintln!("generated admin API key (keep it secret; clients send it as `Authorization: Bearer <key>`):\n{key}");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::Config(format!(
+            "admin keys are at most {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    hash_admin_key(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_right_key_passes_first_by_argon2_then_by_the_fast_check() {
+        let auth = AdminAuth::new(Some(&hash_admin_key("s3cret").unwrap())).unwrap();
+        assert!(auth.check(Some("Bearer s3cret")).await.is_ok());
+        assert!(auth.check(Some("bearer s3cret")).await.is_ok());
+        assert!(auth.check(Some("Bearer wrong")).await.is_err());
+        assert!(auth.check(Some("Basic s3cret")).await.is_err());
+        assert!(auth.check(None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_before_any_right_one_are_refused() {
+        let auth = AdminAuth::new(Some(&hash_admin_key("s3cret").unwrap())).unwrap();
+        assert!(auth.check(Some("Bearer nope")).await.is_err());
+        assert!(auth.check(Some("Bearer s3cret")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_a_hash_everything_passes() {
+        let auth = AdminAuth::new(None).unwrap();
+        assert!(!auth.is_enabled());
+        assert!(auth.check(None).await.is_ok());
+    }
+
+    #[test]
+    fn a_malformed_hash_is_a_configuration_error() {
+        assert!(AdminAuth::new(Some("not-a-phc")).is_err());
+    }
+}

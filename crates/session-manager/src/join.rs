@@ -1,0 +1,73 @@
+//! Joining a session: the one operation devices perform, shared by the versioned and the
+//! compat route.
+//!
+//! Order matters: the throttle is asked first (a locked session or address is refused
+//! without looking at the PIN), then the store checks id, PIN, expiry and `max_clients`
+//! and records the join durably, and only then is a token signed. A refused PIN counts
+//! against both the session and the client address; the PIN itself is never logged.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use session_token::{Claims, DeviceGrant};
+
+use crate::domain::{ClientName, Pin, SessionId};
+use crate::error::ApiError;
+use crate::state::{unix_now, AppState};
+use crate::store::JoinError;
+
+/// A device's request to join.
+pub struct JoinAttempt {
+    pub session_id: SessionId,
+    pub pin: Pin,
+    pub client: ClientName,
+    pub client_ip: IpAddr,
+}
+
+/// What a device gets back: the MQTT credentials and where it may talk.
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: Claims,
+}
+
+pub async fn join_session(state: &AppState, attempt: JoinAttempt) -> Result<IssuedToken, ApiError> {
+    let JoinAttempt {
+        session_id,
+        pin,
+        client,
+        client_ip,
+    } = attempt;
+    if let Err(retry_after) = state.throttle.check(&session_id, client_ip, Instant::now()) {
+        tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: locked after too many failures");
+        return Err(ApiError::TooManyAttempts { retry_after });
+    }
+    let now = unix_now();
+    let session = match state.store.join(&session_id, &pin, &client, now).await {
+        Ok(session) => session,
+        Err(JoinError::InvalidCredentials) => {
+            tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: unknown session or wrong PIN");
+            state
+                .throttle
+                .record_failure(&session_id, client_ip, Instant::now());
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // A token must not outlive its session.
+    let lifetime_secs = match session.expires_at {
+        Some(expires_at) => state.tokens.ttl_secs.min(expires_at.saturating_sub(now)),
+        None => state.tokens.ttl_secs,
+    };
+    let token_id = uuid::Uuid::new_v4().to_string();
+    let claims = Claims::for_device(&DeviceGrant {
+        issuer: &state.tokens.issuer,
+        client: client.as_str(),
+        session_id: session_id.as_str(),
+        issued_at: now,
+        lifetime_secs,
+        token_id: &token_id,
+    });
+    let token = state.signer.sign(&claims).await?;
+    tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");
+    Ok(IssuedToken { token, claims })
+}

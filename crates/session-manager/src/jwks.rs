@@ -1,0 +1,17 @@
+//! `GET /.well-known/jwks.json`: the public keys brokers (our plugin, EMQX) verify device
+//! tokens with. Empty in `dev_no_auth`. Cacheable for a few minutes: keys change only on
+//! rotation, when the new key is published before it signs.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+
+use crate::state::AppState;
+
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.signer.jwks()),
+    )
+}

@@ -1,0 +1,133 @@
+//! The versioned admin API: create, list, inspect and close sessions.
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::SessionView;
+use crate::domain::{SessionId, SessionType};
+use crate::error::ApiError;
+use crate::extract::{OptionalJsonBody, PathParams, QueryParams};
+use crate::state::{unix_now, AppState};
+use crate::store::NewSession;
+
+/// Page size of `GET /api/v1/sessions` when no `limit` is given, and the most allowed.
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+
+/// Body of `POST /api/v1/sessions`; every field is optional, and so is the body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    #[serde(rename = "type", default)]
+    pub session_type: Option<SessionType>,
+    #[serde(default)]
+    pub ttl_secs: Option<NonZeroU64>,
+    #[serde(default)]
+    pub max_clients: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedSessionView {
+    #[serde(flatten)]
+    pub session: SessionView,
+    pub pin: String,
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    OptionalJsonBody(request): OptionalJsonBody<CreateSessionRequest>,
+) -> Result<Response, ApiError> {
+    let created = state
+        .store
+        .create(
+            NewSession {
+                session_type: request.session_type.unwrap_or_default(),
+                ttl_secs: request.ttl_secs.map(NonZeroU64::get),
+                max_clients: request.max_clients.map(NonZeroU32::get),
+            },
+            unix_now(),
+        )
+        .await?;
+    tracing::info!(session_id = %created.session.id, "session created");
+    let location = format!("/api/v1/sessions/{}", created.session.id);
+    let body = CreatedSessionView {
+        session: created.session.into(),
+        pin: created.pin.as_str().to_owned(),
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+    pub after: Option<SessionId>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionView>,
+    /// Cursor for the next page (`?after=`), None on the last page.
+    pub next: Option<String>,
+}
+
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<SessionPage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    // One more than asked tells whether another page follows.
+    let mut sessions = state
+        .store
+        .list(unix_now(), query.after.as_ref(), limit + 1);
+    let next = if sessions.len() > limit {
+        sessions.truncate(limit);
+        sessions
+            .last()
+            .map(|session| session.id.as_str().to_owned())
+    } else {
+        None
+    };
+    Ok(Json(SessionPage {
+        sessions: sessions.into_iter().map(SessionView::from).collect(),
+        next,
+    }))
+}
+
+pub async fn get_session(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<SessionId>,
+) -> Result<Json<SessionView>, ApiError> {
+    state
+        .store
+        .get(&id, unix_now())
+        .map(|session| Json(session.into()))
+        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
+}
+
+pub async fn close_session(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<SessionId>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.close(&id).await? {
+        tracing::info!(session_id = %id, "session closed");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no live session {id}")))
+    }
+}

@@ -1,0 +1,125 @@
+//! The original service's routes, kept with their original request and response shapes
+//! so existing clients keep working:
+//!
+//! - admin `GET /api/createSession?type=T` → `{"id","pin","type","clients"}`;
+//! - admin `GET /api/closeSession?id=S` → `"Success"` or `"Error"`;
+//! - public `POST /api/joinSession` with `{"id","pin","client"}` → `{"token"}`.
+//!
+//! The original clients sent ids and PINs as strings or numbers, so both are accepted.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::client_ip::ClientIp;
+use crate::domain::{ClientName, Pin, SessionId, SessionType};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, QueryParams};
+use crate::join::{join_session, JoinAttempt};
+use crate::state::{unix_now, AppState};
+use crate::store::{ClientInfo, NewSession};
+
+#[derive(Debug, Deserialize)]
+pub struct CreateSessionQuery {
+    #[serde(rename = "type")]
+    pub session_type: Option<SessionType>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompatSession {
+    pub id: String,
+    pub pin: String,
+    #[serde(rename = "type")]
+    pub session_type: String,
+    pub clients: Vec<ClientInfo>,
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<CreateSessionQuery>,
+) -> Result<Json<CompatSession>, ApiError> {
+    let created = state
+        .store
+        .create(
+            NewSession {
+                session_type: query.session_type.unwrap_or_default(),
+                ttl_secs: None,
+                max_clients: None,
+            },
+            unix_now(),
+        )
+        .await?;
+    tracing::info!(session_id = %created.session.id, "session created (compat route)");
+    Ok(Json(CompatSession {
+        id: created.session.id.as_str().to_owned(),
+        pin: created.pin.as_str().to_owned(),
+        session_type: created.session.session_type.as_str().to_owned(),
+        clients: created.session.clients,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CloseSessionQuery {
+    pub id: Option<String>,
+}
+
+pub async fn close_session(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<CloseSessionQuery>,
+) -> Result<Json<&'static str>, ApiError> {
+    let Some(id) = query.id.as_deref().and_then(|id| SessionId::parse(id).ok()) else {
+        return Ok(Json("Error"));
+    };
+    if state.store.close(&id).await? {
+        tracing::info!(session_id = %id, "session closed (compat route)");
+        Ok(Json("Success"))
+    } else {
+        Ok(Json("Error"))
+    }
+}
+
+/// A string or an integer, as the original clients sent ids and PINs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+impl StringOrNumber {
+    fn into_string(self) -> String {
+        match self {
+            StringOrNumber::Text(text) => text,
+            StringOrNumber::Number(number) => number.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatJoinRequest {
+    pub id: StringOrNumber,
+    pub pin: StringOrNumber,
+    pub client: ClientName,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompatJoinResponse {
+    pub token: String,
+}
+
+pub async fn join_session_compat(
+    State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    JsonBody(request): JsonBody<CompatJoinRequest>,
+) -> Result<Json<CompatJoinResponse>, ApiError> {
+    let attempt = JoinAttempt {
+        session_id: SessionId::parse(&request.id.into_string())?,
+        pin: Pin::parse(&request.pin.into_string())?,
+        client: request.client,
+        client_ip,
+    };
+    let issued = join_session(&state, attempt).await?;
+    Ok(Json(CompatJoinResponse {
+        token: issued.token,
+    }))
+}

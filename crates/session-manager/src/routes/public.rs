@@ -1,0 +1,54 @@
+//! The public API devices use: `POST /api/v1/sessions/{id}/join`.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::client_ip::ClientIp;
+use crate::domain::{ClientName, Pin, SessionId};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathParams};
+use crate::join::{join_session, JoinAttempt};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct JoinRequest {
+    pub pin: Pin,
+    pub client: ClientName,
+}
+
+/// MQTT credentials for the device: username and client id are its client name, the
+/// password is the token.
+#[derive(Debug, Serialize)]
+pub struct JoinResponse {
+    pub token: String,
+    pub username: String,
+    pub client_id: String,
+    pub session_id: String,
+    pub topic_root: String,
+    pub expires_at: u64,
+}
+
+pub async fn join(
+    State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    PathParams(session_id): PathParams<SessionId>,
+    JsonBody(request): JsonBody<JoinRequest>,
+) -> Result<Json<JoinResponse>, ApiError> {
+    let attempt = JoinAttempt {
+        session_id,
+        pin: request.pin,
+        client: request.client,
+        client_ip,
+    };
+    let issued = join_session(&state, attempt).await?;
+    let claims = issued.claims;
+    Ok(Json(JoinResponse {
+        token: issued.token,
+        username: claims.sub.clone(),
+        client_id: claims.sub,
+        topic_root: session_token::claims::session_topic_root(&claims.sid),
+        session_id: claims.sid,
+        expires_at: claims.exp,
+    }))
+}

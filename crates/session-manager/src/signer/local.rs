@@ -1,0 +1,228 @@
+//! `dev_jwt_auth`: tokens signed with a private key held in this process.
+//!
+//! The key comes from `ISM_SIGNING_KEY` (PEM text) or `ISM_SIGNING_KEY_FILE`; with
+//! neither, a development key is generated into the data directory on first start and
+//! reused afterwards, so tokens survive restarts and brokers keep trusting the JWKS.
+//!
+//! The JWT header never changes, so it is encoded once. RSA signatures cost about a
+//! millisecond of CPU and run on the blocking pool so they never stall the executor's
+//! other requests; ECDSA signatures are cheap enough to run inline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, Header};
+use session_token::Claims;
+
+use super::{SignError, SignerHealth, TokenSigner};
+use crate::config::{Config, JwtAlgorithm};
+use crate::error::Error;
+use crate::signing_key::SigningKey;
+
+pub struct LocalSigner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: SigningKey,
+    algorithm: Algorithm,
+    /// `base64url(header) + "."`, the constant prefix of every token.
+    header_segment: String,
+    jwks: JwkSet,
+}
+
+impl LocalSigner {
+    /// The signer `config` describes (explicit key, or the data directory's dev key).
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        let key = match (&config.signing_key, &config.signing_key_file) {
+            (Some(text), _) => SigningKey::from_pem(&unescape_newlines(text))?,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                    action: "read the signing key",
+                    path: path.clone(),
+                    source,
+                })?;
+                SigningKey::from_pem(&text)?
+            }
+            (None, None) => load_or_generate_dev_key(&config.data_dir, config.jwt_alg)?,
+        };
+        if key.algorithm() != config.jwt_alg {
+            return Err(Error::Key(format!(
+                "the signing key is for {:?} but ISM_JWT_ALG is {:?}",
+                key.algorithm(),
+                config.jwt_alg
+            )));
+        }
+        Self::new(key)
+    }
+
+    pub fn new(key: SigningKey) -> Result<Self, Error> {
+        let algorithm = key.algorithm().as_jwt();
+        let jwk = key.public_jwk()?;
+        let mut header = Header::new(algorithm);
+        header.kid = jwk.common.key_id.clone();
+        let header_json = serde_json::to_vec(&header)
+            .map_err(|e| Error::Key(format!("cannot encode the JWT header: {e}")))?;
+        let header_segment = format!("{}.", URL_SAFE_NO_PAD.encode(header_json));
+        Ok(LocalSigner {
+            inner: Arc::new(Inner {
+                key,
+                algorithm,
+                header_segment,
+                jwks: JwkSet { keys: vec![jwk] },
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn sign(&self, claims: &Claims) -> Result<String, SignError> {
+        let payload = serde_json::to_vec(claims)
+            .map_err(|e| SignError::Failed(format!("cannot encode claims: {e}")))?;
+        let mut token = String::with_capacity(self.header_segment.len() + payload.len() * 2 + 360);
+        token.push_str(&self.header_segment);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self
+            .key
+            .sign(token.as_bytes())
+            .map_err(|_| SignError::Failed("the signing key refused to sign".to_owned()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSigner for LocalSigner {
+    fn algorithm(&self) -> Option<Algorithm> {
+        Some(self.inner.algorithm)
+    }
+
+    fn jwks(&self) -> JwkSet {
+        self.inner.jwks.clone()
+    }
+
+    async fn sign(&self, claims: &Claims) -> Result<String, SignError> {
+        match self.inner.algorithm {
+            Algorithm::RS256 => {
+                let inner = Arc::clone(&self.inner);
+                let claims = claims.clone();
+                tokio::task::spawn_blocking(move || inner.sign(&claims))
+                    .await
+                    .map_err(|e| SignError::Failed(format!("signing task failed: {e}")))?
+            }
+            _ => self.inner.sign(claims),
+        }
+    }
+
+    async fn health(&self) -> SignerHealth {
+        SignerHealth {
+            ready: true,
+            detail: format!("local {:?} key", self.inner.algorithm),
+        }
+    }
+}
+
+/// Environment files often carry a PEM on one line with literal `\n`s.
+fn unescape_newlines(text: &str) -> String {
+    if text.contains('\n') {
+        text.to_owned()
+    } else {
+        text.replace("\\n", "\n")
+    }
+}
+
+/// Where the development key for `algorithm` lives in the data directory.
+pub fn dev_key_path(data_dir: &Path, algorithm: JwtAlgorithm) -> PathBuf {
+    let name = match algorithm {
+        JwtAlgorithm::Rs256 => "dev_signing_key_rs256.pem",
+        JwtAlgorithm::Es256 => "dev_signing_key_es256.pem",
+    };
+    data_dir.join(name)
+}
+
+fn load_or_generate_dev_key(data_dir: &Path, algorithm: JwtAlgorithm) -> Result<SigningKey, Error> {
+    let path = dev_key_path(data_dir, algorithm);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            tracing::warn!(path = %path.display(), "signing tokens with the development key from the data directory; set ISM_SIGNING_KEY in production");
+            return SigningKey::from_pem(&text);
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::Io {
+                action: "read the development signing key",
+                path,
+                source,
+            })
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+        action: "create the data directory",
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let key = SigningKey::generate(algorithm)?;
+    crate::keygen::write_private_file(&path, key.private_pkcs8_pem()?.as_bytes())?;
+    tracing::warn!(path = %path.display(), "generated a development signing key; set ISM_SIGNING_KEY in production");
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session_token::{DeviceGrant, KeySet, TokenVerifier};
+
+    fn claims() -> Claims {
+        Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client: "lamp-1",
+            session_id: "123456",
+            issued_at: 1_700_000_000,
+            lifetime_secs: 600,
+            token_id: "t-1",
+        })
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_against_the_published_jwks() {
+        for algorithm in [JwtAlgorithm::Rs256, JwtAlgorithm::Es256] {
+            let signer = LocalSigner::new(SigningKey::generate(algorithm).unwrap()).unwrap();
+            let token = signer.sign(&claims()).await.unwrap();
+            let keys = KeySet::from_jwk_set(&signer.jwks()).unwrap();
+            let verified = TokenVerifier::new(keys)
+                .with_issuer("ism")
+                .verify(&token, 1_700_000_100)
+                .unwrap();
+            assert_eq!(verified, claims());
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, algorithm.as_jwt());
+            assert_eq!(header.typ.as_deref(), Some("JWT"));
+            assert_eq!(header.kid, signer.jwks().keys[0].common.key_id);
+        }
+    }
+
+    #[test]
+    fn the_dev_key_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_generate_dev_key(dir.path(), JwtAlgorithm::Es256).unwrap();
+        let second = load_or_generate_dev_key(dir.path(), JwtAlgorithm::Es256).unwrap();
+        assert_eq!(
+            first.public_jwk().unwrap().common.key_id,
+            second.public_jwk().unwrap().common.key_id
+        );
+    }
+
+    #[test]
+    fn one_line_pem_with_escaped_newlines_is_accepted() {
+        let pem = SigningKey::generate(JwtAlgorithm::Es256)
+            .unwrap()
+            .private_pkcs8_pem()
+            .unwrap();
+        let one_line = pem.replace("\r\n", "\\n").replace('\n', "\\n");
+        assert!(SigningKey::from_pem(&unescape_newlines(&one_line)).is_ok());
+    }
+}

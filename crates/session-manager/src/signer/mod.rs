@@ -1,0 +1,64 @@
+//! Token signing: the [`TokenSigner`] trait and the choice of signer by `MQTT_AUTH_MODE`.
+//!
+//! - [`no_auth::NoAuthSigner`] (`dev_no_auth`): nothing is signed; the "token" is the
+//!   client name, as the original service did.
+//! - [`local::LocalSigner`] (`dev_jwt_auth`): RS256 or ES256 with a private key held in
+//!   memory, from `ISM_SIGNING_KEY(_FILE)` or a development key generated into the data
+//!   directory.
+//! - `kms_jwt_auth`: signed by AWS KMS, so the private key never leaves it.
+//!
+//! Signing is async because a remote signer waits on the network; local signers run the
+//! CPU-bound part off the async executor where that pays (see `local`).
+
+pub mod local;
+pub mod no_auth;
+
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::JwkSet;
+use serde::Serialize;
+use session_token::Claims;
+
+use crate::config::{AuthMode, Config};
+use crate::error::Error;
+
+#[async_trait::async_trait]
+pub trait TokenSigner: Send + Sync + 'static {
+    /// JWT algorithm of issued tokens; None when tokens are not signed (dev_no_auth).
+    fn algorithm(&self) -> Option<jsonwebtoken::Algorithm>;
+    /// Public keys for /.well-known/jwks.json (empty set in dev_no_auth).
+    fn jwks(&self) -> JwkSet;
+    /// Compact JWT for these claims (header alg, typ "JWT", kid = RFC 7638 thumbprint).
+    async fn sign(&self, claims: &Claims) -> Result<String, SignError>;
+    /// Can the signer sign right now? (KMS reachability; local signers are always ready.)
+    async fn health(&self) -> SignerHealth;
+}
+
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The signer cannot be reached or is overloaded; the client may retry (503).
+    #[error("signer unavailable: {0}")]
+    Unavailable(String),
+    /// Signing failed for a reason a retry will not fix (500, logged).
+    #[error("signing failed: {0}")]
+    Failed(String),
+}
+
+/// Readiness of the signer, reported by `/healthz` on the admin port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignerHealth {
+    pub ready: bool,
+    pub detail: String,
+}
+
+/// The signer `config` asks for.
+pub async fn build(config: &Config) -> Result<Arc<dyn TokenSigner>, Error> {
+    match config.auth_mode {
+        AuthMode::DevNoAuth => Ok(Arc::new(no_auth::NoAuthSigner)),
+        AuthMode::DevJwtAuth => Ok(Arc::new(local::LocalSigner::from_config(config)?)),
+        AuthMode::KmsJwtAuth => Err(Error::Config(
+            "MQTT_AUTH_MODE=kms_jwt_auth is not available in this build".to_owned(),
+        )),
+    }
+}

@@ -1,0 +1,280 @@
+//! Building and running the application: [`Application::build`] opens the store, builds
+//! the signer and binds both listeners (port 0 works, and the bound addresses are
+//! reported), [`Application::run_until_stopped`] serves until a shutdown is triggered,
+//! finishes the requests in flight and flushes the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, Method};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::admin_auth::{require_admin_key, AdminAuth};
+use crate::config::Config;
+use crate::error::{ApiError, Error};
+use crate::rate_limit::{FailurePolicy, JoinThrottle};
+use crate::routes::{admin, compat, health, method_not_allowed, not_found, public};
+use crate::shutdown::Shutdown;
+use crate::state::{AppState, TokenPolicy};
+use crate::store::{SessionStore, StoreConfig};
+use crate::{jwks, signer, telemetry};
+
+/// How long requests in flight may take to finish once a shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the join throttle forgets stale entries.
+const THROTTLE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+pub struct Application {
+    admin_listener: TcpListener,
+    public_listener: TcpListener,
+    admin_router: Router,
+    public_router: Router,
+    state: AppState,
+    shutdown: Shutdown,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let auth = AdminAuth::new(config.admin_api_key_hash.as_deref())?;
+        if !auth.is_enabled() {
+            if !config.admin_addr.ip().is_loopback() && !config.admin_insecure {
+                return Err(Error::Config(format!(
+                    "refusing to serve the admin API on {} without authentication; set ISM_ADMIN_API_KEY_HASH (see `session-manager hash-admin-key`) or ISM_ADMIN_INSECURE=1",
+                    config.admin_addr
+                )));
+            }
+            tracing::warn!(
+                "ISM_ADMIN_API_KEY_HASH is not set: the admin API accepts every request"
+            );
+        }
+
+        // The store logs its own recovery report (sessions, records, discarded tail).
+        let (store, _recovery) = SessionStore::open(StoreConfig {
+            data_dir: config.data_dir.clone(),
+            id_length: usize::try_from(config.id_length).unwrap_or(usize::MAX),
+            pin_length: usize::try_from(config.pin_length).unwrap_or(usize::MAX),
+        })
+        .await?;
+        let signer = match signer::build(&config).await {
+            Ok(signer) => signer,
+            Err(error) => {
+                store.shutdown().await;
+                return Err(error);
+            }
+        };
+        let window = Duration::from_secs(config.failure_window_secs);
+        let lockout = Duration::from_secs(config.lockout_secs);
+        let state = AppState {
+            store,
+            signer,
+            throttle: Arc::new(JoinThrottle::new(
+                FailurePolicy {
+                    max_failures: config.session_max_failures,
+                    window,
+                    lockout,
+                },
+                FailurePolicy {
+                    max_failures: config.ip_max_failures,
+                    window,
+                    lockout,
+                },
+            )),
+            tokens: Arc::new(TokenPolicy {
+                issuer: config.issuer.clone(),
+                ttl_secs: config.token_ttl_secs,
+            }),
+            trusted_proxies: config.trusted_proxies.clone().into(),
+        };
+
+        let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        let admin_router = admin_router(state.clone(), Arc::new(auth), body_limit);
+        let public_router = public_router(state.clone(), body_limit);
+
+        let bind = |which: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+                which,
+                addr,
+                source,
+            })
+        };
+        let listeners = async {
+            let admin = bind("admin", config.admin_addr).await?;
+            let public = bind("public", config.public_addr).await?;
+            Ok::<_, Error>((admin, public))
+        }
+        .await;
+        let (admin_listener, public_listener) = match listeners {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                state.store.shutdown().await;
+                return Err(error);
+            }
+        };
+        let app = Application {
+            admin_listener,
+            public_listener,
+            admin_router,
+            public_router,
+            state,
+            shutdown: Shutdown::new(),
+        };
+        tracing::info!(admin_addr = %app.admin_addr(), public_addr = %app.public_addr(), "listening");
+        Ok(app)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        local_addr(&self.admin_listener)
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        local_addr(&self.public_listener)
+    }
+
+    /// Triggering this handle stops the application.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The session store, for tests that look behind the API.
+    pub fn store(&self) -> &SessionStore {
+        &self.state.store
+    }
+
+    /// Serves both ports until the shutdown handle is triggered, then drains and flushes.
+    pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let Application {
+            admin_listener,
+            public_listener,
+            admin_router,
+            public_router,
+            state,
+            shutdown,
+        } = self;
+
+        let sweeper = tokio::spawn({
+            let throttle = Arc::clone(&state.throttle);
+            let shutdown = shutdown.clone();
+            async move {
+                let mut ticks = tokio::time::interval(THROTTLE_SWEEP_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => throttle.sweep(Instant::now()),
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            }
+        });
+
+        let serve = |listener: TcpListener, router: Router| {
+            let shutdown = shutdown.clone();
+            async move {
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { shutdown.wait().await })
+                .await
+            }
+        };
+        let servers = async {
+            let result = tokio::try_join!(
+                serve(admin_listener, admin_router),
+                serve(public_listener, public_router)
+            );
+            // One server failing stops the other too.
+            shutdown.trigger();
+            result
+        };
+        let drain_deadline = async {
+            shutdown.wait().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        let result = tokio::select! {
+            result = servers => result.map(|_| ()).map_err(Error::Serve),
+            () = drain_deadline => {
+                tracing::warn!("requests still in flight after the drain timeout; stopping anyway");
+                Ok(())
+            }
+        };
+        sweeper.abort();
+        state.store.shutdown().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    // A bound TCP listener always has a local address.
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Builds, announces and runs the service until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let app = Application::build(config).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "admin_addr": app.admin_addr().to_string(),
+            "public_addr": app.public_addr().to_string(),
+        })
+    );
+    app.shutdown_handle().trigger_on_signals();
+    app.run_until_stopped().await
+}
+
+fn admin_router(state: AppState, auth: Arc<AdminAuth>, body_limit: usize) -> Router {
+    let guarded = Router::new()
+        .route(
+            "/api/v1/sessions",
+            post(admin::create_session).get(admin::list_sessions),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(admin::get_session).delete(admin::close_session),
+        )
+        .route("/api/createSession", get(compat::create_session))
+        .route("/api/closeSession", get(compat::close_session))
+        .route_layer(middleware::from_fn_with_state(auth, require_admin_key));
+    Router::new()
+        .merge(guarded)
+        .route("/healthz", get(health::admin_health))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(telemetry::trace_request))
+}
+
+fn public_router(state: AppState, body_limit: usize) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600));
+    Router::new()
+        .route("/api/v1/sessions/{id}/join", post(public::join))
+        .route("/api/joinSession", post(compat::join_session_compat))
+        .route("/.well-known/jwks.json", get(jwks::jwks))
+        .route("/healthz", get(health::public_health))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors)
+        .layer(middleware::from_fn(telemetry::trace_request))
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    ApiError::Internal("a request handler panicked".to_owned()).into_response()
+}

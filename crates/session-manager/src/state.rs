@@ -1,0 +1,36 @@
+//! What every handler shares: the store, the signer, the join throttle and the settings
+//! they need, plus the clock.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+
+use crate::rate_limit::JoinThrottle;
+use crate::signer::TokenSigner;
+use crate::store::SessionStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SessionStore,
+    pub signer: Arc<dyn TokenSigner>,
+    pub throttle: Arc<JoinThrottle>,
+    pub tokens: Arc<TokenPolicy>,
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+/// How device tokens are issued.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// `iss` of every token.
+    pub issuer: String,
+    /// Token lifetime; a session that ends sooner shortens it.
+    pub ttl_secs: u64,
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
