@@ -22,7 +22,7 @@ pub use acl::Acl;
 pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
 pub use keys::{KeyError, KeySet, VerificationKey};
 pub use topic::{TopicError, TopicFilter, TopicName};
-pub use verify::{TokenVerifier, VerifyError};
+pub use verify::{TokenVerifier, VerifiedToken, VerifyError};
 
 /// Re-exported so callers name the same algorithm and JWK types this crate uses.
 pub use jsonwebtoken::{jwk, Algorithm};

@@ -39,6 +39,14 @@ pub enum VerifyError {
     WrongIssuer(String),
 }
 
+/// A token that verified, with the id of the key that vouched for it (so a holder of the
+/// token can be re-examined when the key set changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub claims: Claims,
+    pub kid: String,
+}
+
 /// Verifies tokens against a key set.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
@@ -73,6 +81,11 @@ impl TokenVerifier {
 
     /// Verifies `token` at time `now` (seconds since the epoch) and returns its claims.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
+        self.verify_with_kid(token, now).map(|verified| verified.claims)
+    }
+
+    /// Like [`verify`](Self::verify), and also says which key verified the token.
+    pub fn verify_with_kid(&self, token: &str, now: u64) -> Result<VerifiedToken, VerifyError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::TooLong);
         }
@@ -116,6 +129,9 @@ impl TokenVerifier {
                 return Err(VerifyError::WrongIssuer(claims.iss));
             }
         }
-        Ok(claims)
+        Ok(VerifiedToken {
+            claims,
+            kid: key.kid.clone(),
+        })
     }
 }

@@ -1,0 +1,231 @@
+//! The plugin's settings, parsed from the `plugin_opt_*` lines of `mosquitto.conf`, and
+//! loading the verification keys they point at.
+//!
+//! Parsing is strict: an unknown option, a repeated one, a missing key or an unreadable key
+//! file is an error, so a typo stops the broker at start instead of silently weakening it.
+
+use std::path::{Path, PathBuf};
+
+use session_token::{KeySet, TokenVerifier};
+
+use crate::error::PluginError;
+
+/// Where the verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS document, as the session manager publishes it; tokens pick a key by `kid`.
+    JwksFile(PathBuf),
+    /// A single RSA or P-256 public key in PEM form.
+    PublicKeyFile(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    pub keys: KeySource,
+    /// The `iss` every token must carry, when set.
+    pub issuer: Option<String>,
+    /// The MQTT client id must equal the token's `sub`.
+    pub require_client_id_match: bool,
+    /// Disconnect clients whose token has expired.
+    pub disconnect_after_expire: bool,
+}
+
+impl PluginConfig {
+    /// Parses the options Mosquitto hands over, keys without the `plugin_opt_` prefix.
+    pub fn from_options<'a>(
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, PluginError> {
+        let mut jwks_file = None;
+        let mut public_key_file = None;
+        let mut issuer = None;
+        let mut require_client_id_match = None;
+        let mut disconnect_after_expire = None;
+
+        for (key, value) in options {
+            let value = value.trim();
+            match key {
+                "jwks_file" => set_once(&mut jwks_file, key, non_empty(key, value)?)?,
+                "public_key_file" => set_once(&mut public_key_file, key, non_empty(key, value)?)?,
+                "issuer" => set_once(&mut issuer, key, non_empty(key, value)?)?,
+                "require_client_id_match" => {
+                    set_once(&mut require_client_id_match, key, parse_bool(key, value)?)?
+                }
+                "disconnect_after_expire" => {
+                    set_once(&mut disconnect_after_expire, key, parse_bool(key, value)?)?
+                }
+                other => return Err(PluginError::UnknownOption(other.to_owned())),
+            }
+        }
+
+        let keys = match (jwks_file, public_key_file) {
+            (Some(path), None) => KeySource::JwksFile(PathBuf::from(path)),
+            (None, Some(path)) => KeySource::PublicKeyFile(PathBuf::from(path)),
+            (None, None) => return Err(PluginError::MissingKey),
+            (Some(_), Some(_)) => return Err(PluginError::ConflictingKeys),
+        };
+        Ok(PluginConfig {
+            keys,
+            issuer,
+            require_client_id_match: require_client_id_match.unwrap_or(true),
+            disconnect_after_expire: disconnect_after_expire.unwrap_or(true),
+        })
+    }
+
+    /// Reads the key file(s) and builds a verifier with the configured issuer.
+    pub fn load_verifier(&self) -> Result<TokenVerifier, PluginError> {
+        let keys = self.keys.load()?;
+        let verifier = TokenVerifier::new(keys);
+        Ok(match &self.issuer {
+            Some(issuer) => verifier.with_issuer(issuer.clone()),
+            None => verifier,
+        })
+    }
+}
+
+impl KeySource {
+    /// Reads and parses the keys; called at start and again on every reload.
+    pub fn load(&self) -> Result<KeySet, PluginError> {
+        match self {
+            KeySource::JwksFile(path) => {
+                let text = read("jwks_file", path)?;
+                let json = String::from_utf8_lossy(&text);
+                KeySet::from_jwks_json(&json).map_err(|source| PluginError::BadKey {
+                    option: "jwks_file",
+                    path: path.clone(),
+                    source,
+                })
+            }
+            KeySource::PublicKeyFile(path) => {
+                let pem = read("public_key_file", path)?;
+                KeySet::from_public_key_pem(&pem).map_err(|source| PluginError::BadKey {
+                    option: "public_key_file",
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+fn read(option: &'static str, path: &Path) -> Result<Vec<u8>, PluginError> {
+    std::fs::read(path).map_err(|source| PluginError::UnreadableFile {
+        option,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn set_once<T>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), PluginError> {
+    if slot.replace(value).is_some() {
+        return Err(PluginError::DuplicateOption(key.to_owned()));
+    }
+    Ok(())
+}
+
+fn non_empty(key: &str, value: &str) -> Result<String, PluginError> {
+    if value.is_empty() {
+        return Err(PluginError::EmptyOption(key.to_owned()));
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, PluginError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(PluginError::NotABoolean {
+            option: key.to_owned(),
+            value: value.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_PUBLIC: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../session-token/tests/fixtures/rsa_public.pem"
+    );
+
+    #[test]
+    fn defaults_apply_when_only_a_key_is_given() {
+        let config = PluginConfig::from_options([("jwks_file", "/etc/ism/jwks.json")])
+            .expect("valid options");
+        assert_eq!(
+            config,
+            PluginConfig {
+                keys: KeySource::JwksFile("/etc/ism/jwks.json".into()),
+                issuer: None,
+                require_client_id_match: true,
+                disconnect_after_expire: true,
+            }
+        );
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let config = PluginConfig::from_options([
+            ("public_key_file", " /k.pem "),
+            ("issuer", "ism"),
+            ("require_client_id_match", "false"),
+            ("disconnect_after_expire", "FALSE"),
+        ])
+        .expect("valid options");
+        assert_eq!(config.keys, KeySource::PublicKeyFile("/k.pem".into()));
+        assert_eq!(config.issuer.as_deref(), Some("ism"));
+        assert!(!config.require_client_id_match);
+        assert!(!config.disconnect_after_expire);
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_name_the_option() {
+        let message = |options: &[(&str, &str)]| {
+            PluginConfig::from_options(options.iter().copied())
+                .expect_err("options are invalid")
+                .to_string()
+        };
+        assert!(message(&[("jwks_file", "/j"), ("isuer", "ism")]).contains("plugin_opt_isuer"));
+        assert!(message(&[]).contains("plugin_opt_jwks_file"));
+        assert!(message(&[("jwks_file", "/a"), ("public_key_file", "/b")]).contains("only one"));
+        assert!(message(&[("jwks_file", "/a"), ("jwks_file", "/b")]).contains("twice"));
+        assert!(message(&[("jwks_file", "")]).contains("plugin_opt_jwks_file is empty"));
+        assert!(
+            message(&[("jwks_file", "/a"), ("disconnect_after_expire", "maybe")])
+                .contains("plugin_opt_disconnect_after_expire must be true or false")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_key_file_is_named() {
+        let config = PluginConfig::from_options([("jwks_file", "/nonexistent/jwks.json")])
+            .expect("valid options");
+        let message = config
+            .load_verifier()
+            .expect_err("file is missing")
+            .to_string();
+        assert!(
+            message.contains("jwks_file /nonexistent/jwks.json"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_key_is_named() {
+        let config =
+            PluginConfig::from_options([("jwks_file", RSA_PUBLIC)]).expect("valid options");
+        let message = config
+            .load_verifier()
+            .expect_err("PEM is no JWKS")
+            .to_string();
+        assert!(message.contains("holds no usable key"), "{message}");
+    }
+
+    #[test]
+    fn a_pem_public_key_loads() {
+        let config =
+            PluginConfig::from_options([("public_key_file", RSA_PUBLIC)]).expect("valid options");
+        assert_eq!(config.load_verifier().expect("key loads").keys().len(), 1);
+    }
+}

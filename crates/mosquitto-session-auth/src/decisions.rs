@@ -1,0 +1,233 @@
+//! The plugin's decisions, free of any broker type: may this CONNECT in, may this client
+//! touch this topic. Everything token-shaped is delegated to `session-token`; this module
+//! only adds the MQTT-side rules (username and client id must be the token's `sub`, a dead
+//! token grants nothing).
+
+use std::fmt;
+
+use session_token::{Acl, TokenVerifier, TopicError, VerifyError};
+
+use crate::clients::ConnectedClient;
+
+/// The credentials of one CONNECT, as the broker reports them.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectAttempt<'a> {
+    pub username: Option<&'a str>,
+    /// The MQTT password: the token.
+    pub password: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+}
+
+/// Why a CONNECT was refused. Printed in the broker log; never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoPassword,
+    NoUsername,
+    PasswordNotText,
+    InvalidToken(VerifyError),
+    Expired { exp: u64 },
+    UsernameIsNotSubject,
+    ClientIdIsNotSubject,
+    MalformedGrants(TopicError),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoPassword => f.write_str("no password (the token) was sent"),
+            Refusal::NoUsername => f.write_str("no username was sent"),
+            Refusal::PasswordNotText => f.write_str("the password is not UTF-8 text"),
+            Refusal::InvalidToken(error) => error.fmt(f),
+            Refusal::Expired { exp } => write!(f, "token expired at {exp}"),
+            Refusal::UsernameIsNotSubject => f.write_str("username is not the token's sub"),
+            Refusal::ClientIdIsNotSubject => f.write_str("client id is not the token's sub"),
+            Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
+        }
+    }
+}
+
+/// What the broker asks about in an ACL check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A SUBSCRIBE to a filter.
+    Subscribe,
+    /// An UNSUBSCRIBE; always allowed, giving up rights is harmless.
+    Unsubscribe,
+    /// A PUBLISH from the client.
+    Publish,
+    /// Delivery of a message to the client.
+    Receive,
+}
+
+/// Decides a CONNECT: the token must verify at `now`, still be alive, and name the
+/// connecting username (and client id, when `require_client_id_match`) as its `sub`.
+pub fn admit(
+    verifier: &TokenVerifier,
+    require_client_id_match: bool,
+    attempt: ConnectAttempt<'_>,
+    now: u64,
+) -> Result<ConnectedClient, Refusal> {
+    let token = attempt.password.ok_or(Refusal::NoPassword)?;
+    let username = attempt.username.ok_or(Refusal::NoUsername)?;
+    let verified = verifier
+        .verify_with_kid(token, now)
+        .map_err(Refusal::InvalidToken)?;
+    let claims = verified.claims;
+    // The verifier tolerates clock skew on `exp`; the broker enforces `exp` itself from
+    // the second it passes, so a token it admits is not kicked moments later.
+    if claims.exp <= now {
+        return Err(Refusal::Expired { exp: claims.exp });
+    }
+    if username != claims.sub {
+        return Err(Refusal::UsernameIsNotSubject);
+    }
+    let client_id = attempt.client_id.unwrap_or_default();
+    if require_client_id_match && client_id != claims.sub {
+        return Err(Refusal::ClientIdIsNotSubject);
+    }
+    let acl = Acl::from_claims(&claims).map_err(Refusal::MalformedGrants)?;
+    Ok(ConnectedClient {
+        client_id: client_id.to_owned(),
+        kid: verified.kid,
+        expires_at: claims.exp,
+        acl,
+    })
+}
+
+/// Decides an ACL check for an admitted client (`None`: a client the plugin never admitted,
+/// which gets nothing). A client whose token has died gets nothing either, even before the
+/// broker has disconnected it.
+pub fn may_access(client: Option<&ConnectedClient>, access: Access, topic: &str, now: u64) -> bool {
+    if access == Access::Unsubscribe {
+        return true;
+    }
+    let Some(client) = client else {
+        return false;
+    };
+    if !client.token_valid_at(now) {
+        return false;
+    }
+    match access {
+        Access::Subscribe => client.acl.may_subscribe(topic),
+        Access::Publish => client.acl.may_publish(topic),
+        Access::Receive => client.acl.may_receive(topic),
+        Access::Unsubscribe => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use session_token::{Algorithm, Claims, DeviceGrant, KeySet};
+
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
+    const RSA_PUBLIC: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_public.pem");
+    const NOW: u64 = 1_700_000_000;
+
+    fn token(client: &str, lifetime_secs: u64) -> String {
+        let claims = Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client,
+            session_id: "4242",
+            issued_at: NOW,
+            lifetime_secs,
+            token_id: "t",
+        });
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
+        encode(&Header::new(Algorithm::RS256), &claims, &key).expect("signs")
+    }
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(KeySet::from_public_key_pem(RSA_PUBLIC).expect("fixture key"))
+            .with_issuer("ism")
+    }
+
+    fn attempt<'a>(user: &'a str, token: &'a str, id: &'a str) -> ConnectAttempt<'a> {
+        ConnectAttempt {
+            username: Some(user),
+            password: Some(token),
+            client_id: Some(id),
+        }
+    }
+
+    #[test]
+    fn a_device_with_its_own_token_is_admitted_with_its_grants() {
+        let token = token("lamp", 60);
+        let client =
+            admit(&verifier(), true, attempt("lamp", &token, "lamp"), NOW).expect("admitted");
+        assert_eq!(client.client_id, "lamp");
+        assert_eq!(client.expires_at, NOW + 60);
+        assert!(may_access(Some(&client), Access::Publish, "/4242/x", NOW));
+        assert!(may_access(Some(&client), Access::Subscribe, "/4242/#", NOW));
+        assert!(may_access(Some(&client), Access::Receive, "/4242/x", NOW));
+        assert!(!may_access(Some(&client), Access::Publish, "/4343/x", NOW));
+        assert!(!may_access(Some(&client), Access::Subscribe, "#", NOW));
+        assert!(!may_access(Some(&client), Access::Receive, "/4343/x", NOW));
+    }
+
+    #[test]
+    fn identity_mismatches_are_refused() {
+        let token = token("lamp", 60);
+        let refuse = |user, id, match_id| {
+            admit(&verifier(), match_id, attempt(user, &token, id), NOW).expect_err("refused")
+        };
+        assert_eq!(refuse("other", "lamp", true), Refusal::UsernameIsNotSubject);
+        assert_eq!(refuse("lamp", "other", true), Refusal::ClientIdIsNotSubject);
+        assert!(admit(&verifier(), false, attempt("lamp", &token, "other"), NOW).is_ok());
+    }
+
+    #[test]
+    fn missing_credentials_are_refused() {
+        let token = token("lamp", 60);
+        let no_password = ConnectAttempt {
+            password: None,
+            ..attempt("lamp", &token, "lamp")
+        };
+        assert_eq!(
+            admit(&verifier(), true, no_password, NOW),
+            Err(Refusal::NoPassword)
+        );
+        let no_username = ConnectAttempt {
+            username: None,
+            ..attempt("lamp", &token, "lamp")
+        };
+        assert_eq!(
+            admit(&verifier(), true, no_username, NOW),
+            Err(Refusal::NoUsername)
+        );
+        let garbage = admit(&verifier(), true, attempt("lamp", "x.y.z", "lamp"), NOW);
+        assert!(matches!(garbage, Err(Refusal::InvalidToken(_))));
+    }
+
+    #[test]
+    fn a_token_is_dead_from_its_exp_on() {
+        let token = token("lamp", 60);
+        let expired = admit(&verifier(), true, attempt("lamp", &token, "lamp"), NOW + 61);
+        assert_eq!(expired, Err(Refusal::Expired { exp: NOW + 60 }));
+        let client =
+            admit(&verifier(), true, attempt("lamp", &token, "lamp"), NOW).expect("admitted");
+        for access in [Access::Publish, Access::Subscribe, Access::Receive] {
+            assert!(may_access(Some(&client), access, "/4242/x", NOW + 59));
+            assert!(!may_access(Some(&client), access, "/4242/x", NOW + 60));
+        }
+    }
+
+    #[test]
+    fn unknown_clients_get_nothing_but_unsubscribe() {
+        assert!(!may_access(None, Access::Receive, "/4242/x", NOW));
+        assert!(may_access(None, Access::Unsubscribe, "#", NOW));
+    }
+
+    #[test]
+    fn refusal_messages_never_contain_the_token() {
+        let token = token("lamp", 60);
+        let truncated = &token[..token.len() - 10];
+        for candidate in [truncated, token.as_str()] {
+            if let Err(refusal) = admit(&verifier(), true, attempt("x", candidate, "x"), NOW) {
+                let signature = candidate.rsplit('.').next().unwrap_or_default();
+                assert!(!refusal.to_string().contains(signature), "{refusal}");
+            }
+        }
+    }
+}

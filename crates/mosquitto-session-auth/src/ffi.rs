@@ -1,0 +1,538 @@
+//! The C ABI shell Mosquitto 2.x loads (plugin interface version 5), and the only place in
+//! the project with `unsafe` code.
+//!
+//! It mirrors just the structs it reads from `mosquitto_broker.h` / `mosquitto_plugin.h`
+//! (their layout is checked against the real headers by `tests/ffi_layout.rs`), turns each
+//! event into a call on [`Plugin`], and carries out the answer: a return code, a log line,
+//! clients to disconnect. Nothing here decides anything.
+//!
+//! Mosquitto 2.0 runs every plugin callback on its single main thread. The plugin state
+//! still sits behind a mutex so the Rust side stays sound whatever the broker does, and the
+//! lock is always released before calling back into the broker: disconnecting a client
+//! raises MOSQ_EVT_DISCONNECT synchronously, which takes the lock again.
+
+use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::clients::ClientHandle;
+use crate::config::PluginConfig;
+use crate::decisions::{Access, ConnectAttempt};
+use crate::plugin::Plugin;
+
+const MOSQ_PLUGIN_VERSION: c_int = 5;
+
+const MOSQ_ERR_SUCCESS: c_int = 0;
+const MOSQ_ERR_INVAL: c_int = 3;
+const MOSQ_ERR_AUTH: c_int = 11;
+const MOSQ_ERR_ACL_DENIED: c_int = 12;
+const MOSQ_ERR_UNKNOWN: c_int = 13;
+const MOSQ_ERR_PLUGIN_DEFER: c_int = 17;
+
+const MOSQ_EVT_RELOAD: c_int = 1;
+const MOSQ_EVT_ACL_CHECK: c_int = 2;
+const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+const MOSQ_EVT_TICK: c_int = 9;
+const MOSQ_EVT_DISCONNECT: c_int = 10;
+
+const MOSQ_ACL_READ: c_int = 0x01;
+const MOSQ_ACL_WRITE: c_int = 0x02;
+const MOSQ_ACL_SUBSCRIBE: c_int = 0x04;
+const MOSQ_ACL_UNSUBSCRIBE: c_int = 0x08;
+
+const MOSQ_LOG_INFO: c_int = 0x01;
+const MOSQ_LOG_NOTICE: c_int = 0x02;
+const MOSQ_LOG_WARNING: c_int = 0x04;
+const MOSQ_LOG_ERR: c_int = 0x08;
+
+/// `struct mosquitto` (a client context): opaque, only ever handled by pointer.
+#[repr(C)]
+pub struct MosquittoClient {
+    _opaque: [u8; 0],
+}
+
+/// `mosquitto_plugin_id_t`: opaque.
+#[repr(C)]
+pub struct PluginId {
+    _opaque: [u8; 0],
+}
+
+/// `struct mosquitto_opt`: one `plugin_opt_<key> <value>` line.
+#[repr(C)]
+pub struct MosquittoOpt {
+    pub key: *mut c_char,
+    pub value: *mut c_char,
+}
+
+/// `struct mosquitto_evt_basic_auth`.
+#[repr(C)]
+pub struct EvtBasicAuth {
+    pub future: *mut c_void,
+    pub client: *mut MosquittoClient,
+    pub username: *mut c_char,
+    pub password: *mut c_char,
+    pub future2: [*mut c_void; 4],
+}
+
+/// `struct mosquitto_evt_acl_check`.
+#[repr(C)]
+pub struct EvtAclCheck {
+    pub future: *mut c_void,
+    pub client: *mut MosquittoClient,
+    pub topic: *const c_char,
+    pub payload: *const c_void,
+    pub properties: *mut c_void,
+    pub access: c_int,
+    pub payloadlen: u32,
+    pub qos: u8,
+    pub retain: bool,
+    pub future2: [*mut c_void; 4],
+}
+
+/// `struct mosquitto_evt_disconnect`.
+#[repr(C)]
+pub struct EvtDisconnect {
+    pub future: *mut c_void,
+    pub client: *mut MosquittoClient,
+    pub reason: c_int,
+    pub future2: [*mut c_void; 4],
+}
+
+/// `struct mosquitto_evt_tick`; not read (2.0 leaves it zeroed), mirrored for the layout
+/// check only.
+#[repr(C)]
+pub struct EvtTick {
+    pub future: *mut c_void,
+    pub now_ns: c_long,
+    pub next_ns: c_long,
+    pub now_s: libc_time_t,
+    pub next_s: libc_time_t,
+    pub future2: [*mut c_void; 4],
+}
+
+/// `time_t` on the 64-bit Linux targets the plugin is built for.
+#[allow(non_camel_case_types)]
+pub type libc_time_t = i64;
+
+type GenericCallback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
+
+extern "C" {
+    fn mosquitto_callback_register(
+        identifier: *mut PluginId,
+        event: c_int,
+        cb_func: GenericCallback,
+        event_data: *const c_void,
+        userdata: *mut c_void,
+    ) -> c_int;
+    fn mosquitto_callback_unregister(
+        identifier: *mut PluginId,
+        event: c_int,
+        cb_func: GenericCallback,
+        event_data: *const c_void,
+    ) -> c_int;
+    fn mosquitto_client_id(client: *const MosquittoClient) -> *const c_char;
+    fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool) -> c_int;
+    fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
+}
+
+/// What Mosquitto holds as `userdata` between `init` and `cleanup`.
+struct Instance {
+    identifier: *mut PluginId,
+    plugin: Mutex<Plugin>,
+}
+
+impl Instance {
+    fn plugin(&self) -> MutexGuard<'_, Plugin> {
+        // A panic inside a callback is caught and answered with a refusal; the state it
+        // may have left half-updated is a registry of clients, never a security decision
+        // in flight, so carrying on with it is sound.
+        self.plugin.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+const CALLBACKS: [(c_int, GenericCallback); 5] = [
+    (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
+    (MOSQ_EVT_ACL_CHECK, on_acl_check),
+    (MOSQ_EVT_TICK, on_tick),
+    (MOSQ_EVT_DISCONNECT, on_disconnect),
+    (MOSQ_EVT_RELOAD, on_reload),
+];
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn log(level: c_int, message: &str) {
+    let line = format!("mosquitto-session-auth: {message}").replace('\0', " ");
+    let Ok(line) = CString::new(line) else {
+        return;
+    };
+    // SAFETY: the format is a static NUL-terminated "%s" and its one argument is a valid
+    // NUL-terminated string that outlives the call, which is what the printf contract needs.
+    unsafe { mosquitto_log_printf(level, c"%s".as_ptr(), line.as_ptr()) };
+}
+
+/// Disconnects clients by id (without their will: a client losing its rights does not get
+/// to publish one more message). Must be called without the plugin lock held.
+fn kick(client_ids: &[String], why: &str) {
+    for client_id in client_ids {
+        let Ok(id) = CString::new(client_id.as_str()) else {
+            continue;
+        };
+        // SAFETY: `id` is a valid NUL-terminated string for the duration of the call; the
+        // broker only reads it to look the client up.
+        let rc = unsafe { mosquitto_kick_client_by_clientid(id.as_ptr(), false) };
+        if rc == MOSQ_ERR_SUCCESS {
+            log(
+                MOSQ_LOG_NOTICE,
+                &format!("disconnected client {client_id:?}: {why}"),
+            );
+        }
+    }
+}
+
+/// Text a user controls, shortened for a log line.
+fn loggable(text: Option<&str>) -> String {
+    match text {
+        Some(text) => format!("{:?}", text.chars().take(64).collect::<String>()),
+        None => "(none)".to_owned(),
+    }
+}
+
+/// Runs a callback body; a panic becomes `on_panic` instead of unwinding into C.
+fn guarded(on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        log(
+            MOSQ_LOG_ERR,
+            "internal error in a callback; request refused",
+        );
+        on_panic
+    })
+}
+
+/// # Safety
+/// `ptr` must be null or point to a NUL-terminated string valid for `'a`.
+unsafe fn c_str<'a>(ptr: *const c_char) -> Option<&'a CStr> {
+    // SAFETY: guaranteed by the caller.
+    (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) })
+}
+
+/// # Safety
+/// `userdata` must be the pointer `mosquitto_plugin_init` handed to the broker, not yet
+/// passed to `mosquitto_plugin_cleanup`.
+unsafe fn instance<'a>(userdata: *mut c_void) -> Option<&'a Instance> {
+    // SAFETY: guaranteed by the caller; the Box behind it lives until cleanup.
+    unsafe { userdata.cast::<Instance>().as_ref() }
+}
+
+#[no_mangle]
+pub extern "C" fn mosquitto_plugin_version(
+    _supported_version_count: c_int,
+    _supported_versions: *const c_int,
+) -> c_int {
+    MOSQ_PLUGIN_VERSION
+}
+
+/// # Safety
+/// Called by Mosquitto with a valid identifier, a writable `userdata` slot and
+/// `option_count` valid options.
+#[no_mangle]
+pub unsafe extern "C" fn mosquitto_plugin_init(
+    identifier: *mut PluginId,
+    userdata: *mut *mut c_void,
+    options: *mut MosquittoOpt,
+    option_count: c_int,
+) -> c_int {
+    guarded(MOSQ_ERR_UNKNOWN, || {
+        if userdata.is_null() {
+            return MOSQ_ERR_INVAL;
+        }
+        let count = usize::try_from(option_count).unwrap_or(0);
+        let options: &[MosquittoOpt] = if options.is_null() || count == 0 {
+            &[]
+        } else {
+            // SAFETY: the broker passes an array of `option_count` options that lives for
+            // the whole call.
+            unsafe { std::slice::from_raw_parts(options, count) }
+        };
+        let options: Vec<(String, String)> = options
+            .iter()
+            .map(|option| {
+                // SAFETY: each key and value is a NUL-terminated string owned by the
+                // broker's configuration, alive for the whole call.
+                let text = |ptr| unsafe { c_str(ptr) }.map(|s| s.to_string_lossy().into_owned());
+                (
+                    text(option.key).unwrap_or_default(),
+                    text(option.value).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let config =
+            PluginConfig::from_options(options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let plugin = match config.and_then(Plugin::start) {
+            Ok(plugin) => plugin,
+            Err(error) => {
+                log(MOSQ_LOG_ERR, &format!("cannot start: {error}"));
+                return MOSQ_ERR_INVAL;
+            }
+        };
+        log(
+            MOSQ_LOG_INFO,
+            &format!(
+                "started with {} key(s): {}",
+                plugin.key_ids().len(),
+                plugin.key_ids().join(", ")
+            ),
+        );
+        let instance = Box::into_raw(Box::new(Instance {
+            identifier,
+            plugin: Mutex::new(plugin),
+        }));
+        for (registered, &(event, callback)) in CALLBACKS.iter().enumerate() {
+            // SAFETY: `identifier` is the broker's own handle for this plugin; `instance`
+            // stays valid until `mosquitto_plugin_cleanup`, which unregisters first.
+            let rc = unsafe {
+                mosquitto_callback_register(
+                    identifier,
+                    event,
+                    callback,
+                    ptr::null(),
+                    instance.cast(),
+                )
+            };
+            if rc != MOSQ_ERR_SUCCESS {
+                log(
+                    MOSQ_LOG_ERR,
+                    &format!("cannot register for event {event}: error {rc}"),
+                );
+                // SAFETY: as above; only the callbacks registered so far are removed, and the
+                // box was created above and never handed out beyond them.
+                unsafe {
+                    unregister(identifier, &CALLBACKS[..registered]);
+                    drop(Box::from_raw(instance));
+                }
+                return rc;
+            }
+        }
+        // SAFETY: checked non-null above; the broker hands us this slot to fill.
+        unsafe { *userdata = instance.cast() };
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+/// # Safety
+/// `identifier` must be the plugin's identifier and `callbacks` registered with it.
+unsafe fn unregister(identifier: *mut PluginId, callbacks: &[(c_int, GenericCallback)]) {
+    for &(event, callback) in callbacks {
+        // SAFETY: guaranteed by the caller.
+        unsafe { mosquitto_callback_unregister(identifier, event, callback, ptr::null()) };
+    }
+}
+
+/// # Safety
+/// `userdata` must be the pointer set by `mosquitto_plugin_init` (or null).
+#[no_mangle]
+pub unsafe extern "C" fn mosquitto_plugin_cleanup(
+    userdata: *mut c_void,
+    _options: *mut MosquittoOpt,
+    _option_count: c_int,
+) -> c_int {
+    guarded(MOSQ_ERR_UNKNOWN, || {
+        if userdata.is_null() {
+            return MOSQ_ERR_SUCCESS;
+        }
+        let instance = userdata.cast::<Instance>();
+        // SAFETY: `userdata` came from Box::into_raw in init; once the callbacks are
+        // unregistered nothing else refers to it, so it is freed exactly once here.
+        unsafe {
+            unregister((*instance).identifier, &CALLBACKS);
+            drop(Box::from_raw(instance));
+        }
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+unsafe extern "C" fn on_basic_auth(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_AUTH, || {
+        // SAFETY: registered with our instance as userdata; the broker passes a valid
+        // `mosquitto_evt_basic_auth` for this event, alive for the call.
+        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
+            event_data.cast::<EvtBasicAuth>().as_ref()
+        }) else {
+            return MOSQ_ERR_AUTH;
+        };
+        // SAFETY: the username, password and client id are NUL-terminated strings owned by
+        // the client context, which outlives the callback.
+        let (username, password, client_id) = unsafe {
+            (
+                c_str(event.username),
+                c_str(event.password),
+                c_str(mosquitto_client_id(event.client)),
+            )
+        };
+        let username = username.map(|s| s.to_str().map_err(|_| ()));
+        let client_id = client_id.and_then(|s| s.to_str().ok());
+        let password = match password.map(CStr::to_str) {
+            Some(Err(_)) => {
+                log(
+                    MOSQ_LOG_NOTICE,
+                    &format!(
+                        "refused client {}: the password is not UTF-8 text",
+                        loggable(client_id)
+                    ),
+                );
+                return MOSQ_ERR_AUTH;
+            }
+            Some(Ok(token)) => Some(token),
+            None => None,
+        };
+        let Ok(username) = username.transpose() else {
+            log(
+                MOSQ_LOG_NOTICE,
+                &format!(
+                    "refused client {}: the username is not UTF-8 text",
+                    loggable(client_id)
+                ),
+            );
+            return MOSQ_ERR_AUTH;
+        };
+        let attempt = ConnectAttempt {
+            username,
+            password,
+            client_id,
+        };
+        let outcome = instance.plugin().authenticate(
+            ClientHandle(event.client as usize),
+            attempt,
+            now_secs(),
+        );
+        match outcome {
+            Ok(()) => MOSQ_ERR_SUCCESS,
+            Err(refusal) => {
+                log(
+                    MOSQ_LOG_NOTICE,
+                    &format!(
+                        "refused client {} (username {}): {refusal}",
+                        loggable(client_id),
+                        loggable(username)
+                    ),
+                );
+                MOSQ_ERR_AUTH
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn on_acl_check(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_ACL_DENIED, || {
+        // SAFETY: registered with our instance as userdata; the broker passes a valid
+        // `mosquitto_evt_acl_check` for this event, alive for the call.
+        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
+            event_data.cast::<EvtAclCheck>().as_ref()
+        }) else {
+            return MOSQ_ERR_ACL_DENIED;
+        };
+        let access = match event.access {
+            MOSQ_ACL_SUBSCRIBE => Access::Subscribe,
+            MOSQ_ACL_UNSUBSCRIBE => Access::Unsubscribe,
+            MOSQ_ACL_WRITE => Access::Publish,
+            MOSQ_ACL_READ => Access::Receive,
+            _ => return MOSQ_ERR_ACL_DENIED,
+        };
+        // SAFETY: the topic is a NUL-terminated string owned by the broker for the call.
+        let Some(Ok(topic)) = (unsafe { c_str(event.topic) }).map(CStr::to_str) else {
+            return MOSQ_ERR_ACL_DENIED;
+        };
+        let allowed = instance.plugin().may_access(
+            ClientHandle(event.client as usize),
+            access,
+            topic,
+            now_secs(),
+        );
+        if allowed {
+            MOSQ_ERR_SUCCESS
+        } else {
+            MOSQ_ERR_ACL_DENIED
+        }
+    })
+}
+
+unsafe extern "C" fn on_tick(
+    _event: c_int,
+    _event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        // SAFETY: registered with our instance as userdata.
+        let Some(instance) = (unsafe { instance(userdata) }) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        // The lock is dropped at the end of this statement, before the kicks re-enter.
+        let expired = instance.plugin().expired_clients(now_secs());
+        kick(&expired, "token expired");
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+unsafe extern "C" fn on_disconnect(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        // SAFETY: registered with our instance as userdata; the broker passes a valid
+        // `mosquitto_evt_disconnect` for this event, alive for the call.
+        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
+            event_data.cast::<EvtDisconnect>().as_ref()
+        }) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        instance
+            .plugin()
+            .client_disconnected(ClientHandle(event.client as usize));
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+unsafe extern "C" fn on_reload(
+    _event: c_int,
+    _event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    // Mosquitto 2.0 stops running the remaining reload steps (other plugins, its own
+    // password and ACL files) when a RELOAD callback answers anything but DEFER, so DEFER
+    // is the answer whatever happened here.
+    guarded(MOSQ_ERR_PLUGIN_DEFER, || {
+        // SAFETY: registered with our instance as userdata.
+        let Some(instance) = (unsafe { instance(userdata) }) else {
+            return MOSQ_ERR_PLUGIN_DEFER;
+        };
+        let outcome = instance.plugin().reload_keys();
+        match outcome {
+            Ok(reloaded) => {
+                log(
+                    MOSQ_LOG_INFO,
+                    &format!("reloaded {} key(s)", reloaded.key_count),
+                );
+                kick(&reloaded.revoked_clients, "its token's key was withdrawn");
+            }
+            Err(error) => log(
+                MOSQ_LOG_WARNING,
+                &format!("reload failed, keeping the previous keys: {error}"),
+            ),
+        }
+        MOSQ_ERR_PLUGIN_DEFER
+    })
+}
