@@ -1,0 +1,179 @@
+//! Bad input never yields a 500: every malformed request gets the right 4xx and the JSON
+//! error body.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{error_code, spawn_app};
+
+#[tokio::test]
+async fn malformed_join_bodies_get_400() {
+    let app = spawn_app().await;
+    let created = app.create_session(json!({})).await;
+    let url = format!("{}/api/v1/sessions/{}/join", app.public_url, created.id);
+    let bodies = [
+        "not json",
+        "{",
+        "[]",
+        "null",
+        r#"{"pin": "123456"}"#,
+        r#"{"client": "x"}"#,
+        r#"{"pin": 123456, "client": "x"}"#,
+        r#"{"pin": "123456", "client": 5}"#,
+        r#"{"pin": "12", "client": "x"}"#,
+        r#"{"pin": "12a456", "client": "x"}"#,
+        r#"{"pin": "123456", "client": ""}"#,
+        r#"{"pin": "123456", "client": "   "}"#,
+        r#"{"pin": "123456", "client": "a/b"}"#,
+        r#"{"pin": "123456", "client": "a+b"}"#,
+        r#"{"pin": "123456", "client": "a#b"}"#,
+        r#"{"pin": "123456", "client": "a\u0000b"}"#,
+        r#"{"pin": "123456", "client": "a\nb"}"#,
+    ];
+    for body in bodies {
+        let response = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            "invalid_request",
+            "{body}"
+        );
+    }
+    let too_long = json!({"pin": created.pin, "client": "x".repeat(65)});
+    let response = app.client.post(&url).json(&too_long).send().await.unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn the_wrong_content_type_gets_415() {
+    let app = spawn_app().await;
+    let created = app.create_session(json!({})).await;
+    let body = json!({"pin": created.pin, "client": "x"}).to_string();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = app
+            .client
+            .post(format!(
+                "{}/api/v1/sessions/{}/join",
+                app.public_url, created.id
+            ))
+            .body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            error_code(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+            "unsupported_media_type",
+            "{content_type:?}"
+        );
+    }
+    let response = app
+        .client
+        .post(format!("{}/api/v1/sessions", app.admin_url))
+        .header("content-type", "text/plain")
+        .body(r#"{"type":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+        "unsupported_media_type"
+    );
+}
+
+#[tokio::test]
+async fn bad_session_ids_get_400() {
+    let app = spawn_app().await;
+    for id in [
+        "abc",
+        "12a4",
+        "0x10",
+        "123456789012345678901234567890123",
+        "%20",
+    ] {
+        let response = app.join(id, "123456", "x").await;
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            "invalid_request",
+            "join {id}"
+        );
+        let response = app.admin_get(&format!("/api/v1/sessions/{id}")).await;
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            "invalid_request",
+            "get {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_create_bodies_get_400() {
+    let app = spawn_app().await;
+    let bodies = [
+        "nope",
+        r#"{"type": 5}"#,
+        r#"{"type": "has space"}"#,
+        r#"{"type": ""}"#,
+        r#"{"ttl_secs": -1}"#,
+        r#"{"ttl_secs": 0}"#,
+        r#"{"ttl_secs": "60"}"#,
+        r#"{"max_clients": 0}"#,
+        r#"{"max_clients": 1.5}"#,
+        r#"{"max_clients": 99999999999}"#,
+        r#"{"unknown_field": 1}"#,
+    ];
+    for body in bodies {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/sessions", app.admin_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            "invalid_request",
+            "{body}"
+        );
+    }
+    let response = app.admin_get("/api/createSession?type=bad%20type").await;
+    assert_eq!(
+        error_code(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn malformed_compat_joins_get_400() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/joinSession", app.public_url);
+    for body in [
+        json!({}),
+        json!({"id": "123456", "pin": "123456"}),
+        json!({"id": "abc", "pin": "123456", "client": "x"}),
+        json!({"id": "123456", "pin": "x", "client": "x"}),
+        json!({"id": [1], "pin": "123456", "client": "x"}),
+        json!({"id": "123456", "pin": "123456", "client": "a/b"}),
+    ] {
+        let response = app.client.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(
+            error_code(response, StatusCode::BAD_REQUEST).await,
+            "invalid_request",
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! The `session-manager` binary itself: `--help`, `keygen`, `hash-admin-key`, and `serve`
+//! started with no setup at all, announcing its ports and stopping cleanly on SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use session_token::KeySet;
+
+const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run session-manager")
+}
+
+#[test]
+fn help_documents_every_environment_variable() {
+    let output = run(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for variable in [
+        "MQTT_AUTH_MODE",
+        "ISM_ADMIN_ADDR",
+        "ISM_PUBLIC_ADDR",
+        "ISM_DATA_DIR",
+        "ISM_SIGNING_KEY",
+        "ISM_SIGNING_KEY_FILE",
+        "ISM_JWT_ALG",
+        "ISM_TOKEN_TTL_SECS",
+        "ISM_ISSUER",
+        "ISM_ID_LENGTH",
+        "ISM_PIN_LENGTH",
+        "ISM_LOG_FORMAT",
+        "ISM_ADMIN_API_KEY_HASH",
+        "ISM_ADMIN_INSECURE",
+        "ISM_TRUSTED_PROXIES",
+        "ISM_SESSION_MAX_FAILURES",
+        "ISM_IP_MAX_FAILURES",
+        "ISM_FAILURE_WINDOW_SECS",
+        "ISM_LOCKOUT_SECS",
+        "ISM_MAX_BODY_BYTES",
+        "ISM_KMS_KEY_ID",
+        "ISM_KMS_TIMEOUT_MS",
+        "ISM_KMS_MAX_CONCURRENCY",
+    ] {
+        assert!(
+            help.contains(variable),
+            "--help does not mention {variable}"
+        );
+    }
+    for subcommand in ["serve", "keygen", "hash-admin-key"] {
+        assert!(
+            help.contains(subcommand),
+            "--help does not mention {subcommand}"
+        );
+    }
+}
+
+fn openssl() -> Command {
+    let found = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "openssl is missing: install it with `apt-get install -y openssl` (scripts/test does)"
+    );
+    Command::new("openssl")
+}
+
+#[test]
+fn keygen_writes_rsa_files_that_fit_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys");
+    let output = run(&["keygen", "--out", out.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in [
+        "private_key.pem",
+        "public_key.pem",
+        "jwks.json",
+        "public_key.der",
+    ] {
+        assert!(out.join(name).exists(), "{name} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(out.join("private_key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "private key readable by others: {mode:o}");
+    }
+    let jwks = std::fs::read_to_string(out.join("jwks.json")).unwrap();
+    let from_jwks = KeySet::from_jwks_json(&jwks).unwrap();
+    let from_pem =
+        KeySet::from_public_key_pem(&std::fs::read(out.join("public_key.pem")).unwrap()).unwrap();
+    assert_eq!(
+        from_jwks.kids().collect::<Vec<_>>(),
+        from_pem.kids().collect::<Vec<_>>()
+    );
+
+    // public_key.der is PKCS#1 RSAPublicKey DER with the same modulus as the PEM.
+    let der_modulus = openssl()
+        .args([
+            "rsa",
+            "-RSAPublicKey_in",
+            "-inform",
+            "DER",
+            "-noout",
+            "-modulus",
+            "-in",
+        ])
+        .arg(out.join("public_key.der"))
+        .output()
+        .unwrap();
+    assert!(
+        der_modulus.status.success(),
+        "{}",
+        String::from_utf8_lossy(&der_modulus.stderr)
+    );
+    let pem_modulus = openssl()
+        .args(["rsa", "-pubin", "-noout", "-modulus", "-in"])
+        .arg(out.join("public_key.pem"))
+        .output()
+        .unwrap();
+    assert!(pem_modulus.status.success());
+    assert_eq!(der_modulus.stdout, pem_modulus.stdout);
+    let private_check = openssl()
+        .args(["pkey", "-noout", "-in"])
+        .arg(out.join("private_key.pem"))
+        .output()
+        .unwrap();
+    assert!(private_check.status.success());
+
+    // Never overwrites.
+    let again = run(&["keygen", "--out", out.to_str().unwrap()]);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn keygen_writes_es256_files_without_der() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&[
+        "keygen",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--alg",
+        "ES256",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!dir.path().join("public_key.der").exists());
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("jwks.json")).unwrap())
+            .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+}
+
+#[test]
+fn hash_admin_key_reads_stdin_and_prints_an_argon2id_phc_string() {
+    let mut child = Command::new(BIN)
+        .arg("hash-admin-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"my-admin-key\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let phc = String::from_utf8(output.stdout).unwrap();
+    let phc = phc.trim();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let hash = PasswordHash::new(phc).unwrap();
+    assert!(argon2::Argon2::default()
+        .verify_password(b"my-admin-key", &hash)
+        .is_ok());
+}
+
+#[test]
+fn hash_admin_key_generates_a_key_when_stdin_is_empty() {
+    let output = Command::new(BIN)
+        .arg("hash-admin-key")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let key = stderr.lines().last().unwrap().trim();
+    let phc = String::from_utf8(output.stdout).unwrap();
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let hash = PasswordHash::new(phc.trim()).unwrap();
+    assert!(argon2::Argon2::default()
+        .verify_password(key.as_bytes(), &hash)
+        .is_ok());
+}
+
+/// Starts `serve` in `dir` with no configuration but free ports; returns the child and
+/// the announced addresses.
+fn start_serve(dir: &std::path::Path) -> (std::process::Child, Value) {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
+        .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
+        .env("ISM_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addrs: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("start-up line {line:?}: {e}"));
+    (child, addrs)
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addrs) = start_serve(dir.path());
+    let admin = addrs["admin_addr"].as_str().unwrap().to_owned();
+    let public = addrs["public_addr"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("http://{admin}/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = client
+        .post(format!(
+            "http://{public}/api/v1/sessions/{}/join",
+            created["id"].as_str().unwrap()
+        ))
+        .json(&serde_json::json!({"pin": created["pin"], "client": "cli-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let jwks_before = client
+        .get(format!("http://{public}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dir.path().join("data/dev_signing_key_rs256.pem").exists());
+
+    let status = sigterm_and_wait(&mut child);
+    assert!(status.success(), "exit status {status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("generated a development signing key"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(created["pin"].as_str().unwrap()),
+        "the PIN was logged"
+    );
+    for line in stderr.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line {line:?}: {e}"));
+    }
+
+    // Second start: same key, same session.
+    let (mut child, addrs) = start_serve(dir.path());
+    let public = addrs["public_addr"].as_str().unwrap();
+    let jwks_after = client
+        .get(format!("http://{public}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(jwks_before, jwks_after);
+    let response = client
+        .post(format!(
+            "http://{public}/api/v1/sessions/{}/join",
+            created["id"].as_str().unwrap()
+        ))
+        .json(&serde_json::json!({"pin": created["pin"], "client": "cli-test-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    let status = sigterm_and_wait(&mut child);
+    assert!(status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !stderr.contains(token["token"].as_str().unwrap()),
+        "the token was logged"
+    );
+}
+
+#[test]
+fn bad_configuration_fails_with_a_message() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "serve",
+            "--admin-addr",
+            "0.0.0.0:0",
+            "--public-addr",
+            "127.0.0.1:0",
+        ])
+        .env_remove("ISM_ADMIN_INSECURE")
+        .env_remove("ISM_ADMIN_API_KEY_HASH")
+        .env("ISM_DATA_DIR", data_dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ISM_ADMIN_INSECURE"));
+}

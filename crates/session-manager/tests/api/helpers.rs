@@ -1,0 +1,162 @@
+//! The one harness every API test uses: `spawn_app()` builds the real `Application` on
+//! port 0 with a fresh temporary data directory, serves it in the background, and hands
+//! back URLs and a client. `spawn_app_with` changes the configuration first.
+
+use std::path::PathBuf;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use session_manager::config::Config;
+use session_manager::shutdown::Shutdown;
+use session_manager::startup::Application;
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub admin_url: String,
+    pub public_url: String,
+    pub client: reqwest::Client,
+    pub shutdown: Shutdown,
+    pub server: tokio::task::JoinHandle<Result<(), session_manager::error::Error>>,
+    /// Kept so the directory lives as long as the app.
+    pub data_dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(data_dir, configure).await
+}
+
+/// Starts an app on an existing data directory (restarts).
+pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests(PathBuf::from(data_dir.path()));
+    configure(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let admin_url = format!("http://{}", app.admin_addr());
+    let public_url = format!("http://{}", app.public_addr());
+    let shutdown = app.shutdown_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        admin_url,
+        public_url,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client"),
+        shutdown,
+        server,
+        data_dir,
+    }
+}
+
+/// A created session as the admin API returned it.
+#[derive(Debug, Clone)]
+pub struct CreatedSession {
+    pub id: String,
+    pub pin: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// Stops the app gracefully and returns its data directory.
+    pub async fn stop(self) -> TempDir {
+        self.shutdown.trigger();
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+        self.data_dir
+    }
+
+    pub async fn create_session(&self, body: Value) -> CreatedSession {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/sessions", self.admin_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        CreatedSession {
+            id: body["id"].as_str().expect("id").to_owned(),
+            pin: body["pin"].as_str().expect("pin").to_owned(),
+            body,
+        }
+    }
+
+    pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
+        self.join_from(session_id, pin, client, None).await
+    }
+
+    /// Joins with an `X-Forwarded-For` header.
+    pub async fn join_from(
+        &self,
+        session_id: &str,
+        pin: &str,
+        client: &str,
+        forwarded_for: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(format!(
+                "{}/api/v1/sessions/{session_id}/join",
+                self.public_url
+            ))
+            .json(&json!({ "pin": pin, "client": client }));
+        if let Some(forwarded_for) = forwarded_for {
+            request = request.header("x-forwarded-for", forwarded_for);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.admin_url))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn public_get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.public_url))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// A PIN of the right shape that is not `pin`.
+pub fn wrong_pin(pin: &str) -> String {
+    pin.chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect()
+}
+
+/// Asserts the JSON error shape and returns the code.
+pub async fn error_code(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    let body: Value = response.json().await.expect("json error body");
+    let message = body["error"]["message"].as_str().expect("error.message");
+    assert!(!message.is_empty());
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}

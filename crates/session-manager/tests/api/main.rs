@@ -1,0 +1,12 @@
+//! HTTP tests of the session manager: the real application on 127.0.0.1, free ports.
+
+mod admin;
+mod admin_auth;
+mod bad_input;
+mod binary;
+mod compat;
+mod health;
+mod helpers;
+mod limits;
+mod public;
+mod tokens;
