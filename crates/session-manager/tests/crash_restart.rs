@@ -1,0 +1,265 @@
+//! Kill -9 mid-traffic: every create, join and close the real `session-manager` binary
+//! acknowledged before it was killed must still be there after a restart on the same data
+//! directory, and the restarted service must work normally.
+//!
+//! Workers drive creates, joins and closes concurrently over HTTP and note each one only
+//! once its success response arrived; the process is SIGKILLed while requests are in
+//! flight. Those unacknowledged requests may or may not have taken effect, but nothing
+//! acknowledged may be missing.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const WORKERS: usize = 16;
+
+/// What the service confirmed before it died.
+#[derive(Default)]
+struct Acknowledged {
+    pins: HashMap<String, String>,
+    joined: HashMap<String, Vec<String>>,
+    closed: HashSet<String>,
+}
+
+struct Service {
+    child: Child,
+    admin: String,
+    public: String,
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("no free port on 127.0.0.1")
+}
+
+async fn start(data_dir: &Path, http: &reqwest::Client) -> Service {
+    let (admin_addr, public_addr) = (free_addr(), free_addr());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_session-manager"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ISM_DATA_DIR", data_dir)
+        .env("ISM_ADMIN_ADDR", admin_addr.to_string())
+        .env("ISM_PUBLIC_ADDR", public_addr.to_string())
+        .env("MQTT_AUTH_MODE", "dev_no_auth")
+        .env("ISM_LOG_FORMAT", "json")
+        // The probes after the restart include refused joins of closed sessions.
+        .env("ISM_IP_MAX_FAILURES", "100000")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start the session-manager binary");
+    let service = Service {
+        child,
+        admin: format!("http://{admin_addr}"),
+        public: format!("http://{public_addr}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for base in [&service.admin, &service.public] {
+        loop {
+            let up = http.get(format!("{base}/healthz")).send().await;
+            if up.is_ok_and(|response| response.status().is_success()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service did not answer on {base}/healthz; log: {}",
+                std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    service
+}
+
+/// Creates, joins and closes sessions until the service stops answering.
+async fn drive(
+    worker: usize,
+    admin: String,
+    public: String,
+    http: reqwest::Client,
+    acknowledged: Arc<Mutex<Acknowledged>>,
+) {
+    for round in 0.. {
+        let Ok(response) = http
+            .post(format!("{admin}/api/v1/sessions"))
+            .json(&json!({ "type": "crash-test" }))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if response.status() != reqwest::StatusCode::CREATED {
+            return;
+        }
+        let Ok(body) = response.json::<Value>().await else {
+            return;
+        };
+        let id = body["id"]
+            .as_str()
+            .expect("created session has an id")
+            .to_owned();
+        let pin = body["pin"]
+            .as_str()
+            .expect("created session has a PIN")
+            .to_owned();
+        acknowledged
+            .lock()
+            .unwrap()
+            .pins
+            .insert(id.clone(), pin.clone());
+
+        for client in ["lamp", "switch"] {
+            let client = format!("{client}-{worker}-{round}");
+            let Ok(response) = http
+                .post(format!("{public}/api/v1/sessions/{id}/join"))
+                .json(&json!({ "pin": pin, "client": client }))
+                .send()
+                .await
+            else {
+                return;
+            };
+            if response.status() != reqwest::StatusCode::OK {
+                return;
+            }
+            acknowledged
+                .lock()
+                .unwrap()
+                .joined
+                .entry(id.clone())
+                .or_default()
+                .push(client);
+        }
+
+        if round % 3 == 0 {
+            let Ok(response) = http
+                .delete(format!("{admin}/api/v1/sessions/{id}"))
+                .send()
+                .await
+            else {
+                return;
+            };
+            if response.status() != reqwest::StatusCode::NO_CONTENT {
+                return;
+            }
+            acknowledged.lock().unwrap().closed.insert(id);
+        }
+    }
+}
+
+/// Names of the joined clients in a session document, whether listed as strings or as
+/// objects with a `name`.
+fn client_names(session: &Value) -> HashSet<String> {
+    session["clients"]
+        .as_array()
+        .map(|clients| {
+            clients
+                .iter()
+                .filter_map(|client| client.as_str().or_else(|| client["name"].as_str()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_changes_survive_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let mut service = start(&data_dir, &http).await;
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            tokio::spawn(drive(
+                worker,
+                service.admin.clone(),
+                service.public.clone(),
+                http.clone(),
+                Arc::clone(&acknowledged),
+            ))
+        })
+        .collect();
+    // Let traffic build up, then kill the service in the middle of it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acknowledged.lock().unwrap().closed.len() < 20 {
+        assert!(Instant::now() < deadline, "too little traffic got through");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.child.kill().unwrap(); // SIGKILL
+    service.child.wait().unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    let creates = acknowledged.pins.len();
+    let joins: usize = acknowledged.joined.values().map(Vec::len).sum();
+    println!(
+        "acknowledged before SIGKILL: {creates} creates, {joins} joins, {} closes",
+        acknowledged.closed.len()
+    );
+
+    let mut service = start(&data_dir, &http).await;
+    for (id, pin) in &acknowledged.pins {
+        let response = http
+            .get(format!("{}/api/v1/sessions/{id}", service.admin))
+            .send()
+            .await
+            .unwrap();
+        let probe = format!("probe-{id}");
+        let join = http
+            .post(format!("{}/api/v1/sessions/{id}/join", service.public))
+            .json(&json!({ "pin": pin, "client": probe }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if acknowledged.closed.contains(id) {
+            assert_eq!(response.status(), 404, "closed session {id} is back");
+            assert_eq!(join, 401, "closed session {id} accepts joins");
+            continue;
+        }
+        assert_eq!(response.status(), 200, "acknowledged session {id} is lost");
+        let session: Value = response.json().await.unwrap();
+        let present = client_names(&session);
+        for client in acknowledged.joined.get(id).into_iter().flatten() {
+            assert!(
+                present.contains(client),
+                "acknowledged join of {client} to {id} is lost: {session}"
+            );
+        }
+        assert_eq!(join, 200, "acknowledged session {id} refuses its PIN");
+    }
+
+    // The restarted service takes new work as usual.
+    let created: Value = http
+        .post(format!("{}/api/v1/sessions", service.admin))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!acknowledged
+        .pins
+        .contains_key(created["id"].as_str().unwrap()));
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+}
