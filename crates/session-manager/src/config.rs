@@ -37,6 +37,9 @@ pub enum Command {
     /// Print the argon2id PHC string for ISM_ADMIN_API_KEY_HASH. Reads the key from stdin;
     /// with an empty stdin (or a terminal) a random key is generated and printed first.
     HashAdminKey,
+    /// Write a development CA and a server certificate signed by it (ca.pem, ca.key,
+    /// server.pem, server.key) for nginx and the broker's TLS listener.
+    Certs(crate::certs::CertsArgs),
 }
 
 impl Cli {

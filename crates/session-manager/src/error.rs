@@ -27,6 +27,8 @@ pub enum Error {
     Config(String),
     #[error("signing key: {0}")]
     Key(String),
+    #[error("certificate: {0}")]
+    Certificate(String),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

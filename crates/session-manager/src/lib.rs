@@ -24,6 +24,7 @@
 //! - [`config`] is the command line; every option is also an environment variable.
 
 pub mod admin_auth;
+pub mod certs;
 pub mod client_ip;
 pub mod config;
 pub mod domain;

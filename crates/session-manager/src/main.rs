@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use session_manager::config::{Cli, Command};
-use session_manager::{admin_auth, keygen, startup, telemetry};
+use session_manager::{admin_auth, certs, keygen, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,6 +15,16 @@ async fn main() -> ExitCode {
         }
         Command::Keygen(args) => keygen::run(&args).map(|paths| {
             for path in paths {
+                println!("{}", path.display());
+            }
+        }),
+        Command::Certs(args) => certs::run(&args).map(|files| {
+            for path in [
+                files.ca_cert,
+                files.ca_key,
+                files.server_cert,
+                files.server_key,
+            ] {
                 println!("{}", path.display());
             }
         }),
