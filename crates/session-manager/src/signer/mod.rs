@@ -5,11 +5,13 @@
 //! - [`local::LocalSigner`] (`dev_jwt_auth`): RS256 or ES256 with a private key held in
 //!   memory, from `ISM_SIGNING_KEY(_FILE)` or a development key generated into the data
 //!   directory.
-//! - `kms_jwt_auth`: signed by AWS KMS, so the private key never leaves it.
+//! - [`kms::KmsSigner`] (`kms_jwt_auth`): signed by AWS KMS, so the private key never
+//!   leaves it.
 //!
 //! Signing is async because a remote signer waits on the network; local signers run the
 //! CPU-bound part off the async executor where that pays (see `local`).
 
+pub mod kms;
 pub mod local;
 pub mod no_auth;
 
@@ -57,8 +59,6 @@ pub async fn build(config: &Config) -> Result<Arc<dyn TokenSigner>, Error> {
     match config.auth_mode {
         AuthMode::DevNoAuth => Ok(Arc::new(no_auth::NoAuthSigner)),
         AuthMode::DevJwtAuth => Ok(Arc::new(local::LocalSigner::from_config(config)?)),
-        AuthMode::KmsJwtAuth => Err(Error::Config(
-            "MQTT_AUTH_MODE=kms_jwt_auth is not available in this build".to_owned(),
-        )),
+        AuthMode::KmsJwtAuth => Ok(Arc::new(kms::KmsSigner::connect(config).await?)),
     }
 }
