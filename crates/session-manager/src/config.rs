@@ -40,6 +40,9 @@ pub enum Command {
     /// Write a development CA and a server certificate signed by it (ca.pem, ca.key,
     /// server.pem, server.key) for nginx and the broker's TLS listener.
     Certs(crate::certs::CertsArgs),
+    /// Write the public key the configured mode signs with (local key or AWS KMS key) as
+    /// public_key.pem and jwks.json, for the broker. Takes the same options as `serve`.
+    ExportPublicKey(Box<crate::export_key::ExportPublicKeyArgs>),
 }
 
 impl Cli {

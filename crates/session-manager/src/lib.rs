@@ -18,7 +18,8 @@
 //! - [`store`] keeps sessions in memory and in an append-only journal under the data
 //!   directory; every acknowledged change is fsynced first.
 //! - [`signer`] is a trait with one implementation per `MQTT_AUTH_MODE`; [`jwks`] serves
-//!   its public keys. [`signing_key`] and [`keygen`] deal with local key material.
+//!   its public keys. [`signing_key`] and [`keygen`] deal with local key material;
+//!   [`export_key`] writes the public key of either signing mode for brokers.
 //! - [`admin_auth`] guards the admin port; [`telemetry`] sets up logging and request
 //!   spans; [`shutdown`] turns SIGTERM/SIGINT into a graceful stop.
 //! - [`config`] is the command line; every option is also an environment variable.
@@ -29,6 +30,7 @@ pub mod client_ip;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod export_key;
 pub mod extract;
 pub mod join;
 pub mod jwks;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use session_manager::config::{Cli, Command};
-use session_manager::{admin_auth, certs, keygen, startup, telemetry};
+use session_manager::{admin_auth, certs, export_key, keygen, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,6 +25,11 @@ async fn main() -> ExitCode {
                 files.server_cert,
                 files.server_key,
             ] {
+                println!("{}", path.display());
+            }
+        }),
+        Command::ExportPublicKey(args) => export_key::run(&args).await.map(|paths| {
+            for path in paths {
                 println!("{}", path.display());
             }
         }),

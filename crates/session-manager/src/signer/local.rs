@@ -59,6 +59,11 @@ impl LocalSigner {
         Self::new(key)
     }
 
+    /// SubjectPublicKeyInfo PEM of the signing key (`export-public-key`).
+    pub fn public_key_pem(&self) -> Result<String, Error> {
+        self.inner.key.public_spki_pem()
+    }
+
     pub fn new(key: SigningKey) -> Result<Self, Error> {
         let algorithm = key.algorithm().as_jwt();
         let jwk = key.public_jwk()?;
