@@ -22,30 +22,30 @@ use crate::config::PluginConfig;
 use crate::decisions::{Access, ConnectAttempt};
 use crate::plugin::Plugin;
 
-const MOSQ_PLUGIN_VERSION: c_int = 5;
+pub const MOSQ_PLUGIN_VERSION: c_int = 5;
 
-const MOSQ_ERR_SUCCESS: c_int = 0;
-const MOSQ_ERR_INVAL: c_int = 3;
-const MOSQ_ERR_AUTH: c_int = 11;
-const MOSQ_ERR_ACL_DENIED: c_int = 12;
-const MOSQ_ERR_UNKNOWN: c_int = 13;
-const MOSQ_ERR_PLUGIN_DEFER: c_int = 17;
+pub const MOSQ_ERR_SUCCESS: c_int = 0;
+pub const MOSQ_ERR_INVAL: c_int = 3;
+pub const MOSQ_ERR_AUTH: c_int = 11;
+pub const MOSQ_ERR_ACL_DENIED: c_int = 12;
+pub const MOSQ_ERR_UNKNOWN: c_int = 13;
+pub const MOSQ_ERR_PLUGIN_DEFER: c_int = 17;
 
-const MOSQ_EVT_RELOAD: c_int = 1;
-const MOSQ_EVT_ACL_CHECK: c_int = 2;
-const MOSQ_EVT_BASIC_AUTH: c_int = 3;
-const MOSQ_EVT_TICK: c_int = 9;
-const MOSQ_EVT_DISCONNECT: c_int = 10;
+pub const MOSQ_EVT_RELOAD: c_int = 1;
+pub const MOSQ_EVT_ACL_CHECK: c_int = 2;
+pub const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+pub const MOSQ_EVT_TICK: c_int = 9;
+pub const MOSQ_EVT_DISCONNECT: c_int = 10;
 
-const MOSQ_ACL_READ: c_int = 0x01;
-const MOSQ_ACL_WRITE: c_int = 0x02;
-const MOSQ_ACL_SUBSCRIBE: c_int = 0x04;
-const MOSQ_ACL_UNSUBSCRIBE: c_int = 0x08;
+pub const MOSQ_ACL_READ: c_int = 0x01;
+pub const MOSQ_ACL_WRITE: c_int = 0x02;
+pub const MOSQ_ACL_SUBSCRIBE: c_int = 0x04;
+pub const MOSQ_ACL_UNSUBSCRIBE: c_int = 0x08;
 
-const MOSQ_LOG_INFO: c_int = 0x01;
-const MOSQ_LOG_NOTICE: c_int = 0x02;
-const MOSQ_LOG_WARNING: c_int = 0x04;
-const MOSQ_LOG_ERR: c_int = 0x08;
+pub const MOSQ_LOG_INFO: c_int = 0x01;
+pub const MOSQ_LOG_NOTICE: c_int = 0x02;
+pub const MOSQ_LOG_WARNING: c_int = 0x04;
+pub const MOSQ_LOG_ERR: c_int = 0x08;
 
 /// `struct mosquitto` (a client context): opaque, only ever handled by pointer.
 #[repr(C)]
