@@ -169,8 +169,10 @@ pub struct Config {
     #[arg(long, env = "ISM_ADMIN_API_KEY_HASH", hide_env_values = true)]
     pub admin_api_key_hash: Option<String>,
 
-    /// Allow an unauthenticated admin API on a non-loopback address.
-    #[arg(long, env = "ISM_ADMIN_INSECURE")]
+    /// Allow an unauthenticated admin API on a non-loopback address (`1`/`true`/`yes`).
+    #[arg(long, env = "ISM_ADMIN_INSECURE", default_value = "false", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub admin_insecure: bool,
 
     /// Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is trusted
@@ -262,6 +264,27 @@ mod tests {
         assert_eq!(config.auth_mode, AuthMode::DevJwtAuth);
         assert_eq!(config.jwt_alg, JwtAlgorithm::Rs256);
         assert_eq!(config.issuer, "ism");
+    }
+
+    #[test]
+    fn admin_insecure_takes_the_usual_boolean_spellings() {
+        for (value, expected) in [
+            ("1", true),
+            ("true", true),
+            ("yes", true),
+            ("0", false),
+            ("false", false),
+        ] {
+            let cli =
+                Cli::try_parse_from(["session-manager", &format!("--admin-insecure={value}")]);
+            assert_eq!(
+                cli.map(|cli| cli.serve.admin_insecure).ok(),
+                Some(expected),
+                "{value}"
+            );
+        }
+        let cli = Cli::try_parse_from(["session-manager", "--admin-insecure"]).unwrap();
+        assert!(cli.serve.admin_insecure);
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl LocalSigner {
         Self::new(key)
     }
 
+    /// Signs on the calling thread (what `sign` runs on the blocking pool for RSA).
+    pub fn sign_now(&self, claims: &Claims) -> Result<String, SignError> {
+        self.inner.sign(claims)
+    }
+
     /// SubjectPublicKeyInfo PEM of the signing key (`export-public-key`).
     pub fn public_key_pem(&self) -> Result<String, Error> {
         self.inner.key.public_spki_pem()
