@@ -1,0 +1,38 @@
+#!/bin/sh
+# Session manager container entrypoint. For `serve` (the default) it first makes sure what
+# a development stack needs exists, then becomes the service:
+# - TLS: without certificates in $TLS_DIR, a development CA and server certificate are
+#   issued there (`session-manager certs`) for the proxy and the broker's TLS listener;
+#   bring your own by putting server.pem/server.key there (see docs/DEPLOYMENT.md);
+# - dev_jwt_auth without a configured key: a signing key pair is generated once into the
+#   keys volume (`session-manager keygen`) and used from then on.
+# Other subcommands (keygen, certs, hash-admin-key, export-public-key) run unchanged.
+set -eu
+
+# Compose passes unset .env entries as empty strings; to the service (and the AWS SDK) an
+# empty variable is not the same as an absent one.
+for name in $(env | sed -n 's/^\(\(ISM\|AWS\)_[A-Z0-9_]*\)=$/\1/p'); do
+    unset "$name"
+done
+
+[ "$#" -gt 0 ] || set -- serve
+if [ "$1" = serve ]; then
+    tls_dir=${TLS_DIR:-/tls}
+    if [ "${TLS_AUTOGENERATE:-true}" = true ] && [ ! -e "$tls_dir/server.pem" ]; then
+        hosts=""
+        for host in ${TLS_HOSTS:-}; do hosts="$hosts --host $host"; done
+        # shellcheck disable=SC2086 # one word per host is intended
+        session-manager certs --out "$tls_dir" $hosts >/dev/null
+        echo "entrypoint: development TLS certificates issued into $tls_dir" >&2
+    fi
+    if [ "${MQTT_AUTH_MODE:-dev_jwt_auth}" = dev_jwt_auth ] \
+        && [ -z "${ISM_SIGNING_KEY:-}" ] && [ -z "${ISM_SIGNING_KEY_FILE:-}" ]; then
+        keys_dir=${KEYS_DIR:-/var/lib/session-manager-keys}
+        if [ ! -e "$keys_dir/private_key.pem" ]; then
+            session-manager keygen --out "$keys_dir" --alg "${ISM_JWT_ALG:-RS256}" >/dev/null
+            echo "entrypoint: signing key generated into $keys_dir" >&2
+        fi
+        export ISM_SIGNING_KEY_FILE="$keys_dir/private_key.pem"
+    fi
+fi
+exec session-manager "$@"
