@@ -40,7 +40,8 @@ pub async fn run(args: &ExportPublicKeyArgs) -> Result<Vec<PathBuf>, Error> {
     let (pem, jwks) = match args.config.auth_mode {
         AuthMode::DevNoAuth => {
             return Err(Error::Config(
-                "MQTT_AUTH_MODE=dev_no_auth signs nothing, so there is no public key to export".to_owned(),
+                "MQTT_AUTH_MODE=dev_no_auth signs nothing, so there is no public key to export"
+                    .to_owned(),
             ))
         }
         AuthMode::DevJwtAuth => {
@@ -62,8 +63,8 @@ pub fn write_public_files(dir: &Path, pem: &str, jwks: &JwkSet) -> Result<Vec<Pa
         path: dir.to_owned(),
         source,
     })?;
-    let jwks_json =
-        serde_json::to_string_pretty(jwks).map_err(|e| Error::Key(format!("cannot encode the JWKS: {e}")))?;
+    let jwks_json = serde_json::to_string_pretty(jwks)
+        .map_err(|e| Error::Key(format!("cannot encode the JWKS: {e}")))?;
     let files = [
         ("public_key.pem", pem.to_owned()),
         ("jwks.json", format!("{jwks_json}\n")),
@@ -118,7 +119,10 @@ mod tests {
         let pem = std::fs::read(args.out.join("public_key.pem")).unwrap();
         let jwks = std::fs::read_to_string(args.out.join("jwks.json")).unwrap();
         let kid = signer.jwks().keys[0].common.key_id.clone().unwrap();
-        assert!(KeySet::from_public_key_pem(&pem).unwrap().find(&kid).is_some());
+        assert!(KeySet::from_public_key_pem(&pem)
+            .unwrap()
+            .find(&kid)
+            .is_some());
         assert!(KeySet::from_jwks_json(&jwks).unwrap().find(&kid).is_some());
     }
 

@@ -1,0 +1,606 @@
+//! `kms_jwt_auth` end to end: the real `session-manager` binary signing with a KMS key
+//! served by moto (a real KMS API on loopback: CreateKey, GetPublicKey and Sign with real
+//! RSA and P-256 signatures), and a real Mosquitto with our plugin admitting a device
+//! with the exported public key.
+//!
+//! moto runs through `tests/support/moto_kms_server.py`, which keeps key material across a
+//! moto restart (see that file), so the outage test can stop KMS, watch joins fail fast
+//! with 503, start it again on the same port and watch the service recover by itself.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use session_token::{Claims, KeySet, TokenVerifier};
+
+const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
+const REGION: &str = "us-east-1";
+const INSTALL_HINT: &str =
+    "run scripts/test, or: python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-test.txt";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python that has moto: `ISM_TEST_PYTHON` (set by scripts/test) or the project venv.
+fn moto_python() -> PathBuf {
+    let venv = workspace_root().join(".venv/bin");
+    let python = match std::env::var_os("ISM_TEST_PYTHON") {
+        Some(python) => PathBuf::from(python),
+        None => {
+            assert!(
+                venv.join("moto_server").exists(),
+                "moto is missing ({} not found): {INSTALL_HINT}",
+                venv.join("moto_server").display()
+            );
+            venv.join("python")
+        }
+    };
+    let has_moto = Command::new(&python)
+        .args(["-c", "import moto.server, moto.kms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        has_moto,
+        "{} cannot import moto: {INSTALL_HINT}",
+        python.display()
+    );
+    python
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// moto's KMS server on 127.0.0.1; killed on drop.
+struct Moto {
+    child: Option<Child>,
+    port: u16,
+    state: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let mut moto = Moto {
+            child: None,
+            port: free_port(),
+            state: tempfile::tempdir().unwrap(),
+        };
+        moto.launch();
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_kms_server.py");
+        let log = std::fs::File::create(self.state.path().join("moto.log")).unwrap();
+        let mut child = Command::new(moto_python())
+            .arg(script)
+            .arg(self.state.path().join("keys"))
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start moto");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("moto exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen within 30 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("moto.log")).unwrap_or_default()
+    }
+
+    fn client(&self) -> aws_sdk_kms::Client {
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+
+    /// Creates a key of `spec` and points `alias` at it; returns the alias.
+    async fn create_key(&self, spec: KeySpec, usage: KeyUsageType, alias: &str) -> String {
+        let client = self.client();
+        let key = client
+            .create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .send()
+            .await
+            .expect("CreateKey");
+        let key_id = key
+            .key_metadata()
+            .expect("key metadata")
+            .key_id()
+            .to_owned();
+        client
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .expect("CreateAlias");
+        alias.to_owned()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The environment of a service in kms mode against `moto`.
+fn kms_command(moto: &Moto, key_id: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MQTT_AUTH_MODE", "kms_jwt_auth")
+        .env("ISM_KMS_KEY_ID", key_id)
+        .env("ISM_KMS_TIMEOUT_MS", "1000")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("ISM_DATA_DIR", data_dir)
+        .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
+        .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
+        .env("ISM_LOG_FORMAT", "json");
+    command
+}
+
+/// The service binary in kms mode; killed on drop.
+struct Service {
+    child: Child,
+    admin: String,
+    public: String,
+    http: reqwest::Client,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts the service; `Err` carries its error output when it refuses to start.
+    fn start(moto: &Moto, key_id: &str) -> Result<Service, String> {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = kms_command(moto, key_id, data_dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start session-manager");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first_line = String::new();
+        stdout.read_line(&mut first_line).unwrap();
+        if first_line.is_empty() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            let status = child.wait().unwrap();
+            return Err(format!("exit {status}: {stderr}"));
+        }
+        // Keep draining the logs so the service never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let addrs: Value = serde_json::from_str(&first_line)
+            .unwrap_or_else(|e| panic!("start-up line {first_line:?}: {e}"));
+        Ok(Service {
+            child,
+            admin: format!("http://{}", addrs["admin_addr"].as_str().unwrap()),
+            public: format!("http://{}", addrs["public_addr"].as_str().unwrap()),
+            http: reqwest::Client::new(),
+            _data_dir: data_dir,
+        })
+    }
+
+    async fn create_session(&self) -> (String, String) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/sessions", self.admin))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["pin"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn join(&self, session: &(String, String), client: &str) -> reqwest::Response {
+        self.http
+            .post(format!(
+                "{}/api/v1/sessions/{}/join",
+                self.public, session.0
+            ))
+            .json(&json!({ "pin": session.1, "client": client }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn token(&self, session: &(String, String), client: &str) -> String {
+        let response = self.join(session, client).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn jwks(&self) -> KeySet {
+        let text = self
+            .http
+            .get(format!("{}/.well-known/jwks.json", self.public))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        KeySet::from_jwks_json(&text).unwrap()
+    }
+
+    async fn admin_health(&self) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.admin))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn verify(keys: KeySet, token: &str) -> Claims {
+    TokenVerifier::new(keys)
+        .with_issuer("ism")
+        .verify(token, now())
+        .unwrap_or_else(|e| panic!("token does not verify: {e}"))
+}
+
+/// Runs `export-public-key` against the same KMS key; returns the output directory.
+fn export_public_key(moto: &Moto, key_id: &str) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = kms_command(moto, key_id, data_dir.path())
+        .args(["export-public-key", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "export-public-key failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+async fn tokens_verify_against_the_served_jwks(spec: KeySpec, algorithm: jsonwebtoken::Algorithm) {
+    let moto = Moto::start();
+    let key = moto
+        .create_key(spec, KeyUsageType::SignVerify, "alias/ism-tokens")
+        .await;
+    let service = Service::start(&moto, &key).expect("service starts in kms mode");
+    let session = service.create_session().await;
+    let token = service.token(&session, "lamp-1").await;
+
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, algorithm);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    let claims = verify(service.jwks().await, &token);
+    assert_eq!(claims.sub, "lamp-1");
+    assert_eq!(claims.sid, session.0);
+
+    // The exported files name the same key with the same kid.
+    let exported = export_public_key(&moto, &key);
+    let pem = std::fs::read(exported.path().join("public_key.pem")).unwrap();
+    let from_pem = KeySet::from_public_key_pem(&pem).unwrap();
+    assert!(from_pem.find(header.kid.as_deref().unwrap()).is_some());
+    verify(from_pem, &token);
+    let jwks = std::fs::read_to_string(exported.path().join("jwks.json")).unwrap();
+    verify(KeySet::from_jwks_json(&jwks).unwrap(), &token);
+
+    let (status, health) = service.admin_health().await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["signer"]["ready"], true, "{health}");
+}
+
+#[tokio::test]
+async fn an_rsa_key_issues_rs256_tokens_that_verify_against_the_jwks() {
+    tokens_verify_against_the_served_jwks(KeySpec::Rsa2048, jsonwebtoken::Algorithm::RS256).await;
+}
+
+#[tokio::test]
+async fn a_p256_key_issues_es256_tokens_that_verify_against_the_jwks() {
+    tokens_verify_against_the_served_jwks(KeySpec::EccNistP256, jsonwebtoken::Algorithm::ES256)
+        .await;
+}
+
+#[tokio::test]
+async fn keys_that_cannot_sign_tokens_stop_the_service_with_a_clear_message() {
+    let moto = Moto::start();
+    let p384 = moto
+        .create_key(KeySpec::EccNistP384, KeyUsageType::SignVerify, "alias/p384")
+        .await;
+    let error = Service::start(&moto, &p384)
+        .err()
+        .expect("a P-384 key is refused");
+    assert!(error.contains("cannot sign tokens"), "{error}");
+    assert!(error.contains("ECC_NIST_P256"), "{error}");
+
+    let encryption = moto
+        .create_key(
+            KeySpec::Rsa2048,
+            KeyUsageType::EncryptDecrypt,
+            "alias/encryption",
+        )
+        .await;
+    let error = Service::start(&moto, &encryption)
+        .err()
+        .expect("an encryption key is refused");
+    assert!(error.contains("SIGN_VERIFY"), "{error}");
+
+    let error = Service::start(&moto, "alias/does-not-exist")
+        .err()
+        .expect("a missing key is refused");
+    assert!(error.contains("alias/does-not-exist"), "{error}");
+}
+
+#[tokio::test]
+async fn a_kms_outage_answers_503_quickly_and_the_service_recovers_by_itself() {
+    let mut moto = Moto::start();
+    let key = moto
+        .create_key(
+            KeySpec::Rsa2048,
+            KeyUsageType::SignVerify,
+            "alias/ism-tokens",
+        )
+        .await;
+    let service = Service::start(&moto, &key).expect("service starts in kms mode");
+    let session = service.create_session().await;
+    let before = service.token(&session, "lamp-1").await;
+    let keys = service.jwks().await;
+    verify(keys.clone(), &before);
+
+    moto.stop();
+    let started = Instant::now();
+    let response = service.join(&session, "lamp-2").await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "signer_unavailable", "{body}");
+    // ISM_KMS_TIMEOUT_MS=1000: the whole call is bounded by 2 s, retries included.
+    assert!(elapsed < Duration::from_secs(3), "503 after {elapsed:?}");
+    let (status, health) = service.admin_health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["signer"]["ready"], false, "{health}");
+
+    // The service stays up meanwhile: admin and JWKS still answer.
+    assert!(service
+        .jwks()
+        .await
+        .find(
+            jsonwebtoken::decode_header(&before)
+                .unwrap()
+                .kid
+                .as_deref()
+                .unwrap()
+        )
+        .is_some());
+    let _ = service.create_session().await;
+
+    // KMS is back on the same port; moto forgot its keys, so the key is created again
+    // (with the same material, see tests/support/moto_kms_server.py) under the same alias.
+    moto.launch();
+    moto.create_key(
+        KeySpec::Rsa2048,
+        KeyUsageType::SignVerify,
+        "alias/ism-tokens",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let response = service.join(&session, "lamp-2").await;
+        if response.status() == StatusCode::OK {
+            let body: Value = response.json().await.unwrap();
+            break body["token"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 10 s of KMS coming back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(verify(keys, &after).sub, "lamp-2");
+    let (status, health) = service.admin_health().await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+}
+
+/// Mosquitto loading our plugin with the exported `public_key.pem`.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start(public_key_pem: &Path) -> Broker {
+        let mosquitto = Path::new("/usr/sbin/mosquitto");
+        assert!(
+            mosquitto.exists(),
+            "{} not found; install it: apt-get install -y mosquitto (scripts/test does)",
+            mosquitto.display()
+        );
+        let plugin = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("libmosquitto_session_auth.so");
+        assert!(
+            plugin.exists(),
+            "{} is missing; build it: cargo build -p mosquitto-session-auth (scripts/test does)",
+            plugin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_issuer ism\npersistence false\nlog_dest stderr\n",
+                plugin.display(),
+                public_key_pem.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
+        let mut child = Command::new(mosquitto)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default();
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "mosquitto exited: {log}"
+            );
+            assert!(Instant::now() < deadline, "mosquitto did not listen: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Connects as `client` with `token`; Ok when the broker accepts.
+    fn connect(&self, client: &str, token: &str) -> Result<(), String> {
+        let mut options = rumqttc::MqttOptions::new(client, "127.0.0.1", self.port);
+        options.set_credentials(client, token);
+        options.set_max_packet_size(1 << 16, 1 << 16);
+        let (_client, mut connection) = rumqttc::Client::new(options, 8);
+        let (sender, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                let result = match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+                        if ack.code == rumqttc::ConnectReturnCode::Success {
+                            Ok(())
+                        } else {
+                            Err(format!("{:?}", ack.code))
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(error) => Err(error.to_string()),
+                };
+                let _ = sender.send(result);
+                return;
+            }
+        });
+        outcome
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| Err("no CONNACK within 10 s".to_owned()))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn mosquitto_with_the_exported_kms_key_admits_the_device() {
+    for spec in [KeySpec::Rsa2048, KeySpec::EccNistP256] {
+        let moto = Moto::start();
+        let key = moto
+            .create_key(spec.clone(), KeyUsageType::SignVerify, "alias/ism-tokens")
+            .await;
+        let service = Service::start(&moto, &key).expect("service starts in kms mode");
+        let session = service.create_session().await;
+        let token = service.token(&session, "sensor-7").await;
+        let exported = export_public_key(&moto, &key);
+        let broker = Broker::start(&exported.path().join("public_key.pem"));
+
+        let admitted = tokio::task::spawn_blocking({
+            let token = token.clone();
+            move || {
+                let admitted = broker.connect("sensor-7", &token);
+                let impostor = broker.connect("sensor-8", &token);
+                (admitted, impostor)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(admitted.0, Ok(()), "{spec:?}: the device is refused");
+        assert!(
+            admitted.1.is_err(),
+            "{spec:?}: another client name got in with the token"
+        );
+    }
+}
