@@ -132,6 +132,13 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            ApiError::SignerUnavailable => {
+                // The signer already retried (KMS throttling or outage); a device that
+                // waits a second before asking again spreads a burst instead of renewing it.
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ => {}
         }
         response

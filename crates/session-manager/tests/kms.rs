@@ -423,6 +423,7 @@ async fn a_kms_outage_answers_503_quickly_and_the_service_recovers_by_itself() {
     let response = service.join(&session, "lamp-2").await;
     let elapsed = started.elapsed();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "signer_unavailable", "{body}");
     // ISM_KMS_TIMEOUT_MS=1000: the whole call is bounded by 2 s, retries included.
