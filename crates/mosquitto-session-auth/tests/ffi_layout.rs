@@ -147,7 +147,7 @@ fn mirrored_structs_and_constants_match_the_installed_headers() {
             ));
         }
     }
-    for (name, _) in CONSTANTS.iter().copied() {
+    for (name, _) in CONSTANTS {
         program.push_str(&format!("printf(\"{name} %d\\n\", (int){name});\n"));
     }
     program.push_str("return 0;\n}\n");

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -98,21 +98,28 @@ pub fn jwks(keys: &[&SigningKey]) -> String {
     serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() }).to_string()
 }
 
-/// The plugin built for the same profile as this test binary. `cargo test` builds the
-/// library's `cdylib` alongside the `rlib` the tests link, into the profile directory.
+/// The plugin built by the same cargo invocation as this binary. The library unit is
+/// compiled once with both its crate types, so building the `rlib` that tests and benches
+/// link also writes the `cdylib` next to them in `target/<profile>/deps`.
 pub fn plugin_path() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
+    let deps = exe
         .parent()
-        .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
-    let path = profile_dir.join("libmosquitto_session_auth.so");
-    assert!(
-        path.exists(),
-        "{} is missing; build it: cargo build -p mosquitto-session-auth",
-        path.display()
-    );
-    path
+    let candidates = [
+        deps.join("libmosquitto_session_auth.so"),
+        deps.join("../libmosquitto_session_auth.so"),
+    ];
+    candidates
+        .iter()
+        .find(|path| path.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libmosquitto_session_auth.so not found in {}; build it: cargo build -p mosquitto-session-auth",
+                deps.display()
+            )
+        })
 }
 
 pub fn require_mosquitto() {
@@ -376,10 +383,7 @@ impl Device {
     }
 
     pub fn next_event(&mut self, timeout: Duration) -> Option<DeviceEvent> {
-        match self.events.recv_timeout(timeout) {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.events.recv_timeout(timeout).ok()
     }
 
     /// Every message that arrives within `window`.
@@ -459,12 +463,19 @@ fn pump_events(
     }
 }
 
-/// One bare MQTT 3.1.1 connect / CONNACK / disconnect over a fresh TCP connection, for
-/// loops of thousands of cycles where a full client per cycle would dominate the cost.
-/// Returns the CONNACK return code.
-pub fn connect_cycle(port: u16, client_id: &str, username: &str, password: &str) -> u8 {
+/// A bare MQTT 3.1.1 connection: CONNECT sent, CONNACK read. `Err` carries a refusing
+/// CONNACK's return code. Credentials are left out when `username` is empty.
+pub fn raw_connect(
+    port: u16,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> Result<TcpStream, u8> {
     let mut connect = rumqttc::Connect::new(client_id);
-    connect.set_login(username, password);
+    connect.keep_alive = 300;
+    if !username.is_empty() {
+        connect.set_login(username, password);
+    }
     let mut packet = bytes::BytesMut::new();
     connect.write(&mut packet).expect("CONNECT encodes");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("broker reachable");
@@ -476,10 +487,23 @@ pub fn connect_cycle(port: u16, client_id: &str, username: &str, password: &str)
     let mut connack = [0u8; 4];
     stream.read_exact(&mut connack).expect("CONNACK received");
     assert_eq!(connack[0], 0x20, "CONNACK packet type");
-    if connack[3] == 0 {
-        stream.write_all(&[0xE0, 0x00]).expect("DISCONNECT sent");
-        // Wait for the broker to close its side, so the cycle is complete on return.
-        let _ = stream.read(&mut [0u8; 1]);
+    match connack[3] {
+        0 => Ok(stream),
+        refused => Err(refused),
     }
-    connack[3]
+}
+
+/// One connect / CONNACK / disconnect over a fresh TCP connection, for loops of thousands
+/// of cycles where a full client per cycle would dominate the cost. Returns the CONNACK
+/// return code.
+pub fn connect_cycle(port: u16, client_id: &str, username: &str, password: &str) -> u8 {
+    match raw_connect(port, client_id, username, password) {
+        Ok(mut stream) => {
+            stream.write_all(&[0xE0, 0x00]).expect("DISCONNECT sent");
+            // Wait for the broker to close its side, so the cycle is complete on return.
+            let _ = stream.read(&mut [0u8; 1]);
+            0
+        }
+        Err(code) => code,
+    }
 }
