@@ -237,8 +237,12 @@ fn start_serve(dir: &std::path::Path) -> (std::process::Child, Value) {
 }
 
 fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    signal_and_wait(child, "-TERM")
+}
+
+fn signal_and_wait(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -247,7 +251,7 @@ fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
+        assert!(Instant::now() < deadline, "no exit within 15 s of {signal}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -355,4 +359,15 @@ fn bad_configuration_fails_with_a_message() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("ISM_ADMIN_INSECURE"));
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = start_serve(dir.path());
+    let status = signal_and_wait(&mut child, "-INT");
+    assert!(status.success(), "exit status {status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("SIGINT"), "{stderr}");
 }
