@@ -7,95 +7,18 @@ A missing dependency (mosquitto, nginx, ...) makes dev-stack fail with a message
 how to install it, and so fails the tests: nothing is skipped.
 """
 
-import json
 import os
 import queue
-import signal
-import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
-import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEV_STACK = os.path.join(ROOT, "scripts", "dev-stack")
-STACK_START_TIMEOUT_SECS = 300  # includes a release build when the binaries are missing
-
-
-class RunningStack:
-    """One dev-stack process and the JSON it announced."""
-
-    def __init__(self, *args):
-        self.process = subprocess.Popen(
-            [DEV_STACK, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        self.stderr_lines = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        lines = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.process.stdout.readline()),
-                         daemon=True).start()
-        try:
-            line = lines.get(timeout=STACK_START_TIMEOUT_SECS)
-        except queue.Empty:
-            self.stop()
-            pytest.fail("dev-stack did not come up in time:\n" + self.stderr())
-        if not line:
-            self.process.wait()
-            pytest.fail(f"dev-stack failed (status {self.process.returncode}):\n"
-                        + self.stderr())
-        self.info = json.loads(line)
-
-    def _drain_stderr(self):
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
-
-    def stderr(self):
-        time.sleep(0.2)
-        return "".join(self.stderr_lines)
-
-    def __getitem__(self, key):
-        return self.info[key]
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    # --- HTTP helpers ---------------------------------------------------------------------
-
-    def admin(self, method, path, **kwargs):
-        headers = {"authorization": f"Bearer {self['admin_api_key']}"}
-        return requests.request(method, self["admin_url"] + path, headers=headers,
-                                timeout=10, **kwargs)
-
-    def public(self, method, path, **kwargs):
-        """A request through nginx (the public URL), verifying the dev CA for HTTPS."""
-        kwargs.setdefault("verify", self["ca_file"])
-        kwargs.setdefault("timeout", 10)
-        return requests.request(method, self["public_url"] + path, **kwargs)
-
-    def create_session(self, session_type="e2e"):
-        response = self.admin("POST", "/api/v1/sessions", json={"type": session_type})
-        assert response.status_code in (200, 201), response.text
-        return response.json()
-
-    def join(self, session, client):
-        response = self.public("POST", f"/api/v1/sessions/{session['id']}/join",
-                               json={"pin": session["pin"], "client": client})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-def finish_stack(stack):
-    status = stack.stop()
-    assert status == 0, f"dev-stack exited with {status}:\n{stack.stderr()}"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from devstack import ROOT, RunningStack, finish_stack  # noqa: E402,F401  (shared harness)
 
 
 @pytest.fixture(scope="session")

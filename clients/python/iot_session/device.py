@@ -77,6 +77,9 @@ class SessionDevice:
         self._client.username_pw_set(credentials.username, credentials.token)
         self._connected = threading.Event()
         self._connect_result = None
+        # SUBACKs can arrive before subscribe() returns its message id: the lock makes the
+        # callback wait until the waiter is registered.
+        self._subscribe_lock = threading.Lock()
         self._subscribed = {}
         self.messages: "queue.Queue[Message]" = queue.Queue()
         self._client.on_connect = self._on_connect
@@ -96,7 +99,8 @@ class SessionDevice:
         self.messages.put(Message(topic[len(root):] if topic.startswith(root) else topic, message.payload))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        event = self._subscribed.get(mid)
+        with self._subscribe_lock:
+            event = self._subscribed.pop(mid, None)
         if event is not None:
             event[1].extend(reason_codes)
             event[0].set()
@@ -114,10 +118,15 @@ class SessionDevice:
 
     def subscribe(self, relative_filter: str, qos: int = 1, timeout: float = 10.0) -> bool:
         """Subscribe inside the session; returns whether the broker granted it."""
+        return self.subscribe_absolute(self._absolute(relative_filter), qos, timeout)
+
+    def subscribe_absolute(self, topic_filter: str, qos: int = 1, timeout: float = 10.0) -> bool:
+        """Subscribe to a filter as given (not rooted in the session); the broker decides."""
         done = threading.Event()
         codes = []
-        result, mid = self._client.subscribe(self._absolute(relative_filter), qos)
-        self._subscribed[mid] = (done, codes)
+        with self._subscribe_lock:
+            _, mid = self._client.subscribe(topic_filter, qos)
+            self._subscribed[mid] = (done, codes)
         if not done.wait(timeout):
             raise TimeoutError("no SUBACK from the broker")
         return all(not code.is_failure for code in codes)
