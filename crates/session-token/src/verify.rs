@@ -81,7 +81,8 @@ impl TokenVerifier {
 
     /// Verifies `token` at time `now` (seconds since the epoch) and returns its claims.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
-        self.verify_with_kid(token, now).map(|verified| verified.claims)
+        self.verify_with_kid(token, now)
+            .map(|verified| verified.claims)
     }
 
     /// Like [`verify`](Self::verify), and also says which key verified the token.

@@ -61,12 +61,16 @@ fn a_genuine_rs256_token_verifies() {
 #[test]
 fn verification_names_the_key_that_vouched_for_the_token() {
     let with_kid = sign_rs256(&claims(), &rsa_key(), Some(rsa_kid()));
-    let verified = rsa_verifier().verify_with_kid(&with_kid, NOW).expect("verifies");
+    let verified = rsa_verifier()
+        .verify_with_kid(&with_kid, NOW)
+        .expect("verifies");
     assert_eq!(verified.kid, rsa_kid());
     assert_eq!(verified.claims, claims());
     // Without a kid the sole key verifies, and its id is still reported.
     let without_kid = sign_rs256(&claims(), &rsa_key(), None);
-    let verified = rsa_verifier().verify_with_kid(&without_kid, NOW).expect("verifies");
+    let verified = rsa_verifier()
+        .verify_with_kid(&without_kid, NOW)
+        .expect("verifies");
     assert_eq!(verified.kid, rsa_kid());
 }
 
