@@ -114,11 +114,11 @@ impl Slot {
                     pin_hash: session.pin_hash.to_string(),
                 });
                 std::iter::once(created)
-                    .chain(session.clients.iter().map(|client| {
+                    .chain(session.clients.iter().map(|(client, &joined_at)| {
                         Record::Joined(JoinedRecord {
                             id: id.clone(),
-                            client: client.name.clone(),
-                            joined_at: client.joined_at,
+                            client: client.clone(),
+                            joined_at,
                         })
                     }))
                     .collect()

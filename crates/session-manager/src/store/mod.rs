@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::domain::{ClientName, DomainError, Pin, SessionId, SessionType};
@@ -76,6 +77,14 @@ pub struct SessionInfo {
     pub expires_at: Option<u64>,
     pub max_clients: Option<u32>,
     pub clients: Vec<ClientInfo>,
+}
+
+/// What a successful join tells the caller: just enough to size the token's lifetime.
+/// (Not the whole `SessionInfo`: copying every client on every join is what made joins
+/// slow down as a session grew.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinedSession {
+    pub expires_at: Option<u64>,
 }
 
 /// A new session and its PIN, which exists in the clear only in this value.
@@ -161,8 +170,9 @@ pub(crate) struct LiveSession {
     pin_hash: Arc<str>,
     /// Fast PIN check, once this process knows the PIN is right (see `pin_check`).
     pin_tag: Option<PinTag>,
-    /// In join order; a name appears once, with its first join time.
-    clients: Vec<ClientInfo>,
+    /// Client name → first join time, in join order. A map, not a list: joins look names
+    /// up, and a session may hold many thousands of them.
+    clients: IndexMap<ClientName, u64>,
 }
 
 impl LiveSession {
@@ -174,7 +184,7 @@ impl LiveSession {
             max_clients: record.max_clients,
             pin_hash: record.pin_hash.into(),
             pin_tag: None,
-            clients: Vec::new(),
+            clients: IndexMap::new(),
         }
     }
 
@@ -189,7 +199,14 @@ impl LiveSession {
             created_at: self.created_at,
             expires_at: self.expires_at,
             max_clients: self.max_clients,
-            clients: self.clients.clone(),
+            clients: self
+                .clients
+                .iter()
+                .map(|(name, &joined_at)| ClientInfo {
+                    name: name.clone(),
+                    joined_at,
+                })
+                .collect(),
         }
     }
 }
@@ -264,7 +281,7 @@ impl SessionStore {
             max_clients: new.max_clients,
             pin_hash,
             pin_tag: None,
-            clients: Vec::new(),
+            clients: IndexMap::new(),
         };
         let (info, pending) = self.insert_with_fresh_id(session, &pin)?;
         inner.ordered_write().insert(info.id.clone());
@@ -403,7 +420,7 @@ impl SessionStore {
         pin: &Pin,
         client: &ClientName,
         now: u64,
-    ) -> Result<SessionInfo, JoinError> {
+    ) -> Result<JoinedSession, JoinError> {
         let inner = &*self.inner;
         if let Some(pin_hash) = self.check_pin_fast(id, pin, now)? {
             // Few argon2 runs at a time: each takes tens of MiB and a core for a while.
@@ -433,9 +450,12 @@ impl SessionStore {
             if !session.is_live(now) {
                 return Err(JoinError::InvalidCredentials);
             }
-            if session.clients.iter().any(|known| &known.name == client) {
+            let joined = JoinedSession {
+                expires_at: session.expires_at,
+            };
+            if session.clients.contains_key(client) {
                 // Its first join may still be on its way to disk: wait for it.
-                (session.info(id), inner.journal.barrier())
+                (joined, inner.journal.barrier())
             } else {
                 let full = session
                     .max_clients
@@ -450,20 +470,17 @@ impl SessionStore {
                 })
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
-                session.clients.push(ClientInfo {
-                    name: client.clone(),
-                    joined_at: now,
-                });
-                (session.info(id), inner.journal.submit(frame))
+                session.clients.insert(client.clone(), now);
+                (joined, inner.journal.submit(frame))
             }
         };
         if let Err(error) = pending.durable().await {
             // Memory must not claim what the disk does not hold: forget this join again.
             if let Some(mut slot) = inner.sessions.get_mut(id) {
                 if let Slot::Live(session) = slot.value_mut() {
-                    session
-                        .clients
-                        .retain(|known| !(&known.name == client && known.joined_at == now));
+                    if session.clients.get(client) == Some(&now) {
+                        session.clients.shift_remove(client);
+                    }
                 }
             }
             return Err(error.into());

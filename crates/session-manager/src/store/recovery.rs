@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use super::compaction::{self, COMPACTION_FILE_NAME};
 use super::journal::JOURNAL_FILE_NAME;
 use super::record::{decode_frame, ClosedRecord, JoinedRecord, Record};
-use super::{io_error, ClientInfo, LiveSession, RecoveryReport, Slot, StoreError};
+use super::{io_error, LiveSession, RecoveryReport, Slot, StoreError};
 use crate::domain::SessionId;
 
 pub(crate) struct Recovered {
@@ -154,12 +154,7 @@ fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record) {
             joined_at,
         }) => {
             if let Some(Slot::Live(session)) = sessions.get_mut(&id) {
-                if !session.clients.iter().any(|known| known.name == client) {
-                    session.clients.push(ClientInfo {
-                        name: client,
-                        joined_at,
-                    });
-                }
+                session.clients.entry(client).or_insert(joined_at);
             }
         }
         Record::Closed(ClosedRecord { id }) => {

@@ -232,10 +232,11 @@ async fn rejoining_client_keeps_first_join_time_and_counts_once() {
         .join(id, &created.pin, &client("a"), NOW + 1)
         .await
         .unwrap();
-    let info = store
+    store
         .join(id, &created.pin, &client("a"), NOW + 2)
         .await
         .unwrap();
+    let info = store.get(id, NOW + 2).unwrap();
     assert_eq!(info.clients.len(), 1);
     assert_eq!(info.clients[0].joined_at, NOW + 1);
     store
