@@ -35,7 +35,8 @@ impl Acl {
 
     /// May the holder publish to `topic`? Malformed topics are refused.
     pub fn may_publish(&self, topic: &str) -> bool {
-        TopicName::parse(topic).is_ok_and(|t| self.publish.iter().any(|g| g.covers_topic(&t)))
+        TopicName::validate(topic).is_ok()
+            && self.publish.iter().any(|g| g.covers_valid_topic(topic))
     }
 
     /// May the holder subscribe to `filter`? Only when every topic the filter can match is
@@ -46,7 +47,8 @@ impl Acl {
 
     /// May a message on `topic` be delivered to the holder?
     pub fn may_receive(&self, topic: &str) -> bool {
-        TopicName::parse(topic).is_ok_and(|t| self.subscribe.iter().any(|g| g.covers_topic(&t)))
+        TopicName::validate(topic).is_ok()
+            && self.subscribe.iter().any(|g| g.covers_valid_topic(topic))
     }
 }
 

@@ -67,11 +67,18 @@ fn check_common(s: &str) -> Result<(), TopicError> {
 
 impl TopicName {
     pub fn parse(s: &str) -> Result<Self, TopicError> {
+        Self::validate(s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Checks `s` by the topic-name rules without copying it (the broker's per-message
+    /// path uses this: no allocation per message).
+    pub fn validate(s: &str) -> Result<(), TopicError> {
         check_common(s)?;
         if s.contains(['+', '#']) {
             return Err(TopicError::WildcardInName);
         }
-        Ok(Self(s.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -115,7 +122,12 @@ impl TopicFilter {
 
     /// Whether this filter, used as a grant, covers the topic `topic`.
     pub fn covers_topic(&self, topic: &TopicName) -> bool {
-        covers(self.levels(), topic.levels().map(FilterLevel::Exact))
+        self.covers_valid_topic(topic.as_str())
+    }
+
+    /// `covers_topic` for a string already checked with [`TopicName::validate`].
+    pub(crate) fn covers_valid_topic(&self, topic: &str) -> bool {
+        covers(self.levels(), topic.split('/').map(FilterLevel::Exact))
     }
 
     /// Whether every topic `other` can match is covered by this filter: the subset rule
