@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
-
 use super::DomainError;
 
 pub const MAX_CLIENT_NAME_CHARS: usize = 64;
@@ -14,16 +12,9 @@ pub const MAX_CLIENT_NAME_CHARS: usize = 64;
 #[serde(try_from = "String")]
 pub struct ClientName(String);
 
+checked_string_type!(ClientName);
+
 impl ClientName {
-    pub fn parse(input: &str) -> Result<Self, DomainError> {
-        Self::check(input)?;
-        Ok(Self(input.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     fn check(input: &str) -> Result<(), DomainError> {
         if input.is_empty() {
             return Err(DomainError::ClientName("it is empty"));
@@ -48,30 +39,9 @@ impl ClientName {
     }
 }
 
-impl TryFrom<String> for ClientName {
-    type Error = DomainError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::check(&value)?;
-        Ok(Self(value))
-    }
-}
-
-impl fmt::Display for ClientName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl fmt::Debug for ClientName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ClientName({:?})", self.0)
-    }
-}
-
-impl Serialize for ClientName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

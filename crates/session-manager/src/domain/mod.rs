@@ -6,6 +6,46 @@
 //! plain JSON string and deserialises through `parse`, so bad data cannot sneak in through
 //! a request body or the journal either.
 
+/// What every domain string type shares, given its own `check`: `parse` and
+/// `TryFrom<String>` (so serde's `try_from = "String"` parses too), `as_str`, and
+/// `Display` / `Serialize` as the plain string. `Debug` stays with each type (a PIN hides
+/// its digits).
+macro_rules! checked_string_type {
+    ($name:ident) => {
+        impl $name {
+            pub fn parse(input: &str) -> Result<Self, $crate::domain::DomainError> {
+                Self::check(input)?;
+                Ok(Self(input.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::domain::DomainError;
+
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::check(&value)?;
+                Ok(Self(value))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
 mod client_name;
 mod pin;
 mod session_id;

@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
-
 use super::{random_digits, DomainError};
 
 pub const MIN_PIN_LENGTH: usize = 3;
@@ -17,22 +15,15 @@ pub const MAX_PIN_LENGTH: usize = 32;
 #[serde(try_from = "String")]
 pub struct Pin(String);
 
-impl Pin {
-    pub fn parse(input: &str) -> Result<Self, DomainError> {
-        Self::check(input)?;
-        Ok(Self(input.to_owned()))
-    }
+checked_string_type!(Pin);
 
+impl Pin {
     /// A fresh random PIN of `length` digits from a CSPRNG (leading zeros allowed).
     pub fn generate(length: usize) -> Result<Self, DomainError> {
         if !(MIN_PIN_LENGTH..=MAX_PIN_LENGTH).contains(&length) {
             return Err(DomainError::Pin("length must be between 3 and 32 digits"));
         }
         Ok(Self(random_digits(length, false)))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 
     fn check(input: &str) -> Result<(), DomainError> {
@@ -49,30 +40,9 @@ impl Pin {
     }
 }
 
-impl TryFrom<String> for Pin {
-    type Error = DomainError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::check(&value)?;
-        Ok(Self(value))
-    }
-}
-
-impl fmt::Display for Pin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Pin(***)")
-    }
-}
-
-impl Serialize for Pin {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

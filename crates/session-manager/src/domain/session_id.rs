@@ -7,8 +7,6 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde::{Serialize, Serializer};
-
 use super::{random_digits, DomainError};
 
 /// Longest id accepted; long enough for any id space an operator could want.
@@ -18,12 +16,9 @@ pub const MAX_SESSION_ID_LENGTH: usize = 32;
 #[serde(try_from = "String")]
 pub struct SessionId(String);
 
-impl SessionId {
-    pub fn parse(input: &str) -> Result<Self, DomainError> {
-        Self::check(input)?;
-        Ok(Self(input.to_owned()))
-    }
+checked_string_type!(SessionId);
 
+impl SessionId {
     /// A fresh random id of `length` digits (first digit non-zero), from a CSPRNG.
     pub fn generate(length: usize) -> Result<Self, DomainError> {
         if !(1..=MAX_SESSION_ID_LENGTH).contains(&length) {
@@ -32,10 +27,6 @@ impl SessionId {
             ));
         }
         Ok(Self(random_digits(length, true)))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 
     fn check(input: &str) -> Result<(), DomainError> {
@@ -49,15 +40,6 @@ impl SessionId {
             return Err(DomainError::SessionId("it must contain only digits 0-9"));
         }
         Ok(())
-    }
-}
-
-impl TryFrom<String> for SessionId {
-    type Error = DomainError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::check(&value)?;
-        Ok(Self(value))
     }
 }
 
@@ -76,21 +58,9 @@ impl PartialOrd for SessionId {
     }
 }
 
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionId({})", self.0)
-    }
-}
-
-impl Serialize for SessionId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

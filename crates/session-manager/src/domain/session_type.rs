@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
-
 use super::DomainError;
 
 pub const MAX_SESSION_TYPE_CHARS: usize = 64;
@@ -14,16 +12,9 @@ const DEFAULT_SESSION_TYPE: &str = "default";
 #[serde(try_from = "String")]
 pub struct SessionType(String);
 
+checked_string_type!(SessionType);
+
 impl SessionType {
-    pub fn parse(input: &str) -> Result<Self, DomainError> {
-        Self::check(input)?;
-        Ok(Self(input.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     fn check(input: &str) -> Result<(), DomainError> {
         if input.is_empty() {
             return Err(DomainError::SessionType("it is empty"));
@@ -49,30 +40,9 @@ impl Default for SessionType {
     }
 }
 
-impl TryFrom<String> for SessionType {
-    type Error = DomainError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::check(&value)?;
-        Ok(Self(value))
-    }
-}
-
-impl fmt::Display for SessionType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl fmt::Debug for SessionType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionType({:?})", self.0)
-    }
-}
-
-impl Serialize for SessionType {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::Path;
 use dashmap::DashMap;
 
 use super::journal::JOURNAL_FILE_NAME;
-use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use super::record::{ClosedRecord, JoinedRecord, Record};
 use super::{io_error, Slot, StoreError};
 use crate::domain::SessionId;
 
@@ -105,14 +105,7 @@ impl Slot {
     fn snapshot(&self, id: &SessionId, now: u64) -> Vec<Record> {
         match self {
             Slot::Live(session) if session.is_live(now) => {
-                let created = Record::Created(CreatedRecord {
-                    id: id.clone(),
-                    session_type: session.session_type.clone(),
-                    created_at: session.created_at,
-                    expires_at: session.expires_at,
-                    max_clients: session.max_clients,
-                    pin_hash: session.pin_hash.to_string(),
-                });
+                let created = Record::Created(session.created_record(id));
                 std::iter::once(created)
                     .chain(session.clients.iter().map(|(client, &joined_at)| {
                         Record::Joined(JoinedRecord {

@@ -188,6 +188,18 @@ impl LiveSession {
         }
     }
 
+    /// The journal record that re-creates this session (without its joins).
+    fn created_record(&self, id: &SessionId) -> CreatedRecord {
+        CreatedRecord {
+            id: id.clone(),
+            session_type: self.session_type.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            max_clients: self.max_clients,
+            pin_hash: self.pin_hash.to_string(),
+        }
+    }
+
     fn is_live(&self, now: u64) -> bool {
         self.expires_at.is_none_or(|expires_at| now < expires_at)
     }
@@ -317,16 +329,9 @@ impl SessionStore {
                 continue;
             };
             session.pin_tag = Some(inner.pins.tag(&id, pin));
-            let frame = Record::Created(CreatedRecord {
-                id: id.clone(),
-                session_type: session.session_type.clone(),
-                created_at: session.created_at,
-                expires_at: session.expires_at,
-                max_clients: session.max_clients,
-                pin_hash: session.pin_hash.to_string(),
-            })
-            .encode()
-            .map_err(|error| StoreError::Encode(error.to_string()))?;
+            let frame = Record::Created(session.created_record(&id))
+                .encode()
+                .map_err(|error| StoreError::Encode(error.to_string()))?;
             let info = session.info(&id);
             vacant.insert(Slot::Live(Box::new(session)));
             let pending = inner.journal.submit(frame);
