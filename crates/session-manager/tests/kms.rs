@@ -481,6 +481,8 @@ struct Broker {
     _dir: tempfile::TempDir,
 }
 
+const PLUGIN_FILE: &str = "libmosquitto_session_auth.so";
+
 impl Broker {
     fn start(public_key_pem: &Path) -> Broker {
         let mosquitto = Path::new("/usr/sbin/mosquitto");
@@ -489,17 +491,29 @@ impl Broker {
             "{} not found; install it: apt-get install -y mosquitto (scripts/test does)",
             mosquitto.display()
         );
-        let plugin = std::env::current_exe()
+        // scripts/test builds the release plugin first; a plain `cargo test --workspace`
+        // links the plugin's cdylib into this profile's deps directory.
+        let deps = std::env::current_exe()
             .unwrap()
             .parent()
-            .and_then(Path::parent)
             .unwrap()
-            .join("libmosquitto_session_auth.so");
-        assert!(
-            plugin.exists(),
-            "{} is missing; build it: cargo build -p mosquitto-session-auth (scripts/test does)",
-            plugin.display()
-        );
+            .to_path_buf();
+        let candidates = [
+            std::env::var_os("ISM_TEST_RELEASE_DIR").map(|dir| Path::new(&dir).join(PLUGIN_FILE)),
+            Some(deps.join(PLUGIN_FILE)),
+            deps.parent().map(|profile| profile.join(PLUGIN_FILE)),
+        ];
+        let plugin = candidates
+            .into_iter()
+            .flatten()
+            .find(|path| path.exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{PLUGIN_FILE} not found in $ISM_TEST_RELEASE_DIR or {}; build it: \
+                     cargo build -p mosquitto-session-auth (scripts/test does)",
+                    deps.display()
+                )
+            });
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
