@@ -42,35 +42,68 @@ impl Shutdown {
         let _ = receiver.wait_for(|triggered| *triggered).await;
     }
 
-    /// Triggers the shutdown on SIGTERM or SIGINT (Ctrl-C).
+    /// Triggers the shutdown on SIGTERM or SIGINT (Ctrl-C). The handlers are installed
+    /// before this returns (not when a task first runs), so a signal sent right after start-up
+    /// already stops the service gracefully.
     pub fn trigger_on_signals(&self) {
         let shutdown = self.clone();
+        let signals = TerminationSignals::install();
         tokio::spawn(async move {
-            let signal = termination_signal().await;
+            let signal = signals.recv().await;
             tracing::info!(signal, "shutting down");
             shutdown.trigger();
         });
     }
 }
 
-async fn termination_signal() -> &'static str {
-    #[cfg(unix)]
-    {
+/// SIGTERM and SIGINT, listened for from the moment `install` returns.
+#[cfg(unix)]
+struct TerminationSignals {
+    sigterm: Option<tokio::signal::unix::Signal>,
+    sigint: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl TerminationSignals {
+    fn install() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => tokio::select! {
-                _ = sigterm.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind)
+                .map_err(|error| tracing::warn!(%error, "cannot listen for {name}"))
+                .ok()
+        };
+        TerminationSignals {
+            sigterm: listen(SignalKind::terminate(), "SIGTERM"),
+            sigint: listen(SignalKind::interrupt(), "SIGINT"),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn recv(mut self) -> &'static str {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.sigterm) => "SIGTERM",
+            _ = next(&mut self.sigint) => "SIGINT",
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct TerminationSignals;
+
+#[cfg(not(unix))]
+impl TerminationSignals {
+    fn install() -> Self {
+        TerminationSignals
+    }
+
+    async fn recv(self) -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
     }

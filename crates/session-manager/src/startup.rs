@@ -219,6 +219,9 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 /// Builds, announces and runs the service until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), Error> {
     let app = Application::build(config).await?;
+    // Signal handlers go in before the start-up line: whoever reads that line may signal
+    // at once, and a signal without a handler would kill the process uncleanly.
+    app.shutdown_handle().trigger_on_signals();
     println!(
         "{}",
         serde_json::json!({
@@ -226,7 +229,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             "public_addr": app.public_addr().to_string(),
         })
     );
-    app.shutdown_handle().trigger_on_signals();
     app.run_until_stopped().await
 }
 
