@@ -17,7 +17,7 @@ use crate::clients::ClientHandle;
 use crate::plugin::Plugin;
 
 /// The topic the plugin listens on for revocations.
-pub const CONTROL_TOPIC: &str = "$CONTROL/session-auth/v1";
+pub const CONTROL_TOPIC: &str = session_token::claims::REVOCATION_TOPIC;
 
 /// The control message: `{"closed": ["123456", ...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
