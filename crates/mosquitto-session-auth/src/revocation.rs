@@ -8,7 +8,7 @@
 //! before it hands a `$CONTROL/...` message to the plugin; the check here does not rely
 //! on that.)
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -133,9 +133,10 @@ impl Plugin {
         for session_id in &sessions {
             self.revoked.insert(session_id, until);
         }
+        let closed: HashSet<&str> = sessions.iter().map(String::as_str).collect();
         let clients = self
             .clients
-            .in_sessions(|session_id| sessions.iter().any(|closed| closed == session_id));
+            .in_sessions(|session_id| closed.contains(session_id));
         Ok(Revoked { sessions, clients })
     }
 }

@@ -38,8 +38,10 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const QUEUE_CAPACITY: usize = 4096;
 /// Closed ids remembered for republishing; the oldest are dropped (and logged) beyond.
 const MAX_REMEMBERED: usize = 100_000;
-/// Ids per control message.
-const BATCH: usize = 500;
+/// Ids per control message (ids have at most 32 digits, so a message stays under 8 KiB).
+const BATCH: usize = 200;
+/// Largest MQTT packet the link sends or accepts.
+const MAX_PACKET_BYTES: usize = 64 * 1024;
 
 /// `mqtt://host[:port]` (or `tcp://`): the broker listener the service connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +244,7 @@ impl RevocationTask {
         options.set_credentials(&self.client_name, token);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
+        options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         let (client, mut events) = AsyncClient::new(options, 1024);
         let renew_at = tokio::time::sleep(Duration::from_secs(
             SERVICE_TOKEN_LIFETIME_SECS - TOKEN_RENEW_MARGIN_SECS,
@@ -349,6 +352,13 @@ mod tests {
         ] {
             assert!(url(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_full_batch_of_the_longest_ids_fits_a_packet() {
+        let id = "9".repeat(32);
+        let batch = vec![id.as_str(); BATCH];
+        assert!(control_payload(batch).len() < 8 * 1024);
     }
 
     #[test]
