@@ -57,6 +57,7 @@ class Device:
         self.connected = threading.Event()
         self.subscribed = {}
         self.connect_result = None
+        self.disconnected_at = None
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or username,
             protocol=mqtt.MQTTv311,
@@ -66,7 +67,7 @@ class Device:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = lambda *args: self.connected.clear()
+        self.client.on_disconnect = lambda *args: self._on_disconnect()
         host = stack["mqtt_host"]
         if transport == "tcp":
             port = stack["mqtt_port"]
@@ -89,6 +90,11 @@ class Device:
         self.connect_result = reason_code
         if not reason_code.is_failure:
             self.connected.set()
+
+    def _on_disconnect(self):
+        if self.connected.is_set():
+            self.disconnected_at = time.monotonic()
+        self.connected.clear()
 
     def _on_message(self, _client, _userdata, message):
         self.messages.put((message.topic, message.payload.decode()))

@@ -5,6 +5,7 @@ never let through."""
 
 import socket
 import ssl
+import time
 
 import requests
 
@@ -48,6 +49,35 @@ def test_devices_of_one_session_talk_over_websocket_tcp_and_tls_and_never_across
     assert not b_tcp.subscribe("#")
     for device in (a_ws, a_tls, a_tcp):
         assert [m for m in device.received(QUIET_SECS) if m[1] in ("off", "started")] == []
+
+
+def test_closing_a_session_disconnects_its_devices_within_a_second(stack, devices):
+    deadline = time.monotonic() + 10
+    while not stack.admin("GET", "/healthz").json().get("revocation", {}).get("connected"):
+        assert time.monotonic() < deadline, "the service's revocation link never connected"
+        time.sleep(0.05)
+    closing = stack.create_session()
+    staying = stack.create_session()
+    grants = {name: stack.join(closing, name) for name in ("closing-ws", "closing-tcp")}
+    closing_ws = devices(stack, "ws", "closing-ws", grants["closing-ws"]["token"])
+    closing_tcp = devices(stack, "tcp", "closing-tcp", grants["closing-tcp"]["token"])
+    stay = devices(stack, "tcp", "staying", stack.join(staying, "staying")["token"])
+    for device in (closing_ws, closing_tcp, stay):
+        assert device.wait_connected(), f"connect refused: {device.connect_result}"
+    assert stay.subscribe(f"{staying['topic_root']}#")
+
+    sent = time.monotonic()
+    assert stack.admin("DELETE", f"/api/v1/sessions/{closing['id']}").status_code == 204
+    for device in (closing_ws, closing_tcp):
+        while device.disconnected_at is None:
+            assert time.monotonic() - sent < 1.0, "a device of the closed session is still connected"
+            time.sleep(0.005)
+        assert device.disconnected_at - sent < 1.0
+
+    again = devices(stack, "tcp", "closing-tcp", grants["closing-tcp"]["token"])
+    assert not again.wait_connected(timeout=5), "a closed session's token still gets in"
+    stay.publish(f"{staying['topic_root']}ping", "1")
+    assert stay.next_message() == (f"{staying['topic_root']}ping", "1")
 
 
 def test_sys_topics_are_not_readable_by_devices(stack, devices):

@@ -21,6 +21,8 @@ pub struct ClientHandle(pub usize);
 pub struct ConnectedClient {
     /// The MQTT client id, by which the broker disconnects it.
     pub client_id: String,
+    /// The token's `sid`: the session whose closing disconnects the client.
+    pub session_id: String,
     /// The key that verified the token; the client is dropped when that key is withdrawn.
     pub kid: String,
     /// The token's `exp`, seconds since the epoch.
@@ -92,6 +94,15 @@ impl ClientRegistry {
             .collect()
     }
 
+    /// Client ids of clients whose token's session `is_closed` accepts.
+    pub fn in_sessions(&self, is_closed: impl Fn(&str) -> bool) -> Vec<String> {
+        self.clients
+            .values()
+            .filter(|client| is_closed(&client.session_id))
+            .map(|client| client.client_id.clone())
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.clients.len()
     }
@@ -108,6 +119,7 @@ mod tests {
     fn client(id: &str, kid: &str, expires_at: u64) -> ConnectedClient {
         ConnectedClient {
             client_id: id.to_owned(),
+            session_id: "1".to_owned(),
             kid: kid.to_owned(),
             expires_at,
             acl: Acl::from_grants(&["/1/#".into()], &["/1/#".into()]).expect("valid grants"),

@@ -28,7 +28,14 @@ pub struct PluginConfig {
     pub require_client_id_match: bool,
     /// Disconnect clients whose token has expired.
     pub disconnect_after_expire: bool,
+    /// How long a closed session's id is remembered, refusing its tokens. Must be at least
+    /// the service's token lifetime (`ISM_TOKEN_TTL_SECS`), or a token of a closed session
+    /// that is still within its `exp` would be admitted again.
+    pub revocation_retention_secs: u64,
 }
+
+/// The default retention of closed sessions: the service's default token lifetime.
+pub const DEFAULT_REVOCATION_RETENTION_SECS: u64 = 86_400;
 
 impl PluginConfig {
     /// Parses the options Mosquitto hands over, keys without the `plugin_opt_` prefix.
@@ -40,6 +47,7 @@ impl PluginConfig {
         let mut issuer = None;
         let mut require_client_id_match = None;
         let mut disconnect_after_expire = None;
+        let mut revocation_retention_secs = None;
 
         for (key, value) in options {
             let value = value.trim();
@@ -53,6 +61,11 @@ impl PluginConfig {
                 "disconnect_after_expire" => {
                     set_once(&mut disconnect_after_expire, key, parse_bool(key, value)?)?
                 }
+                "revocation_retention_secs" => set_once(
+                    &mut revocation_retention_secs,
+                    key,
+                    parse_seconds(key, value)?,
+                )?,
                 other => return Err(PluginError::UnknownOption(other.to_owned())),
             }
         }
@@ -68,6 +81,8 @@ impl PluginConfig {
             issuer,
             require_client_id_match: require_client_id_match.unwrap_or(true),
             disconnect_after_expire: disconnect_after_expire.unwrap_or(true),
+            revocation_retention_secs: revocation_retention_secs
+                .unwrap_or(DEFAULT_REVOCATION_RETENTION_SECS),
         })
     }
 
@@ -129,6 +144,16 @@ fn non_empty(key: &str, value: &str) -> Result<String, PluginError> {
     Ok(value.to_owned())
 }
 
+fn parse_seconds(key: &str, value: &str) -> Result<u64, PluginError> {
+    match value.parse::<u64>() {
+        Ok(seconds) if seconds > 0 => Ok(seconds),
+        _ => Err(PluginError::NotSeconds {
+            option: key.to_owned(),
+            value: value.to_owned(),
+        }),
+    }
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, PluginError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -160,6 +185,7 @@ mod tests {
                 issuer: None,
                 require_client_id_match: true,
                 disconnect_after_expire: true,
+                revocation_retention_secs: 86_400,
             }
         );
     }
@@ -171,12 +197,14 @@ mod tests {
             ("issuer", "ism"),
             ("require_client_id_match", "false"),
             ("disconnect_after_expire", "FALSE"),
+            ("revocation_retention_secs", "3600"),
         ])
         .expect("valid options");
         assert_eq!(config.keys, KeySource::PublicKeyFile("/k.pem".into()));
         assert_eq!(config.issuer.as_deref(), Some("ism"));
         assert!(!config.require_client_id_match);
         assert!(!config.disconnect_after_expire);
+        assert_eq!(config.revocation_retention_secs, 3600);
     }
 
     #[test]
@@ -195,6 +223,13 @@ mod tests {
             message(&[("jwks_file", "/a"), ("disconnect_after_expire", "maybe")])
                 .contains("plugin_opt_disconnect_after_expire must be true or false")
         );
+        for bad in ["0", "-1", "1d", ""] {
+            let options = [("jwks_file", "/a"), ("revocation_retention_secs", bad)];
+            assert!(
+                message(&options).contains("plugin_opt_revocation_retention_secs"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,10 +25,14 @@ pub enum Refusal {
     NoUsername,
     PasswordNotText,
     InvalidToken(VerifyError),
-    Expired { exp: u64 },
+    Expired {
+        exp: u64,
+    },
     UsernameIsNotSubject,
     ClientIdIsNotSubject,
     MalformedGrants(TopicError),
+    /// The token's session has been closed.
+    SessionClosed,
 }
 
 impl fmt::Display for Refusal {
@@ -42,6 +46,7 @@ impl fmt::Display for Refusal {
             Refusal::UsernameIsNotSubject => f.write_str("username is not the token's sub"),
             Refusal::ClientIdIsNotSubject => f.write_str("client id is not the token's sub"),
             Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
+            Refusal::SessionClosed => f.write_str("the token's session has been closed"),
         }
     }
 }
@@ -88,6 +93,7 @@ pub fn admit(
     let acl = Acl::from_claims(&claims).map_err(Refusal::MalformedGrants)?;
     Ok(ConnectedClient {
         client_id: client_id.to_owned(),
+        session_id: claims.sid,
         kid: verified.kid,
         expires_at: claims.exp,
         acl,

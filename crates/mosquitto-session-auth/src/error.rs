@@ -10,6 +10,8 @@ pub enum PluginError {
     UnknownOption(String),
     #[error("plugin_opt_{option} must be true or false, not {value:?}")]
     NotABoolean { option: String, value: String },
+    #[error("plugin_opt_{option} must be a whole number of seconds above 0, not {value:?}")]
+    NotSeconds { option: String, value: String },
     #[error("plugin_opt_{0} is given twice")]
     DuplicateOption(String),
     #[error("plugin_opt_{0} is empty")]

@@ -21,6 +21,7 @@ use crate::clients::ClientHandle;
 use crate::config::PluginConfig;
 use crate::decisions::{Access, ConnectAttempt};
 use crate::plugin::Plugin;
+use crate::revocation::CONTROL_TOPIC;
 
 pub const MOSQ_PLUGIN_VERSION: c_int = 5;
 
@@ -34,6 +35,7 @@ pub const MOSQ_ERR_PLUGIN_DEFER: c_int = 17;
 pub const MOSQ_EVT_RELOAD: c_int = 1;
 pub const MOSQ_EVT_ACL_CHECK: c_int = 2;
 pub const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+pub const MOSQ_EVT_CONTROL: c_int = 6;
 pub const MOSQ_EVT_TICK: c_int = 9;
 pub const MOSQ_EVT_DISCONNECT: c_int = 10;
 
@@ -87,6 +89,22 @@ pub struct EvtAclCheck {
     pub access: c_int,
     pub payloadlen: u32,
     pub qos: u8,
+    pub retain: bool,
+    pub future2: [*mut c_void; 4],
+}
+
+/// `struct mosquitto_evt_control`: a PUBLISH to a `$CONTROL/...` topic a plugin registered.
+#[repr(C)]
+pub struct EvtControl {
+    pub future: *mut c_void,
+    pub client: *mut MosquittoClient,
+    pub topic: *const c_char,
+    pub payload: *const c_void,
+    pub properties: *const c_void,
+    pub reason_string: *mut c_char,
+    pub payloadlen: u32,
+    pub qos: u8,
+    pub reason_code: u8,
     pub retain: bool,
     pub future2: [*mut c_void; 4],
 }
@@ -152,13 +170,27 @@ impl Instance {
     }
 }
 
-const CALLBACKS: [(c_int, GenericCallback); 5] = [
+const CALLBACKS: [(c_int, GenericCallback); 6] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
     (MOSQ_EVT_ACL_CHECK, on_acl_check),
     (MOSQ_EVT_TICK, on_tick),
     (MOSQ_EVT_DISCONNECT, on_disconnect),
     (MOSQ_EVT_RELOAD, on_reload),
+    (MOSQ_EVT_CONTROL, on_control),
 ];
+
+/// [`CONTROL_TOPIC`] as the C string the broker keys the control callback by.
+const CONTROL_TOPIC_C: &CStr = c"$CONTROL/session-auth/v1";
+
+/// The `event_data` a callback is registered (and unregistered) with: the topic for
+/// MOSQ_EVT_CONTROL, nothing for the other events.
+fn event_data(event: c_int) -> *const c_void {
+    if event == MOSQ_EVT_CONTROL {
+        CONTROL_TOPIC_C.as_ptr().cast()
+    } else {
+        ptr::null()
+    }
+}
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -300,7 +332,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                     identifier,
                     event,
                     callback,
-                    ptr::null(),
+                    event_data(event),
                     instance.cast(),
                 )
             };
@@ -329,7 +361,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
 unsafe fn unregister(identifier: *mut PluginId, callbacks: &[(c_int, GenericCallback)]) {
     for &(event, callback) in callbacks {
         // SAFETY: guaranteed by the caller.
-        unsafe { mosquitto_callback_unregister(identifier, event, callback, ptr::null()) };
+        unsafe { mosquitto_callback_unregister(identifier, event, callback, event_data(event)) };
     }
 }
 
@@ -535,4 +567,72 @@ unsafe extern "C" fn on_reload(
         }
         MOSQ_ERR_PLUGIN_DEFER
     })
+}
+
+unsafe extern "C" fn on_control(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        // SAFETY: registered with our instance as userdata; the broker passes a valid
+        // `mosquitto_evt_control` for this event, alive for the call.
+        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
+            event_data.cast::<EvtControl>().as_ref()
+        }) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        let length = usize::try_from(event.payloadlen).unwrap_or(0);
+        let payload: &[u8] = if event.payload.is_null() || length == 0 {
+            &[]
+        } else {
+            // SAFETY: the broker's message store holds `payloadlen` bytes at `payload` for
+            // the whole call.
+            unsafe { std::slice::from_raw_parts(event.payload.cast::<u8>(), length) }
+        };
+        // SAFETY: the client id is a NUL-terminated string owned by the client context,
+        // which outlives the callback.
+        let sender = unsafe { c_str(mosquitto_client_id(event.client)) }
+            .map(|id| id.to_string_lossy().into_owned());
+        // The lock is dropped at the end of this statement, before the kicks re-enter.
+        let outcome =
+            instance
+                .plugin()
+                .control(ClientHandle(event.client as usize), payload, now_secs());
+        match outcome {
+            Ok(revoked) => {
+                log(
+                    MOSQ_LOG_NOTICE,
+                    &format!(
+                        "client {} closed session(s) {:?}: disconnecting {} client(s)",
+                        loggable(sender.as_deref()),
+                        revoked.sessions,
+                        revoked.clients.len()
+                    ),
+                );
+                kick(&revoked.clients, "its session was closed");
+                MOSQ_ERR_SUCCESS
+            }
+            Err(refusal) => {
+                log(
+                    MOSQ_LOG_WARNING,
+                    &format!(
+                        "ignored a message on {CONTROL_TOPIC} from client {}: {refusal}",
+                        loggable(sender.as_deref())
+                    ),
+                );
+                MOSQ_ERR_SUCCESS
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_topic_c_string_is_the_control_topic() {
+        assert_eq!(CONTROL_TOPIC_C.to_str(), Ok(CONTROL_TOPIC));
+    }
 }

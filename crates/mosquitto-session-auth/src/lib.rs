@@ -12,6 +12,8 @@
 //!   does no token work, and an expiry index for the periodic sweep.
 //! - [`plugin`]: the state and one method per broker event.
 //! - [`reload`]: re-reading the keys on SIGHUP and revoking clients of withdrawn keys.
+//! - [`revocation`]: closed sessions pushed on `$CONTROL/session-auth/v1`; their devices
+//!   are disconnected and their tokens refused.
 //!
 //! Every token rule (signature, algorithm pinning, time claims, topic filter coverage)
 //! lives in the `session-token` crate, shared with the service that mints the tokens.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod ffi;
 pub mod plugin;
 pub mod reload;
+pub mod revocation;
 
 pub use config::PluginConfig;
 pub use error::PluginError;

@@ -8,12 +8,14 @@ use crate::clients::{ClientHandle, ClientRegistry};
 use crate::config::PluginConfig;
 use crate::decisions::{self, Access, ConnectAttempt, Refusal};
 use crate::error::PluginError;
+use crate::revocation::RevokedSessions;
 
 #[derive(Debug)]
 pub struct Plugin {
     pub(crate) config: PluginConfig,
     pub(crate) verifier: TokenVerifier,
     pub(crate) clients: ClientRegistry,
+    pub(crate) revoked: RevokedSessions,
 }
 
 impl Plugin {
@@ -24,6 +26,7 @@ impl Plugin {
             config,
             verifier,
             clients: ClientRegistry::new(),
+            revoked: RevokedSessions::new(),
         })
     }
 
@@ -36,7 +39,8 @@ impl Plugin {
         self.verifier.keys().kids().map(str::to_owned).collect()
     }
 
-    /// BASIC_AUTH: admits the client and remembers its grants, or says why not.
+    /// BASIC_AUTH: admits the client and remembers its grants, or says why not. Tokens of
+    /// a session closed through the control topic are refused.
     pub fn authenticate(
         &mut self,
         handle: ClientHandle,
@@ -49,6 +53,9 @@ impl Plugin {
             attempt,
             now,
         )?;
+        if self.revoked.is_revoked(&client.session_id, now) {
+            return Err(Refusal::SessionClosed);
+        }
         self.clients.insert(handle, client);
         Ok(())
     }
@@ -58,8 +65,10 @@ impl Plugin {
         decisions::may_access(self.clients.get(handle), access, topic, now)
     }
 
-    /// TICK: the client ids to disconnect because their token has expired.
+    /// TICK: the client ids to disconnect because their token has expired. Also forgets
+    /// closed sessions whose retention has passed.
     pub fn expired_clients(&mut self, now: u64) -> Vec<String> {
+        self.revoked.forget_expired(now);
         if !self.config.disconnect_after_expire {
             return Vec::new();
         }
@@ -69,6 +78,11 @@ impl Plugin {
     /// DISCONNECT: forgets the client.
     pub fn client_disconnected(&mut self, handle: ClientHandle) {
         self.clients.remove(handle);
+    }
+
+    /// How many closed sessions are currently refused.
+    pub fn revoked_sessions(&self) -> usize {
+        self.revoked.len()
     }
 
     /// How many clients the plugin currently tracks.

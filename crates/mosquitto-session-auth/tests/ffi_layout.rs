@@ -6,7 +6,7 @@ use std::mem::{offset_of, size_of};
 use std::process::Command;
 
 use mosquitto_session_auth::ffi::{
-    self, EvtAclCheck, EvtBasicAuth, EvtDisconnect, EvtTick, MosquittoOpt,
+    self, EvtAclCheck, EvtBasicAuth, EvtControl, EvtDisconnect, EvtTick, MosquittoOpt,
 };
 
 const HEADERS: [&str; 2] = [
@@ -77,6 +77,48 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
             "retain",
             offset_of!(EvtAclCheck, retain),
         ),
+        ("mosquitto_evt_control", "", size_of::<EvtControl>()),
+        (
+            "mosquitto_evt_control",
+            "client",
+            offset_of!(EvtControl, client),
+        ),
+        (
+            "mosquitto_evt_control",
+            "topic",
+            offset_of!(EvtControl, topic),
+        ),
+        (
+            "mosquitto_evt_control",
+            "payload",
+            offset_of!(EvtControl, payload),
+        ),
+        (
+            "mosquitto_evt_control",
+            "properties",
+            offset_of!(EvtControl, properties),
+        ),
+        (
+            "mosquitto_evt_control",
+            "reason_string",
+            offset_of!(EvtControl, reason_string),
+        ),
+        (
+            "mosquitto_evt_control",
+            "payloadlen",
+            offset_of!(EvtControl, payloadlen),
+        ),
+        ("mosquitto_evt_control", "qos", offset_of!(EvtControl, qos)),
+        (
+            "mosquitto_evt_control",
+            "reason_code",
+            offset_of!(EvtControl, reason_code),
+        ),
+        (
+            "mosquitto_evt_control",
+            "retain",
+            offset_of!(EvtControl, retain),
+        ),
         ("mosquitto_evt_disconnect", "", size_of::<EvtDisconnect>()),
         (
             "mosquitto_evt_disconnect",
@@ -112,6 +154,7 @@ const CONSTANTS: &[(&str, i32)] = &[
     ("MOSQ_EVT_RELOAD", ffi::MOSQ_EVT_RELOAD),
     ("MOSQ_EVT_ACL_CHECK", ffi::MOSQ_EVT_ACL_CHECK),
     ("MOSQ_EVT_BASIC_AUTH", ffi::MOSQ_EVT_BASIC_AUTH),
+    ("MOSQ_EVT_CONTROL", ffi::MOSQ_EVT_CONTROL),
     ("MOSQ_EVT_TICK", ffi::MOSQ_EVT_TICK),
     ("MOSQ_EVT_DISCONNECT", ffi::MOSQ_EVT_DISCONNECT),
     ("MOSQ_ACL_READ", ffi::MOSQ_ACL_READ),

@@ -1,6 +1,7 @@
 //! End to end with every real part: the `session-manager` binary creates sessions and
 //! issues tokens, its published JWKS is the plugin's key file, and devices holding those
-//! tokens talk inside their session only.
+//! tokens talk inside their session only; closing a session through the admin API
+//! disconnects its devices within a second (the service's revocation link).
 
 mod common;
 
@@ -8,9 +9,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Broker, Device};
+use common::{Broker, Device, DeviceEvent, SigningKey};
 
 /// The service binary: the release build `scripts/test` makes, else this profile's build.
 fn service_binary() -> PathBuf {
@@ -39,6 +40,11 @@ struct Service {
 
 impl Service {
     fn start() -> Service {
+        Self::start_with(&[])
+    }
+
+    /// The service with extra environment variables.
+    fn start_with(env: &[(&str, &str)]) -> Service {
         let data = tempfile::tempdir().expect("temp dir");
         let key = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../session-token/tests/fixtures/rsa_private.pem");
@@ -49,6 +55,7 @@ impl Service {
             .env("ISM_DATA_DIR", data.path())
             .env("ISM_SIGNING_KEY_FILE", key)
             .env("ISM_ISSUER", common::ISSUER)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -118,6 +125,9 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> serde_json::Value {
         head.starts_with("HTTP/1.1 2"),
         "{method} {path}: {head}\n{body}"
     );
+    if body.is_empty() {
+        return serde_json::Value::Null;
+    }
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
 }
 
@@ -164,4 +174,87 @@ fn tokens_from_the_service_admit_devices_to_their_session_only() {
     // A token of one client is no use to another.
     let lamp_token = service.join(&session, &pin, "lamp");
     assert!(Device::connect(port, "thief", "thief", &lamp_token).is_err());
+}
+
+/// Waits for the device's connection to close; when it did.
+fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let DeviceEvent::Closed { at, .. } =
+            device.next_event(deadline.saturating_duration_since(Instant::now()))?
+        {
+            return Some(at);
+        }
+    }
+}
+
+#[test]
+fn closing_a_session_disconnects_its_devices_within_a_second() {
+    // The service signs with the fixture key, so the broker can start first with its JWKS.
+    let broker = Broker::with_plugin(&common::jwks(&[&SigningKey::rsa()]), &[]);
+    let port = broker.port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", url.as_str())]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(&service.admin, "GET", "/healthz", "")["revocation"]["connected"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation link never connected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (other, other_pin) = service.create_session();
+    let mut bystander = Device::connect(
+        port,
+        "bystander",
+        "bystander",
+        &service.join(&other, &other_pin, "bystander"),
+    )
+    .expect("bystander admitted");
+    assert!(bystander.subscribe(&format!("/{other}/#")));
+
+    let mut latencies = Vec::new();
+    for round in 0..20 {
+        let (session, pin) = service.create_session();
+        let client = format!("lamp-{round}");
+        let token = service.join(&session, &pin, &client);
+        let mut lamp = Device::connect(port, &client, &client, &token).expect("lamp admitted");
+        assert!(lamp.subscribe(&format!("/{session}/#")));
+
+        let sent = Instant::now();
+        http(
+            &service.admin,
+            "DELETE",
+            &format!("/api/v1/sessions/{session}"),
+            "",
+        );
+        let at = closed_at(&mut lamp, Duration::from_secs(5)).expect("the lamp is disconnected");
+        latencies.push(at.duration_since(sent));
+        assert!(
+            Device::connect(port, &client, &client, &token).is_err(),
+            "a closed session's token is refused"
+        );
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let max = latencies[latencies.len() - 1];
+    eprintln!(
+        "close -> disconnect over {} closes: median {median:?}, max {max:?}",
+        latencies.len()
+    );
+    assert!(max < Duration::from_secs(1), "slowest close took {max:?}");
+
+    // The other session was never touched.
+    let sender = Device::connect(
+        port,
+        "sender",
+        "sender",
+        &service.join(&other, &other_pin, "sender"),
+    )
+    .expect("sender admitted");
+    sender.publish(&format!("/{other}/ping"), b"1");
+    assert!(bystander
+        .wait_for_message(&format!("/{other}/ping"), Duration::from_secs(5))
+        .is_some());
 }

@@ -217,6 +217,11 @@ pub struct Config {
     #[arg(long, env = "ISM_KMS_MAX_CONCURRENCY", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub kms_max_concurrency: u32,
+
+    /// Broker listener for the revocation link, e.g. mqtt://127.0.0.1:1883. When set (and
+    /// tokens are signed), closing a session disconnects its devices at once.
+    #[arg(long, env = "ISM_BROKER_CONTROL_URL")]
+    pub broker_control_url: Option<crate::revocation::BrokerUrl>,
 }
 
 impl Config {

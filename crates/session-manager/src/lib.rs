@@ -22,6 +22,8 @@
 //!   [`export_key`] writes the public key of either signing mode for brokers.
 //! - [`admin_auth`] guards the admin port; [`telemetry`] sets up logging and request
 //!   spans; [`shutdown`] turns SIGTERM/SIGINT into a graceful stop.
+//! - [`revocation`] tells the broker about closed sessions so it disconnects their
+//!   devices at once (`ISM_BROKER_CONTROL_URL`).
 //! - [`config`] is the command line; every option is also an environment variable.
 
 pub mod admin_auth;
@@ -36,6 +38,7 @@ pub mod join;
 pub mod jwks;
 pub mod keygen;
 pub mod rate_limit;
+pub mod revocation;
 pub mod routes;
 pub mod shutdown;
 pub mod signer;

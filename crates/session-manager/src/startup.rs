@@ -19,6 +19,7 @@ use crate::admin_auth::{require_admin_key, AdminAuth};
 use crate::config::Config;
 use crate::error::{ApiError, Error};
 use crate::rate_limit::{FailurePolicy, JoinThrottle};
+use crate::revocation::{self, RevocationTask};
 use crate::routes::{admin, compat, health, method_not_allowed, not_found, public};
 use crate::shutdown::Shutdown;
 use crate::state::{AppState, TokenPolicy};
@@ -37,6 +38,7 @@ pub struct Application {
     public_router: Router,
     state: AppState,
     shutdown: Shutdown,
+    revocation: Option<RevocationTask>,
 }
 
 impl Application {
@@ -68,6 +70,22 @@ impl Application {
                 return Err(error);
             }
         };
+        let (revocation_link, revocation_task) = match &config.broker_control_url {
+            Some(url) if signer.algorithm().is_some() => {
+                let (link, task) = revocation::link(
+                    url.clone(),
+                    Arc::clone(&signer),
+                    config.issuer.clone(),
+                    config.token_ttl_secs,
+                );
+                (Some(link), Some(task))
+            }
+            Some(_) => {
+                tracing::warn!("ISM_BROKER_CONTROL_URL is ignored: this mode signs no tokens");
+                (None, None)
+            }
+            None => (None, None),
+        };
         let window = Duration::from_secs(config.failure_window_secs);
         let lockout = Duration::from_secs(config.lockout_secs);
         let state = AppState {
@@ -90,6 +108,7 @@ impl Application {
                 ttl_secs: config.token_ttl_secs,
             }),
             trusted_proxies: config.trusted_proxies.clone().into(),
+            revocation: revocation_link,
         };
 
         let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
@@ -123,6 +142,7 @@ impl Application {
             public_router,
             state,
             shutdown: Shutdown::new(),
+            revocation: revocation_task,
         };
         tracing::info!(admin_addr = %app.admin_addr(), public_addr = %app.public_addr(), "listening");
         Ok(app)
@@ -155,7 +175,9 @@ impl Application {
             public_router,
             state,
             shutdown,
+            revocation,
         } = self;
+        let revocation = revocation.map(|task| task.spawn(shutdown.clone()));
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);
@@ -203,6 +225,15 @@ impl Application {
             }
         };
         sweeper.abort();
+        if let Some(revocation) = revocation {
+            // The task stops on the shutdown signal; bounded in case the broker stalls.
+            if tokio::time::timeout(Duration::from_secs(5), revocation)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the revocation link did not stop in time");
+            }
+        }
         state.store.shutdown().await;
         tracing::info!("stopped");
         result

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 use crate::rate_limit::JoinThrottle;
+use crate::revocation::RevocationLink;
 use crate::signer::TokenSigner;
 use crate::store::SessionStore;
 
@@ -17,6 +18,18 @@ pub struct AppState {
     pub throttle: Arc<JoinThrottle>,
     pub tokens: Arc<TokenPolicy>,
     pub trusted_proxies: Arc<[IpNet]>,
+    /// The link that tells the broker about closed sessions, when configured.
+    pub revocation: Option<RevocationLink>,
+}
+
+impl AppState {
+    /// After the store confirmed a close: tells the broker, which disconnects the
+    /// session's devices.
+    pub fn session_closed(&self, session_id: &str) {
+        if let Some(link) = &self.revocation {
+            link.session_closed(session_id);
+        }
+    }
 }
 
 /// How device tokens are issued.

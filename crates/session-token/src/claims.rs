@@ -56,6 +56,10 @@ pub enum AclAction {
     All,
 }
 
+/// The broker control topic on which the service announces closed sessions; the plugin
+/// disconnects their devices. Only the service's own token grants publishing to it.
+pub const REVOCATION_TOPIC: &str = "$CONTROL/session-auth/v1";
+
 /// What the service knows when it grants a device access to one session.
 #[derive(Debug, Clone)]
 pub struct DeviceGrant<'a> {
@@ -100,6 +104,35 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// Claims of the service's own broker login: no session (`sid` empty), nothing to
+    /// subscribe to, publishing to [`REVOCATION_TOPIC`] only.
+    pub fn for_revocation_service(
+        issuer: &str,
+        client: &str,
+        issued_at: u64,
+        lifetime_secs: u64,
+        token_id: &str,
+    ) -> Self {
+        Claims {
+            iss: issuer.to_owned(),
+            sub: client.to_owned(),
+            sid: String::new(),
+            iat: issued_at,
+            nbf: issued_at,
+            exp: issued_at.saturating_add(lifetime_secs),
+            jti: token_id.to_owned(),
+            subs: Vec::new(),
+            publ: vec![REVOCATION_TOPIC.to_owned()],
+            acl: vec![AclRule {
+                permission: AclPermission::Allow,
+                action: AclAction::Publish,
+                topic: REVOCATION_TOPIC.to_owned(),
+            }],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +155,17 @@ mod tests {
             json["acl"],
             serde_json::json!([{"permission": "allow", "action": "all", "topic": "/123456/#"}])
         );
+    }
+
+    #[test]
+    fn the_revocation_service_may_publish_revocations_only() {
+        let claims = Claims::for_revocation_service("ism", "session-manager-1", 10, 3600, "j");
+        let acl = crate::Acl::from_claims(&claims).expect("valid grants");
+        assert!(acl.may_publish(REVOCATION_TOPIC));
+        assert!(!acl.may_publish("/1/x"));
+        assert!(!acl.may_subscribe(REVOCATION_TOPIC));
+        assert_eq!(claims.exp, 3610);
+        assert_eq!(claims.sid, "");
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn close_session(
 ) -> Result<StatusCode, ApiError> {
     if state.store.close(&id).await? {
         tracing::info!(session_id = %id, "session closed");
+        state.session_closed(id.as_str());
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no live session {id}")))

@@ -72,6 +72,7 @@ pub async fn close_session(
     };
     if state.store.close(&id).await? {
         tracing::info!(session_id = %id, "session closed (compat route)");
+        state.session_closed(id.as_str());
         Ok(Json("Success"))
     } else {
         Ok(Json("Error"))

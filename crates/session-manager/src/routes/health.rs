@@ -21,6 +21,13 @@ pub struct AdminHealth {
     pub algorithm: Option<String>,
     pub signer: SignerHealth,
     pub store: StoreHealth,
+    /// The revocation link to the broker; null when not configured.
+    pub revocation: Option<RevocationHealth>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RevocationHealth {
+    pub connected: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +67,9 @@ pub async fn admin_health(State(state): State<AppState>) -> (StatusCode, Json<Ad
                 live_sessions: state.store.live_count(unix_now()),
                 argon2_verifications: stats.argon2_verifications,
             },
+            revocation: state.revocation.as_ref().map(|link| RevocationHealth {
+                connected: link.is_connected(),
+            }),
         }),
     )
 }

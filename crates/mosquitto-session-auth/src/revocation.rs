@@ -1,0 +1,310 @@
+//! Push revocation: the session manager publishes the ids of closed sessions to the control
+//! topic [`CONTROL_TOPIC`]; the plugin disconnects every connected device of those sessions
+//! and refuses their tokens until the tokens could no longer be valid anyway.
+//!
+//! Only a client the plugin admitted, whose token's `publ` grants cover the control topic,
+//! may send such a message. Device tokens grant their session tree only, so no device can.
+//! (Mosquitto 2.0 also runs the ACL WRITE check, which asks the plugin the same question,
+//! before it hands a `$CONTROL/...` message to the plugin; the check here does not rely
+//! on that.)
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::clients::ClientHandle;
+use crate::plugin::Plugin;
+
+/// The topic the plugin listens on for revocations.
+pub const CONTROL_TOPIC: &str = session_token::claims::REVOCATION_TOPIC;
+
+/// The control message: `{"closed": ["123456", ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlMessage {
+    pub closed: Vec<String>,
+}
+
+/// Why a control message was ignored. Printed in the broker log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlRefusal {
+    /// The sender's token does not grant publishing to the control topic (or it has no
+    /// valid token at all).
+    NotGranted,
+    /// The payload is not a control message.
+    Malformed(String),
+}
+
+impl fmt::Display for ControlRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlRefusal::NotGranted => {
+                write!(f, "its token does not grant publishing to {CONTROL_TOPIC}")
+            }
+            ControlRefusal::Malformed(error) => write!(f, "malformed payload: {error}"),
+        }
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The session ids now refused.
+    pub sessions: Vec<String>,
+    /// Client ids to disconnect.
+    pub clients: Vec<String>,
+}
+
+/// Closed session ids and until when they are refused.
+#[derive(Debug, Default)]
+pub struct RevokedSessions {
+    until: HashMap<String, u64>,
+    /// (forget at, session id), for the sweep on TICK.
+    by_expiry: BTreeSet<(u64, String)>,
+}
+
+impl RevokedSessions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Refuses `session_id` until `until` (a later close extends, never shortens it).
+    pub fn insert(&mut self, session_id: &str, until: u64) {
+        let previous = self.until.get(session_id).copied();
+        if previous.is_some_and(|previous| previous >= until) {
+            return;
+        }
+        if let Some(previous) = previous {
+            self.by_expiry.remove(&(previous, session_id.to_owned()));
+        }
+        self.until.insert(session_id.to_owned(), until);
+        self.by_expiry.insert((until, session_id.to_owned()));
+    }
+
+    /// Is `session_id` refused at `now`?
+    pub fn is_revoked(&self, session_id: &str, now: u64) -> bool {
+        self.until.get(session_id).is_some_and(|&until| now < until)
+    }
+
+    /// Forgets the entries whose retention has passed.
+    pub fn forget_expired(&mut self, now: u64) {
+        while let Some((until, _)) = self.by_expiry.first() {
+            if *until > now {
+                break;
+            }
+            if let Some((_, session_id)) = self.by_expiry.pop_first() {
+                self.until.remove(&session_id);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.until.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+}
+
+impl Plugin {
+    /// A message on [`CONTROL_TOPIC`] from the client `sender`.
+    pub fn control(
+        &mut self,
+        sender: ClientHandle,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Revoked, ControlRefusal> {
+        let granted = self.clients.get(sender).is_some_and(|client| {
+            client.token_valid_at(now) && client.acl.may_publish(CONTROL_TOPIC)
+        });
+        if !granted {
+            return Err(ControlRefusal::NotGranted);
+        }
+        let message: ControlMessage = serde_json::from_slice(payload)
+            .map_err(|error| ControlRefusal::Malformed(error.to_string()))?;
+        let until = now.saturating_add(self.config.revocation_retention_secs);
+        let sessions: Vec<String> = message
+            .closed
+            .into_iter()
+            .filter(|session_id| !session_id.is_empty())
+            .collect();
+        for session_id in &sessions {
+            self.revoked.insert(session_id, until);
+        }
+        let closed: HashSet<&str> = sessions.iter().map(String::as_str).collect();
+        let clients = self
+            .clients
+            .in_sessions(|session_id| closed.contains(session_id));
+        Ok(Revoked { sessions, clients })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PluginConfig;
+    use crate::decisions::{ConnectAttempt, Refusal};
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use session_token::{Algorithm, Claims, DeviceGrant};
+
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
+    const RSA_PUBLIC: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../session-token/tests/fixtures/rsa_public.pem"
+    );
+    const NOW: u64 = 1_700_000_000;
+
+    fn sign(claims: &Claims) -> String {
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
+        encode(&Header::new(Algorithm::RS256), claims, &key).expect("signs")
+    }
+
+    fn device_claims(session: &str, client: &str) -> Claims {
+        Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client,
+            session_id: session,
+            issued_at: NOW,
+            lifetime_secs: 600,
+            token_id: client,
+        })
+    }
+
+    fn control_claims() -> Claims {
+        Claims {
+            sid: String::new(),
+            subs: Vec::new(),
+            publ: vec![CONTROL_TOPIC.to_owned()],
+            acl: Vec::new(),
+            ..device_claims("0", "session-manager")
+        }
+    }
+
+    fn plugin(retention: &str) -> Plugin {
+        let config = PluginConfig::from_options([
+            ("public_key_file", RSA_PUBLIC),
+            ("issuer", "ism"),
+            ("revocation_retention_secs", retention),
+        ])
+        .expect("options");
+        Plugin::start(config).expect("starts")
+    }
+
+    fn connect(
+        plugin: &mut Plugin,
+        handle: usize,
+        claims: &Claims,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let token = sign(claims);
+        let attempt = ConnectAttempt {
+            username: Some(&claims.sub),
+            password: Some(&token),
+            client_id: Some(&claims.sub),
+        };
+        plugin.authenticate(ClientHandle(handle), attempt, now)
+    }
+
+    #[test]
+    fn closing_a_session_disconnects_its_clients_and_refuses_its_tokens() {
+        let mut plugin = plugin("600");
+        connect(&mut plugin, 1, &device_claims("111", "a1"), NOW).expect("a1");
+        connect(&mut plugin, 2, &device_claims("111", "a2"), NOW).expect("a2");
+        connect(&mut plugin, 3, &device_claims("222", "b"), NOW).expect("b");
+        connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
+
+        let revoked = plugin
+            .control(ClientHandle(9), br#"{"closed":["111",""]}"#, NOW)
+            .expect("accepted");
+        assert_eq!(revoked.sessions, vec!["111"]);
+        let mut clients = revoked.clients;
+        clients.sort();
+        assert_eq!(clients, vec!["a1", "a2"]);
+
+        assert_eq!(
+            connect(&mut plugin, 4, &device_claims("111", "a3"), NOW + 1),
+            Err(Refusal::SessionClosed)
+        );
+        assert!(connect(&mut plugin, 5, &device_claims("222", "b2"), NOW + 1).is_ok());
+    }
+
+    #[test]
+    fn revocations_are_forgotten_after_the_retention() {
+        let mut plugin = plugin("60");
+        connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
+        plugin
+            .control(ClientHandle(9), br#"{"closed":["111"]}"#, NOW)
+            .expect("accepted");
+        assert!(plugin.expired_clients(NOW + 59).is_empty());
+        assert_eq!(plugin.revoked_sessions(), 1);
+        plugin.expired_clients(NOW + 60);
+        assert_eq!(plugin.revoked_sessions(), 0);
+    }
+
+    #[test]
+    fn devices_and_strangers_cannot_revoke() {
+        let mut plugin = plugin("600");
+        connect(&mut plugin, 1, &device_claims("111", "a"), NOW).expect("a");
+        let payload = br#"{"closed":["111"]}"#;
+        assert_eq!(
+            plugin.control(ClientHandle(1), payload, NOW),
+            Err(ControlRefusal::NotGranted)
+        );
+        assert_eq!(
+            plugin.control(ClientHandle(77), payload, NOW),
+            Err(ControlRefusal::NotGranted)
+        );
+        assert_eq!(plugin.revoked_sessions(), 0);
+        assert!(connect(&mut plugin, 2, &device_claims("111", "a2"), NOW).is_ok());
+    }
+
+    #[test]
+    fn an_expired_control_token_cannot_revoke() {
+        let mut plugin = plugin("600");
+        connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
+        assert_eq!(
+            plugin.control(ClientHandle(9), br#"{"closed":["1"]}"#, NOW + 600),
+            Err(ControlRefusal::NotGranted)
+        );
+    }
+
+    #[test]
+    fn malformed_payloads_change_nothing() {
+        let mut plugin = plugin("600");
+        connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
+        for payload in [
+            &b""[..],
+            b"not json",
+            b"{}",
+            br#"{"closed":"111"}"#,
+            br#"{"closed":[111]}"#,
+            br#"{"closed":["111"],"more":1}"#,
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(
+                    plugin.control(ClientHandle(9), payload, NOW),
+                    Err(ControlRefusal::Malformed(_))
+                ),
+                "{payload:?}"
+            );
+        }
+        assert_eq!(plugin.revoked_sessions(), 0);
+    }
+
+    #[test]
+    fn a_later_close_extends_the_retention() {
+        let mut revoked = RevokedSessions::new();
+        revoked.insert("1", 100);
+        revoked.insert("1", 50);
+        assert!(revoked.is_revoked("1", 99));
+        revoked.insert("1", 200);
+        revoked.forget_expired(150);
+        assert!(revoked.is_revoked("1", 150));
+        assert!(!revoked.is_revoked("1", 200));
+        revoked.forget_expired(200);
+        assert!(revoked.is_empty());
+    }
+}

@@ -1,0 +1,169 @@
+//! End to end against a real Mosquitto loading the plugin: a closed session pushed on the
+//! control topic disconnects that session's devices at once and refuses their tokens;
+//! other sessions carry on, and devices cannot close sessions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{device_claims, jwks, Broker, Device, DeviceEvent, SigningKey};
+use mosquitto_session_auth::revocation::CONTROL_TOPIC;
+use rumqttc::QoS;
+use session_token::Claims;
+
+const WINDOW: Duration = Duration::from_millis(500);
+
+/// A token for the control client: it may publish to the control topic and nothing else.
+fn control_token(key: &SigningKey) -> String {
+    key.sign(&Claims {
+        sid: String::new(),
+        subs: Vec::new(),
+        publ: vec![CONTROL_TOPIC.to_owned()],
+        acl: Vec::new(),
+        ..device_claims("0", "session-manager", 600)
+    })
+}
+
+fn close(client: &Device, sessions: &[&str]) {
+    let payload = serde_json::json!({ "closed": sessions }).to_string();
+    client
+        .client
+        .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, payload.into_bytes())
+        .expect("publish queued");
+}
+
+/// Waits for the device's connection to be closed; returns when that happened.
+fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match device.next_event(deadline.saturating_duration_since(Instant::now()))? {
+            DeviceEvent::Closed { at, .. } => return Some(at),
+            _ => continue,
+        }
+    }
+}
+
+#[test]
+fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
+    common::require_mosquitto();
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let port = broker.port();
+    let token_a = key.device_token("111", "lamp-a", 600);
+    let mut lamp_a = Device::connect(port, "lamp-a", "lamp-a", &token_a).expect("A admitted");
+    let mut lamp_b = Device::connect(
+        port,
+        "lamp-b",
+        "lamp-b",
+        &key.device_token("222", "lamp-b", 600),
+    )
+    .expect("B admitted");
+    let switch_b = Device::connect(
+        port,
+        "switch-b",
+        "switch-b",
+        &key.device_token("222", "switch-b", 600),
+    )
+    .expect("B's switch admitted");
+    assert!(lamp_a.subscribe("/111/#"));
+    assert!(lamp_b.subscribe("/222/#"));
+    let control = Device::connect(
+        port,
+        "session-manager",
+        "session-manager",
+        &control_token(&key),
+    )
+    .expect("control client admitted");
+
+    let sent = Instant::now();
+    close(&control, &["111"]);
+    let at = closed_at(&mut lamp_a, Duration::from_secs(5)).expect("A is disconnected");
+    let latency = at.duration_since(sent);
+    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    assert!(broker.wait_for_log("its session was closed", Duration::from_secs(2)));
+
+    switch_b.publish("/222/lamp/on", b"1");
+    assert_eq!(
+        lamp_b.messages_within(WINDOW),
+        vec![("/222/lamp/on".to_owned(), b"1".to_vec())],
+        "session B carries on"
+    );
+
+    let again = Device::connect(port, "lamp-a", "lamp-a", &token_a);
+    assert!(again.is_err(), "a closed session's token is refused");
+    assert!(broker.wait_for_log(
+        "the token's session has been closed",
+        Duration::from_secs(2)
+    ));
+    let fresh_a = Device::connect(
+        port,
+        "lamp-a2",
+        "lamp-a2",
+        &key.device_token("111", "lamp-a2", 600),
+    );
+    assert!(
+        fresh_a.is_err(),
+        "every token of the closed session is refused"
+    );
+}
+
+#[test]
+fn devices_cannot_close_sessions() {
+    common::require_mosquitto();
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let port = broker.port();
+    let mut lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600))
+        .expect("admitted");
+    assert!(lamp.subscribe("/111/#"));
+    let rogue = Device::connect(
+        port,
+        "rogue",
+        "rogue",
+        &key.device_token("111", "rogue", 600),
+    )
+    .expect("admitted");
+
+    close(&rogue, &["111"]);
+    close(&lamp, &["111"]);
+    rogue.publish("/111/still", b"here");
+    assert_eq!(
+        lamp.messages_within(WINDOW),
+        vec![("/111/still".to_owned(), b"here".to_vec())],
+        "both devices stay connected"
+    );
+    assert!(Device::connect(port, "late", "late", &key.device_token("111", "late", 600)).is_ok());
+    assert!(!broker.log().contains("closed session"));
+}
+
+#[test]
+fn a_malformed_control_message_is_logged_and_ignored() {
+    common::require_mosquitto();
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[("revocation_retention_secs", "3600")]);
+    let port = broker.port();
+    let mut lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600))
+        .expect("admitted");
+    assert!(lamp.subscribe("/111/#"));
+    let control = Device::connect(
+        port,
+        "session-manager",
+        "session-manager",
+        &control_token(&key),
+    )
+    .expect("control client admitted");
+    control
+        .client
+        .publish(
+            CONTROL_TOPIC,
+            QoS::AtLeastOnce,
+            false,
+            b"{not json".to_vec(),
+        )
+        .expect("publish queued");
+    assert!(broker.wait_for_log("malformed payload", Duration::from_secs(2)));
+    close(&control, &["999"]);
+    assert!(broker.wait_for_log("closed session(s) [\"999\"]", Duration::from_secs(2)));
+    assert!(lamp.messages_within(WINDOW).is_empty());
+    assert!(closed_at(&mut lamp, WINDOW).is_none(), "the lamp stays");
+}
