@@ -185,8 +185,17 @@ impl Broker {
                 .spawn()
                 .expect("mosquitto starts");
             let deadline = Instant::now() + Duration::from_secs(10);
+            let opened = format!("listen socket on port {port}.");
             while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Another test's broker may have taken the same free port first, so a
+                // successful connect alone could reach the wrong broker: our own broker
+                // must have logged opening the port, and still be running.
+                let log =
+                    std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default();
+                if log.contains(&opened)
+                    && child.try_wait().ok().flatten().is_none()
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
                     return Broker { child, port, dir };
                 }
                 if child.try_wait().ok().flatten().is_some() {
