@@ -9,17 +9,23 @@
 //! - [`acl`]: publish / subscribe / read decisions for one token's grants.
 //! - [`keys`]: public keys as JWKs with RFC 7638 thumbprints as key ids.
 //! - [`verify`]: checking a token against a key set, with the algorithm pinned by the key.
+//! - [`client_id`]: which MQTT client ids a token may connect with.
+//! - [`control`]: the messages of the service ↔ plugin control channel.
 //!
 //! The crate is pure: no I/O, no clocks (callers pass `now`), no async.
 
 pub mod acl;
 pub mod claims;
+pub mod client_id;
+pub mod control;
 pub mod keys;
 pub mod topic;
 pub mod verify;
 
 pub use acl::Acl;
 pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
+pub use client_id::{classify_client_id, scoped_client_id, ClientIdKind, ClientIdRefusal};
+pub use control::{ClosedSession, ControlMessage, CONTROL_TOPIC};
 pub use keys::{KeyError, KeySet, VerificationKey};
 pub use topic::{TopicError, TopicFilter, TopicName};
 pub use verify::{TokenVerifier, VerifiedToken, VerifyError};
