@@ -28,11 +28,10 @@ class RunningStack:
             text=True)
         self.stderr_lines = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        lines = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.process.stdout.readline()),
-                         daemon=True).start()
+        self.stdout_lines = queue.Queue()
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
         try:
-            line = lines.get(timeout=STACK_START_TIMEOUT_SECS)
+            line = self.stdout_lines.get(timeout=STACK_START_TIMEOUT_SECS)
         except queue.Empty:
             self.stop()
             pytest.fail("dev-stack did not come up in time:\n" + self.stderr())
@@ -45,6 +44,26 @@ class RunningStack:
     def _drain_stderr(self):
         for line in self.process.stderr:
             self.stderr_lines.append(line)
+
+    def _drain_stdout(self):
+        for line in self.process.stdout:
+            self.stdout_lines.put(line)
+        self.stdout_lines.put("")  # end of output
+
+    def restart(self, name, timeout=60):
+        """Restarts "mosquitto" (SIGTERM) or "session-manager" (SIGKILL) on the same ports
+        and data, and returns once it answers again."""
+        sig = {"mosquitto": signal.SIGUSR1, "session-manager": signal.SIGUSR2}[name]
+        self.process.send_signal(sig)
+        try:
+            line = self.stdout_lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"dev-stack did not restart {name} in time:\n" + self.stderr())
+        if not line:
+            pytest.fail(f"dev-stack ended while restarting {name}:\n" + self.stderr())
+        announced = json.loads(line)
+        assert announced.get("restarted") == name, announced
+        self.info["pids"] = announced["pids"]
 
     def stderr(self):
         time.sleep(0.2)

@@ -52,7 +52,8 @@ def unique_name(prefix):
 class Device:
     """A real MQTT client; `transport` is "tcp", "tls" or "ws" (through nginx's /mqtt)."""
 
-    def __init__(self, stack, transport, username, password, client_id=None, ca_file="stack"):
+    def __init__(self, stack, transport, username, password, client_id=None, ca_file="stack",
+                 will=None, clean_session=True):
         self.messages = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = {}
@@ -60,8 +61,10 @@ class Device:
         self.disconnected_at = None
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or username,
-            protocol=mqtt.MQTTv311,
+            protocol=mqtt.MQTTv311, clean_session=clean_session,
             transport="websockets" if transport in ("ws", "wss") else "tcp")
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=0)
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
@@ -146,6 +149,22 @@ class Device:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+    def drop(self):
+        """Loses the connection without a DISCONNECT, as a device that loses power would
+        (the broker then sends its will)."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def restartable_stack():
+    """A stack of its own for the tests that restart the broker and the service."""
+    running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev")
+    yield running
+    finish_stack(running)
 
 
 @pytest.fixture
