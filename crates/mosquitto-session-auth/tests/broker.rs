@@ -35,6 +35,13 @@ fn invalid_configuration_stops_mosquitto_with_a_message_naming_the_problem() {
             "plugin_opt_jwks_file /nonexistent/jwks.json\n".to_owned(),
             "cannot read jwks_file /nonexistent/jwks.json",
         ),
+        (
+            format!(
+                "plugin_opt_jwks_file {}\nplugin_opt_state_file /nonexistent/dir/state\n",
+                good_jwks.display()
+            ),
+            "cannot write state_file /nonexistent/dir/state",
+        ),
     ];
     for (options, expected) in cases {
         let settings = format!(
@@ -198,9 +205,10 @@ fn a_pem_public_key_and_ec_tokens_work_too() {
     let pem = dir.path().join("ec_public.pem");
     std::fs::write(&pem, common::fixture("ec_public.pem")).expect("write pem");
     let settings = format!(
-        "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\n",
+        "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_state_file {}\n",
         common::plugin_path().display(),
-        pem.display()
+        pem.display(),
+        dir.path().join("state").display()
     );
     let broker = Broker::start(dir, &settings);
     let token = key.device_token("333", "sensor", 600);
@@ -210,7 +218,7 @@ fn a_pem_public_key_and_ec_tokens_work_too() {
 }
 
 #[test]
-fn client_id_check_can_be_turned_off() {
+fn the_older_client_id_option_still_admits_free_ids() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[("require_client_id_match", "false")]);
     let token = key.device_token("111", "dev", 600);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{device_claims, jwks, Broker, Device, DeviceEvent, SigningKey};
 use mosquitto_session_auth::revocation::CONTROL_TOPIC;
 use rumqttc::QoS;
-use session_token::Claims;
+use session_token::{Claims, ClosedSession, ControlMessage};
 
 const WINDOW: Duration = Duration::from_millis(500);
 
@@ -20,15 +20,35 @@ fn control_token(key: &SigningKey) -> String {
         subs: Vec::new(),
         publ: vec![CONTROL_TOPIC.to_owned()],
         acl: Vec::new(),
-        ..device_claims("0", "session-manager", 600)
+        ..device_claims("0", LINK, 600)
     })
 }
 
+/// The control link's client id (and `sub`): reserved ids start with `$`.
+const LINK: &str = "$session-manager";
+
+/// Closes `sessions`, each refused for the next 10 minutes.
 fn close(client: &Device, sessions: &[&str]) {
-    let payload = serde_json::json!({ "closed": sessions }).to_string();
+    let until = common::now() + 600;
+    close_until(
+        client,
+        &sessions.iter().map(|s| (*s, until)).collect::<Vec<_>>(),
+    );
+}
+
+fn close_until(client: &Device, sessions: &[(&str, u64)]) {
+    let message = ControlMessage {
+        closed: sessions
+            .iter()
+            .map(|&(sid, until)| ClosedSession {
+                sid: sid.to_owned(),
+                until,
+            })
+            .collect(),
+    };
     client
         .client
-        .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, payload.into_bytes())
+        .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload())
         .expect("publish queued");
 }
 
@@ -67,13 +87,8 @@ fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
     .expect("B's switch admitted");
     assert!(lamp_a.subscribe("/111/#"));
     assert!(lamp_b.subscribe("/222/#"));
-    let control = Device::connect(
-        port,
-        "session-manager",
-        "session-manager",
-        &control_token(&key),
-    )
-    .expect("control client admitted");
+    let control =
+        Device::connect(port, LINK, LINK, &control_token(&key)).expect("control client admitted");
 
     let sent = Instant::now();
     close(&control, &["111"]);
@@ -140,18 +155,13 @@ fn devices_cannot_close_sessions() {
 fn a_malformed_control_message_is_logged_and_ignored() {
     common::require_mosquitto();
     let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[("revocation_retention_secs", "3600")]);
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
     let mut lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600))
         .expect("admitted");
     assert!(lamp.subscribe("/111/#"));
-    let control = Device::connect(
-        port,
-        "session-manager",
-        "session-manager",
-        &control_token(&key),
-    )
-    .expect("control client admitted");
+    let control =
+        Device::connect(port, LINK, LINK, &control_token(&key)).expect("control client admitted");
     control
         .client
         .publish(

@@ -44,6 +44,16 @@ impl Acl {
         })
     }
 
+    /// The subscribe grants, as written in the token.
+    pub fn subscribe_grants(&self) -> impl Iterator<Item = &str> {
+        self.subscribe.iter().map(TopicFilter::as_str)
+    }
+
+    /// The publish grants, as written in the token.
+    pub fn publish_grants(&self) -> impl Iterator<Item = &str> {
+        self.publish.iter().map(TopicFilter::as_str)
+    }
+
     /// May the holder publish to `topic`? Malformed topics are refused.
     pub fn may_publish(&self, topic: &str) -> bool {
         TopicName::validate(topic).is_ok()
