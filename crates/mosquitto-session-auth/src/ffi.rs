@@ -383,6 +383,12 @@ pub unsafe extern "C" fn mosquitto_plugin_cleanup(
             return MOSQ_ERR_SUCCESS;
         }
         let instance = userdata.cast::<Instance>();
+        // SAFETY: `userdata` came from Box::into_raw in init and is still alive here.
+        if let Some(instance) = unsafe { instance.as_ref() } {
+            if let Err(error) = instance.plugin().flush_state(now_secs()) {
+                log(MOSQ_LOG_ERR, &error.to_string());
+            }
+        }
         // SAFETY: `userdata` came from Box::into_raw in init; once the callbacks are
         // unregistered nothing else refers to it, so it is freed exactly once here.
         unsafe {

@@ -144,6 +144,14 @@ impl Plugin {
         Ok(())
     }
 
+    /// The broker is stopping: writes whatever is still pending.
+    pub fn flush_state(&mut self, now: u64) -> Result<(), PluginError> {
+        if self.state_changed || self.clients.take_changed() {
+            self.save_state(now)?;
+        }
+        Ok(())
+    }
+
     /// Writes the state file now. On failure the change stays pending for the next TICK.
     pub fn save_state(&mut self, now: u64) -> Result<(), PluginError> {
         self.clients.take_changed();

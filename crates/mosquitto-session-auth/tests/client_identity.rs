@@ -249,3 +249,38 @@ fn a_device_takes_over_its_own_old_connection_as_mqtt_expects() {
         Some(("/111/lamp-1/cmd".to_owned(), b"on".to_vec()))
     );
 }
+
+#[test]
+fn ownership_of_a_persisted_session_survives_a_broker_restart() {
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin_persistent(&jwks(&[&key]), &[]);
+    let mut lamp = holder(broker.port(), &key, true);
+    assert!(lamp.subscribe("/111/lamp-1/cmd"));
+    lamp.disconnect();
+    let mut switch = RawClient::connect(
+        broker.port(),
+        &ConnectOptions::device("switch", "switch", &key.device_token("111", "switch", 600)),
+    )
+    .expect("switch admitted");
+    switch.publish("/111/lamp-1/cmd", b"on");
+    switch.disconnect();
+
+    let broker = broker.restart();
+    let port = broker.port();
+    let intruder_token = key.device_token("222", "lamp-1", 600);
+    for clean in [true, false] {
+        let mut options = ConnectOptions::device("lamp-1", "lamp-1", &intruder_token);
+        options.persistent = !clean;
+        assert_eq!(
+            RawClient::connect(port, &options).err(),
+            Some(NOT_AUTHORISED),
+            "clean session {clean}: refused after the restart too"
+        );
+    }
+    let mut lamp = holder(port, &key, true);
+    assert_eq!(
+        lamp.messages_within(WINDOW),
+        vec![("/111/lamp-1/cmd".to_owned(), b"on".to_vec())],
+        "the queue kept across the restart is delivered under the holder's grants"
+    );
+}
