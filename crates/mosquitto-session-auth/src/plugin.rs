@@ -192,3 +192,112 @@ impl Plugin {
         self.clients.connected()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use session_token::{Algorithm, Claims, DeviceGrant};
+
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
+    const RSA_PUBLIC: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../session-token/tests/fixtures/rsa_public.pem"
+    );
+    const NOW: u64 = 1_700_000_000;
+
+    fn plugin(dir: &tempfile::TempDir, allow_any: &str) -> Plugin {
+        let state = dir.path().join("state");
+        let config = PluginConfig::from_options([
+            ("public_key_file", RSA_PUBLIC),
+            ("allow_any_client_id", allow_any),
+            ("state_file", state.to_str().expect("utf-8 path")),
+        ])
+        .expect("options");
+        Plugin::start(config, NOW).expect("starts")
+    }
+
+    fn token(session: &str, name: &str, issued_at: u64) -> String {
+        let claims = Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client: name,
+            session_id: session,
+            issued_at,
+            lifetime_secs: 600,
+            token_id: name,
+        });
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
+        encode(&Header::new(Algorithm::RS256), &claims, &key).expect("signs")
+    }
+
+    fn connect(
+        plugin: &mut Plugin,
+        handle: usize,
+        (session, name, client_id): (&str, &str, &str),
+        persistent: bool,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let token = token(session, name, now);
+        let attempt = ConnectAttempt {
+            username: Some(name),
+            password: Some(&token),
+            client_id: Some(client_id),
+            persistent,
+        };
+        plugin.authenticate(ClientHandle(handle), attempt, now)
+    }
+
+    #[test]
+    fn a_first_come_id_is_refused_to_other_sessions_while_held() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "true");
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), false, NOW).expect("A");
+        assert_eq!(
+            connect(&mut plugin, 2, ("222", "lamp", "lamp"), false, NOW),
+            Err(Refusal::ClientIdHeldByAnotherSession)
+        );
+        // The same session may take it over (the device itself, or with a free id).
+        connect(&mut plugin, 3, ("111", "lamp", "lamp"), false, NOW).expect("own takeover");
+        connect(&mut plugin, 4, ("111", "other", "lamp"), false, NOW).expect("same session");
+        // Once the clean session is gone the id is free again.
+        plugin.client_disconnected(ClientHandle(4), "lamp", NOW);
+        connect(&mut plugin, 5, ("222", "lamp", "lamp"), false, NOW + 1).expect("now B");
+    }
+
+    #[test]
+    fn a_persisted_session_holds_its_id_until_its_token_expires_and_across_restarts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), true, NOW).expect("A");
+        plugin.client_disconnected(ClientHandle(1), "lamp", NOW);
+        plugin.flush_state(NOW).expect("saved");
+
+        let mut restarted = self::plugin(&dir, "false");
+        assert_eq!(
+            connect(&mut restarted, 2, ("222", "lamp", "lamp"), false, NOW + 10),
+            Err(Refusal::ClientIdHeldByAnotherSession)
+        );
+        assert!(
+            restarted.may_access("lamp", Access::Receive, "/111/lamp/cmd", NOW + 10),
+            "queued messages are checked against the holder's own grants"
+        );
+        assert!(!restarted.may_access("lamp", Access::Receive, "/222/x", NOW + 10));
+        connect(&mut restarted, 3, ("222", "lamp", "lamp"), false, NOW + 600)
+            .expect("free once the holder's token has expired");
+    }
+
+    #[test]
+    fn scoped_and_reserved_ids_follow_the_shared_rule() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "true");
+        connect(&mut plugin, 1, ("111", "lamp", "111/lamp"), false, NOW).expect("scoped");
+        assert!(matches!(
+            connect(&mut plugin, 2, ("222", "lamp", "111/lamp"), false, NOW),
+            Err(Refusal::ClientId(_))
+        ));
+        assert!(matches!(
+            connect(&mut plugin, 3, ("111", "lamp", "$link"), false, NOW),
+            Err(Refusal::ClientId(_))
+        ));
+    }
+}
