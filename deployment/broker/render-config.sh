@@ -15,7 +15,11 @@
 #   BROKER_PERSISTENCE_DIR [/var/lib/mosquitto]
 #   BROKER_LOG_DEST [stdout]          or e.g. "file /path/to/mosquitto.log"
 #   BROKER_PLUGIN_PATH [/usr/lib/mosquitto-session-auth/libmosquitto_session_auth.so]
-#   BROKER_REQUIRE_CLIENT_ID_MATCH [true]
+#   BROKER_ALLOW_ANY_CLIENT_ID [false]  devices may use any free client id, not just the
+#                                     scoped id or their name (first-come among sessions);
+#                                     the older BROKER_REQUIRE_CLIENT_ID_MATCH=false means true
+#   BROKER_STATE_FILE [BROKER_PERSISTENCE_DIR/mosquitto-session-auth.state]
+#                                     the plugin's closed sessions and persistent-session owners
 #   BROKER_JWKS_URL                   where to fetch the JWKS (JWT modes), e.g.
 #                                     http://session-manager:8888/.well-known/jwks.json
 #   BROKER_JWKS_FILE [OUT_DIR/jwks.json]
@@ -38,19 +42,24 @@ BROKER_TLS_KEY=${BROKER_TLS_KEY:?BROKER_TLS_KEY must name the server key}
 BROKER_PERSISTENCE_DIR=${BROKER_PERSISTENCE_DIR:-/var/lib/mosquitto}
 BROKER_LOG_DEST=${BROKER_LOG_DEST:-stdout}
 BROKER_PLUGIN_PATH=${BROKER_PLUGIN_PATH:-/usr/lib/mosquitto-session-auth/libmosquitto_session_auth.so}
-BROKER_REQUIRE_CLIENT_ID_MATCH=${BROKER_REQUIRE_CLIENT_ID_MATCH:-true}
+case "${BROKER_REQUIRE_CLIENT_ID_MATCH:-true}" in
+false | no | off | 0) allow_any_default=true ;;
+*) allow_any_default=false ;;
+esac
+BROKER_ALLOW_ANY_CLIENT_ID=${BROKER_ALLOW_ANY_CLIENT_ID:-$allow_any_default}
+BROKER_STATE_FILE=${BROKER_STATE_FILE:-$BROKER_PERSISTENCE_DIR/mosquitto-session-auth.state}
 BROKER_JWKS_FILE=${BROKER_JWKS_FILE:-$out/jwks.json}
 BROKER_CONF_DIR=$out
 export MQTT_AUTH_MODE ISM_ISSUER BROKER_USER BROKER_BIND_ADDRESS BROKER_MQTT_PORT \
     BROKER_TLS_PORT BROKER_WS_PORT BROKER_TLS_CERT BROKER_TLS_KEY BROKER_PERSISTENCE_DIR \
-    BROKER_LOG_DEST BROKER_PLUGIN_PATH BROKER_REQUIRE_CLIENT_ID_MATCH BROKER_JWKS_FILE \
-    BROKER_CONF_DIR
+    BROKER_LOG_DEST BROKER_PLUGIN_PATH BROKER_ALLOW_ANY_CLIENT_ID BROKER_STATE_FILE \
+    BROKER_JWKS_FILE BROKER_CONF_DIR
 
 # Only our variables are substituted; anything else that looks like one stays as written.
 variables='${ISM_ISSUER} ${BROKER_USER} ${BROKER_BIND_ADDRESS} ${BROKER_MQTT_PORT}
 ${BROKER_TLS_PORT} ${BROKER_WS_PORT} ${BROKER_TLS_CERT} ${BROKER_TLS_KEY}
 ${BROKER_PERSISTENCE_DIR} ${BROKER_LOG_DEST} ${BROKER_PLUGIN_PATH}
-${BROKER_REQUIRE_CLIENT_ID_MATCH} ${BROKER_JWKS_FILE} ${BROKER_CONF_DIR}'
+${BROKER_ALLOW_ANY_CLIENT_ID} ${BROKER_STATE_FILE} ${BROKER_JWKS_FILE} ${BROKER_CONF_DIR}'
 
 mkdir -p "$BROKER_PERSISTENCE_DIR"
 conf="$out/mosquitto.conf"

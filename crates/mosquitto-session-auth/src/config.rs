@@ -24,18 +24,19 @@ pub struct PluginConfig {
     pub keys: KeySource,
     /// The `iss` every token must carry, when set.
     pub issuer: Option<String>,
-    /// The MQTT client id must equal the token's `sub`.
-    pub require_client_id_match: bool,
+    /// Devices may connect with any client id that is not reserved and not held by another
+    /// session (clients that make up a random id), not just the scoped id or their name.
+    pub allow_any_client_id: bool,
     /// Disconnect clients whose token has expired.
     pub disconnect_after_expire: bool,
-    /// How long a closed session's id is remembered, refusing its tokens. Must be at least
-    /// the service's token lifetime (`ISM_TOKEN_TTL_SECS`), or a token of a closed session
-    /// that is still within its `exp` would be admitted again.
-    pub revocation_retention_secs: u64,
+    /// Where the plugin keeps what must survive a broker restart: closed sessions until
+    /// their end, and the owners of persistent client sessions.
+    pub state_file: PathBuf,
 }
 
-/// The default retention of closed sessions: the service's default token lifetime.
-pub const DEFAULT_REVOCATION_RETENTION_SECS: u64 = 86_400;
+/// The default state file: in Debian's (and the broker image's) Mosquitto data directory,
+/// next to `mosquitto.db`, writable by the `mosquitto` user the broker runs as.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/mosquitto/mosquitto-session-auth.state";
 
 impl PluginConfig {
     /// Parses the options Mosquitto hands over, keys without the `plugin_opt_` prefix.
@@ -45,9 +46,10 @@ impl PluginConfig {
         let mut jwks_file = None;
         let mut public_key_file = None;
         let mut issuer = None;
+        let mut allow_any_client_id = None;
         let mut require_client_id_match = None;
         let mut disconnect_after_expire = None;
-        let mut revocation_retention_secs = None;
+        let mut state_file = None;
 
         for (key, value) in options {
             let value = value.trim();
@@ -55,17 +57,24 @@ impl PluginConfig {
                 "jwks_file" => set_once(&mut jwks_file, key, non_empty(key, value)?)?,
                 "public_key_file" => set_once(&mut public_key_file, key, non_empty(key, value)?)?,
                 "issuer" => set_once(&mut issuer, key, non_empty(key, value)?)?,
+                "allow_any_client_id" => {
+                    set_once(&mut allow_any_client_id, key, parse_bool(key, value)?)?
+                }
+                // The older, inverted name of `allow_any_client_id`.
                 "require_client_id_match" => {
                     set_once(&mut require_client_id_match, key, parse_bool(key, value)?)?
                 }
                 "disconnect_after_expire" => {
                     set_once(&mut disconnect_after_expire, key, parse_bool(key, value)?)?
                 }
-                "revocation_retention_secs" => set_once(
-                    &mut revocation_retention_secs,
-                    key,
-                    parse_seconds(key, value)?,
-                )?,
+                "state_file" => set_once(&mut state_file, key, non_empty(key, value)?)?,
+                "revocation_retention_secs" => {
+                    return Err(PluginError::RetiredOption {
+                        option: key.to_owned(),
+                        why: "each closed session is now refused exactly until the end the \
+                              service sends with it; remove the line",
+                    })
+                }
                 other => return Err(PluginError::UnknownOption(other.to_owned())),
             }
         }
@@ -76,13 +85,18 @@ impl PluginConfig {
             (None, None) => return Err(PluginError::MissingKey),
             (Some(_), Some(_)) => return Err(PluginError::ConflictingKeys),
         };
+        let allow_any_client_id = match (allow_any_client_id, require_client_id_match) {
+            (Some(_), Some(_)) => return Err(PluginError::ConflictingClientIdOptions),
+            (Some(allow), None) => allow,
+            (None, Some(require)) => !require,
+            (None, None) => false,
+        };
         Ok(PluginConfig {
             keys,
             issuer,
-            require_client_id_match: require_client_id_match.unwrap_or(true),
+            allow_any_client_id,
             disconnect_after_expire: disconnect_after_expire.unwrap_or(true),
-            revocation_retention_secs: revocation_retention_secs
-                .unwrap_or(DEFAULT_REVOCATION_RETENTION_SECS),
+            state_file: PathBuf::from(state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.to_owned())),
         })
     }
 
@@ -144,16 +158,6 @@ fn non_empty(key: &str, value: &str) -> Result<String, PluginError> {
     Ok(value.to_owned())
 }
 
-fn parse_seconds(key: &str, value: &str) -> Result<u64, PluginError> {
-    match value.parse::<u64>() {
-        Ok(seconds) if seconds > 0 => Ok(seconds),
-        _ => Err(PluginError::NotSeconds {
-            option: key.to_owned(),
-            value: value.to_owned(),
-        }),
-    }
-}
-
 fn parse_bool(key: &str, value: &str) -> Result<bool, PluginError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -183,9 +187,9 @@ mod tests {
             PluginConfig {
                 keys: KeySource::JwksFile("/etc/ism/jwks.json".into()),
                 issuer: None,
-                require_client_id_match: true,
+                allow_any_client_id: false,
                 disconnect_after_expire: true,
-                revocation_retention_secs: 86_400,
+                state_file: DEFAULT_STATE_FILE.into(),
             }
         );
     }
@@ -195,16 +199,27 @@ mod tests {
         let config = PluginConfig::from_options([
             ("public_key_file", " /k.pem "),
             ("issuer", "ism"),
-            ("require_client_id_match", "false"),
+            ("allow_any_client_id", "true"),
             ("disconnect_after_expire", "FALSE"),
-            ("revocation_retention_secs", "3600"),
+            ("state_file", "/data/plugin.state"),
         ])
         .expect("valid options");
         assert_eq!(config.keys, KeySource::PublicKeyFile("/k.pem".into()));
         assert_eq!(config.issuer.as_deref(), Some("ism"));
-        assert!(!config.require_client_id_match);
+        assert!(config.allow_any_client_id);
         assert!(!config.disconnect_after_expire);
-        assert_eq!(config.revocation_retention_secs, 3600);
+        assert_eq!(config.state_file, PathBuf::from("/data/plugin.state"));
+    }
+
+    #[test]
+    fn the_older_client_id_option_still_reads() {
+        let read = |value| {
+            PluginConfig::from_options([("jwks_file", "/j"), ("require_client_id_match", value)])
+                .expect("valid options")
+                .allow_any_client_id
+        };
+        assert!(read("false"));
+        assert!(!read("true"));
     }
 
     #[test]
@@ -219,17 +234,22 @@ mod tests {
         assert!(message(&[("jwks_file", "/a"), ("public_key_file", "/b")]).contains("only one"));
         assert!(message(&[("jwks_file", "/a"), ("jwks_file", "/b")]).contains("twice"));
         assert!(message(&[("jwks_file", "")]).contains("plugin_opt_jwks_file is empty"));
+        assert!(message(&[("jwks_file", "/a"), ("state_file", "")]).contains("state_file"));
         assert!(
             message(&[("jwks_file", "/a"), ("disconnect_after_expire", "maybe")])
                 .contains("plugin_opt_disconnect_after_expire must be true or false")
         );
-        for bad in ["0", "-1", "1d", ""] {
-            let options = [("jwks_file", "/a"), ("revocation_retention_secs", bad)];
-            assert!(
-                message(&options).contains("plugin_opt_revocation_retention_secs"),
-                "{bad:?}"
-            );
-        }
+        assert!(message(&[
+            ("jwks_file", "/a"),
+            ("allow_any_client_id", "true"),
+            ("require_client_id_match", "true"),
+        ])
+        .contains("plugin_opt_allow_any_client_id"));
+        let retired = message(&[("jwks_file", "/a"), ("revocation_retention_secs", "3600")]);
+        assert!(
+            retired.contains("plugin_opt_revocation_retention_secs is no longer used"),
+            "{retired}"
+        );
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The plugin's decisions, free of any broker type: may this CONNECT in, may this client
-//! touch this topic. Everything token-shaped is delegated to `session-token`; this module
-//! only adds the MQTT-side rules (username and client id must be the token's `sub`, a dead
-//! token grants nothing).
+//! touch this topic. Everything token-shaped is delegated to `session-token` (including
+//! which client ids a token may use, `session_token::classify_client_id`); this module only
+//! adds the MQTT-side rules (the username must be the token's `sub`, a dead token grants
+//! nothing). Whether another session holds a first-come client id is the registry's
+//! knowledge, checked by [`crate::plugin::Plugin::authenticate`].
 
 use std::fmt;
 
-use session_token::{Acl, TokenVerifier, TopicError, VerifyError};
+use session_token::{
+    classify_client_id, Acl, ClientIdKind, ClientIdRefusal, TokenVerifier, TopicError, VerifyError,
+};
 
 use crate::clients::ConnectedClient;
 
@@ -16,6 +20,9 @@ pub struct ConnectAttempt<'a> {
     /// The MQTT password: the token.
     pub password: Option<&'a str>,
     pub client_id: Option<&'a str>,
+    /// The broker keeps this client's session after it disconnects (see
+    /// [`ConnectedClient::persistent`]).
+    pub persistent: bool,
 }
 
 /// Why a CONNECT was refused. Printed in the broker log; never contains the token.
@@ -29,7 +36,11 @@ pub enum Refusal {
         exp: u64,
     },
     UsernameIsNotSubject,
-    ClientIdIsNotSubject,
+    NoClientId,
+    ClientId(ClientIdRefusal),
+    /// A first-come client id (bare name or free id) that a device of another session holds,
+    /// connected or as a persisted session.
+    ClientIdHeldByAnotherSession,
     MalformedGrants(TopicError),
     /// The token's session has been closed.
     SessionClosed,
@@ -44,7 +55,11 @@ impl fmt::Display for Refusal {
             Refusal::InvalidToken(error) => error.fmt(f),
             Refusal::Expired { exp } => write!(f, "token expired at {exp}"),
             Refusal::UsernameIsNotSubject => f.write_str("username is not the token's sub"),
-            Refusal::ClientIdIsNotSubject => f.write_str("client id is not the token's sub"),
+            Refusal::NoClientId => f.write_str("no client id"),
+            Refusal::ClientId(refusal) => refusal.fmt(f),
+            Refusal::ClientIdHeldByAnotherSession => {
+                f.write_str("client id is held by another session")
+            }
             Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
             Refusal::SessionClosed => f.write_str("the token's session has been closed"),
         }
@@ -64,14 +79,16 @@ pub enum Access {
     Receive,
 }
 
-/// Decides a CONNECT: the token must verify at `now`, still be alive, and name the
-/// connecting username (and client id, when `require_client_id_match`) as its `sub`.
+/// Decides a CONNECT as far as the token goes: it must verify at `now`, still be alive,
+/// name the connecting username as its `sub`, and allow the client id
+/// (`session_token::classify_client_id`; `allow_any_client_id` admits free ids). Returns
+/// the client and the kind of its id; a first-come kind still needs the holder check.
 pub fn admit(
     verifier: &TokenVerifier,
-    require_client_id_match: bool,
+    allow_any_client_id: bool,
     attempt: ConnectAttempt<'_>,
     now: u64,
-) -> Result<ConnectedClient, Refusal> {
+) -> Result<(ConnectedClient, ClientIdKind), Refusal> {
     let token = attempt.password.ok_or(Refusal::NoPassword)?;
     let username = attempt.username.ok_or(Refusal::NoUsername)?;
     let verified = verifier
@@ -86,18 +103,25 @@ pub fn admit(
     if username != claims.sub {
         return Err(Refusal::UsernameIsNotSubject);
     }
-    let client_id = attempt.client_id.unwrap_or_default();
-    if require_client_id_match && client_id != claims.sub {
-        return Err(Refusal::ClientIdIsNotSubject);
-    }
+    // Mosquitto assigns an id to a client that sent an empty one before asking the plugin.
+    let client_id = attempt
+        .client_id
+        .filter(|id| !id.is_empty())
+        .ok_or(Refusal::NoClientId)?;
+    let kind = classify_client_id(client_id, &claims.sid, &claims.sub, allow_any_client_id)
+        .map_err(Refusal::ClientId)?;
     let acl = Acl::from_claims(&claims).map_err(Refusal::MalformedGrants)?;
-    Ok(ConnectedClient {
+    let client = ConnectedClient {
         client_id: client_id.to_owned(),
         session_id: claims.sid,
+        name: claims.sub,
         kid: verified.kid,
         expires_at: claims.exp,
+        grants_end: claims.exp,
         acl,
-    })
+        persistent: attempt.persistent,
+    };
+    Ok((client, kind))
 }
 
 /// Decides an ACL check for an admitted client (`None`: a client the plugin never admitted,
@@ -110,7 +134,7 @@ pub fn may_access(client: Option<&ConnectedClient>, access: Access, topic: &str,
     let Some(client) = client else {
         return false;
     };
-    if !client.token_valid_at(now) {
+    if !client.grants_valid_at(now) {
         return false;
     }
     match access {
@@ -154,14 +178,22 @@ mod tests {
             username: Some(user),
             password: Some(token),
             client_id: Some(id),
+            persistent: false,
         }
+    }
+
+    fn admit_client(
+        allow_any: bool,
+        attempt: ConnectAttempt<'_>,
+        now: u64,
+    ) -> Result<ConnectedClient, Refusal> {
+        admit(&verifier(), allow_any, attempt, now).map(|(client, _)| client)
     }
 
     #[test]
     fn a_device_with_its_own_token_is_admitted_with_its_grants() {
         let token = token("lamp", 60);
-        let client =
-            admit(&verifier(), true, attempt("lamp", &token, "lamp"), NOW).expect("admitted");
+        let client = admit_client(false, attempt("lamp", &token, "lamp"), NOW).expect("admitted");
         assert_eq!(client.client_id, "lamp");
         assert_eq!(client.expires_at, NOW + 60);
         assert!(may_access(Some(&client), Access::Publish, "/4242/x", NOW));
@@ -175,12 +207,29 @@ mod tests {
     #[test]
     fn identity_mismatches_are_refused() {
         let token = token("lamp", 60);
-        let refuse = |user, id, match_id| {
-            admit(&verifier(), match_id, attempt(user, &token, id), NOW).expect_err("refused")
+        let refuse = |user, id, allow_any| {
+            admit_client(allow_any, attempt(user, &token, id), NOW).expect_err("refused")
         };
         assert_eq!(refuse("other", "lamp", true), Refusal::UsernameIsNotSubject);
-        assert_eq!(refuse("lamp", "other", true), Refusal::ClientIdIsNotSubject);
-        assert!(admit(&verifier(), false, attempt("lamp", &token, "other"), NOW).is_ok());
+        assert_eq!(
+            refuse("lamp", "other", false),
+            Refusal::ClientId(ClientIdRefusal::NotTheClientName)
+        );
+        assert_eq!(
+            refuse("lamp", "4343/lamp", true),
+            Refusal::ClientId(ClientIdRefusal::ScopedToSomeoneElse)
+        );
+        assert_eq!(
+            refuse("lamp", "$lamp", true),
+            Refusal::ClientId(ClientIdRefusal::Reserved)
+        );
+        assert_eq!(refuse("lamp", "", true), Refusal::NoClientId);
+        let kind = |id, allow_any| {
+            admit(&verifier(), allow_any, attempt("lamp", &token, id), NOW).map(|(_, kind)| kind)
+        };
+        assert_eq!(kind("lamp", false), Ok(ClientIdKind::Bare));
+        assert_eq!(kind("4242/lamp", false), Ok(ClientIdKind::Scoped));
+        assert_eq!(kind("other", true), Ok(ClientIdKind::Free));
     }
 
     #[test]
@@ -191,7 +240,7 @@ mod tests {
             ..attempt("lamp", &token, "lamp")
         };
         assert_eq!(
-            admit(&verifier(), true, no_password, NOW),
+            admit_client(false, no_password, NOW),
             Err(Refusal::NoPassword)
         );
         let no_username = ConnectAttempt {
@@ -199,20 +248,19 @@ mod tests {
             ..attempt("lamp", &token, "lamp")
         };
         assert_eq!(
-            admit(&verifier(), true, no_username, NOW),
+            admit_client(false, no_username, NOW),
             Err(Refusal::NoUsername)
         );
-        let garbage = admit(&verifier(), true, attempt("lamp", "x.y.z", "lamp"), NOW);
+        let garbage = admit_client(false, attempt("lamp", "x.y.z", "lamp"), NOW);
         assert!(matches!(garbage, Err(Refusal::InvalidToken(_))));
     }
 
     #[test]
     fn a_token_is_dead_from_its_exp_on() {
         let token = token("lamp", 60);
-        let expired = admit(&verifier(), true, attempt("lamp", &token, "lamp"), NOW + 61);
+        let expired = admit_client(false, attempt("lamp", &token, "lamp"), NOW + 61);
         assert_eq!(expired, Err(Refusal::Expired { exp: NOW + 60 }));
-        let client =
-            admit(&verifier(), true, attempt("lamp", &token, "lamp"), NOW).expect("admitted");
+        let client = admit_client(false, attempt("lamp", &token, "lamp"), NOW).expect("admitted");
         for access in [Access::Publish, Access::Subscribe, Access::Receive] {
             assert!(may_access(Some(&client), access, "/4242/x", NOW + 59));
             assert!(!may_access(Some(&client), access, "/4242/x", NOW + 60));
@@ -230,7 +278,7 @@ mod tests {
         let token = token("lamp", 60);
         let truncated = &token[..token.len() - 10];
         for candidate in [truncated, token.as_str()] {
-            if let Err(refusal) = admit(&verifier(), true, attempt("x", candidate, "x"), NOW) {
+            if let Err(refusal) = admit_client(false, attempt("x", candidate, "x"), NOW) {
                 let signature = candidate.rsplit('.').next().unwrap_or_default();
                 assert!(!refusal.to_string().contains(signature), "{refusal}");
             }

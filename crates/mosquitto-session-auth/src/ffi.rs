@@ -151,6 +151,8 @@ extern "C" {
         event_data: *const c_void,
     ) -> c_int;
     fn mosquitto_client_id(client: *const MosquittoClient) -> *const c_char;
+    fn mosquitto_client_clean_session(client: *const MosquittoClient) -> bool;
+    fn mosquitto_client_protocol_version(client: *const MosquittoClient) -> c_int;
     fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool) -> c_int;
     fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
 }
@@ -305,7 +307,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
             .collect();
         let config =
             PluginConfig::from_options(options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let plugin = match config.and_then(Plugin::start) {
+        let plugin = match config.and_then(|config| Plugin::start(config, now_secs())) {
             Ok(plugin) => plugin,
             Err(error) => {
                 log(MOSQ_LOG_ERR, &format!("cannot start: {error}"));
@@ -315,9 +317,12 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         log(
             MOSQ_LOG_INFO,
             &format!(
-                "started with {} key(s): {}",
+                "started with {} key(s): {}; state file {} (sessions refused: {}, persistent clients: {})",
                 plugin.key_ids().len(),
-                plugin.key_ids().join(", ")
+                plugin.key_ids().join(", "),
+                plugin.config().state_file.display(),
+                plugin.revoked_sessions(),
+                plugin.known_clients()
             ),
         );
         let instance = Box::into_raw(Box::new(Instance {
@@ -378,6 +383,12 @@ pub unsafe extern "C" fn mosquitto_plugin_cleanup(
             return MOSQ_ERR_SUCCESS;
         }
         let instance = userdata.cast::<Instance>();
+        // SAFETY: `userdata` came from Box::into_raw in init and is still alive here.
+        if let Some(instance) = unsafe { instance.as_ref() } {
+            if let Err(error) = instance.plugin().flush_state(now_secs()) {
+                log(MOSQ_LOG_ERR, &error.to_string());
+            }
+        }
         // SAFETY: `userdata` came from Box::into_raw in init; once the callbacks are
         // unregistered nothing else refers to it, so it is freed exactly once here.
         unsafe {
@@ -436,10 +447,20 @@ unsafe extern "C" fn on_basic_auth(
             );
             return MOSQ_ERR_AUTH;
         };
+        // SAFETY: `event.client` is the broker's live client context for this CONNECT.
+        let (clean_session, protocol_version) = unsafe {
+            (
+                mosquitto_client_clean_session(event.client),
+                mosquitto_client_protocol_version(event.client),
+            )
+        };
         let attempt = ConnectAttempt {
             username,
             password,
             client_id,
+            // MQTT 5 keeps a session past the disconnect whenever its session expiry is
+            // above 0, which the plugin API does not show: assume it does.
+            persistent: !clean_session || protocol_version == 5,
         };
         let outcome = instance.plugin().authenticate(
             ClientHandle(event.client as usize),
@@ -487,12 +508,17 @@ unsafe extern "C" fn on_acl_check(
         let Some(Ok(topic)) = (unsafe { c_str(event.topic) }).map(CStr::to_str) else {
             return MOSQ_ERR_ACL_DENIED;
         };
-        let allowed = instance.plugin().may_access(
-            ClientHandle(event.client as usize),
-            access,
-            topic,
-            now_secs(),
-        );
+        // SAFETY: the client id is a NUL-terminated string owned by the client context (a
+        // connected client, or an offline one whose will or queue is being handled), which
+        // outlives the callback.
+        let Some(Ok(client_id)) =
+            (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
+        else {
+            return MOSQ_ERR_ACL_DENIED;
+        };
+        let allowed = instance
+            .plugin()
+            .may_access(client_id, access, topic, now_secs());
         if allowed {
             MOSQ_ERR_SUCCESS
         } else {
@@ -512,8 +538,11 @@ unsafe extern "C" fn on_tick(
             return MOSQ_ERR_SUCCESS;
         };
         // The lock is dropped at the end of this statement, before the kicks re-enter.
-        let expired = instance.plugin().expired_clients(now_secs());
-        kick(&expired, "token expired");
+        let tick = instance.plugin().tick(now_secs());
+        if let Some(error) = tick.save_error {
+            log(MOSQ_LOG_ERR, &format!("{error}; retrying"));
+        }
+        kick(&tick.expired, "token expired");
         MOSQ_ERR_SUCCESS
     })
 }
@@ -531,9 +560,18 @@ unsafe extern "C" fn on_disconnect(
         }) else {
             return MOSQ_ERR_SUCCESS;
         };
-        instance
-            .plugin()
-            .client_disconnected(ClientHandle(event.client as usize));
+        // SAFETY: the client id is a NUL-terminated string owned by the client context,
+        // which outlives the callback; it is null for a client refused at CONNECT.
+        let Some(Ok(client_id)) =
+            (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
+        else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        instance.plugin().client_disconnected(
+            ClientHandle(event.client as usize),
+            client_id,
+            now_secs(),
+        );
         MOSQ_ERR_SUCCESS
     })
 }
@@ -551,7 +589,7 @@ unsafe extern "C" fn on_reload(
         let Some(instance) = (unsafe { instance(userdata) }) else {
             return MOSQ_ERR_PLUGIN_DEFER;
         };
-        let outcome = instance.plugin().reload_keys();
+        let outcome = instance.plugin().reload_keys(now_secs());
         match outcome {
             Ok(reloaded) => {
                 log(
@@ -594,11 +632,28 @@ unsafe extern "C" fn on_control(
         // which outlives the callback.
         let sender = unsafe { c_str(mosquitto_client_id(event.client)) }
             .map(|id| id.to_string_lossy().into_owned());
-        // The lock is dropped at the end of this statement, before the kicks re-enter.
-        let outcome =
-            instance
-                .plugin()
-                .control(ClientHandle(event.client as usize), payload, now_secs());
+        // The refusals are saved before anyone is disconnected, and before the broker
+        // acknowledges the message (it sends the PUBACK after this callback returns). The
+        // lock is dropped at the end of this block, before the kicks re-enter.
+        let outcome = {
+            let now = now_secs();
+            let mut plugin = instance.plugin();
+            let outcome = plugin.control(sender.as_deref(), payload, now);
+            if outcome
+                .as_ref()
+                .is_ok_and(|revoked| !revoked.sessions.is_empty())
+            {
+                if let Err(error) = plugin.save_state(now) {
+                    log(
+                        MOSQ_LOG_ERR,
+                        &format!(
+                            "{error}; the closed sessions are refused but not yet saved, retrying"
+                        ),
+                    );
+                }
+            }
+            outcome
+        };
         match outcome {
             Ok(revoked) => {
                 log(

@@ -9,6 +9,11 @@ use crate::config::PluginConfig;
 use crate::decisions::{self, Access, ConnectAttempt, Refusal};
 use crate::error::PluginError;
 use crate::revocation::RevokedSessions;
+use crate::state_file::{self, SavedClient, SavedState, STATE_FILE_VERSION};
+
+/// How often, at most, a change of persistent client sessions alone is written to the state
+/// file. Closed sessions are written at once.
+pub const CLIENT_STATE_SAVE_INTERVAL_SECS: u64 = 1;
 
 #[derive(Debug)]
 pub struct Plugin {
@@ -16,18 +21,47 @@ pub struct Plugin {
     pub(crate) verifier: TokenVerifier,
     pub(crate) clients: ClientRegistry,
     pub(crate) revoked: RevokedSessions,
+    /// Closed sessions changed since the state file was last written.
+    pub(crate) state_changed: bool,
+    /// When the state file was last written (seconds since the epoch).
+    state_saved_at: u64,
+}
+
+/// What a TICK produced.
+#[derive(Debug)]
+pub struct Tick {
+    /// Client ids to disconnect: their token has expired.
+    pub expired: Vec<String>,
+    /// Writing the state file failed (it is retried on the next TICK).
+    pub save_error: Option<PluginError>,
 }
 
 impl Plugin {
-    /// Loads the configured keys; fails (and so stops the broker) when they cannot be read.
-    pub fn start(config: PluginConfig) -> Result<Self, PluginError> {
+    /// Loads the configured keys and the state file, and writes the state file back (so an
+    /// unwritable place stops the broker now rather than losing a revocation later). Fails,
+    /// and so stops the broker, when either cannot be read or written.
+    pub fn start(config: PluginConfig, now: u64) -> Result<Self, PluginError> {
         let verifier = config.load_verifier()?;
-        Ok(Plugin {
+        let mut plugin = Plugin {
             config,
             verifier,
             clients: ClientRegistry::new(),
             revoked: RevokedSessions::new(),
-        })
+            state_changed: false,
+            state_saved_at: 0,
+        };
+        if let Some(saved) = state_file::load(&plugin.config.state_file)? {
+            for closed in saved.closed.into_iter().filter(|c| c.until > now) {
+                plugin.revoked.insert(&closed.sid, closed.until);
+            }
+            for client in saved.clients.into_iter().filter(|c| c.exp > now) {
+                if let Some(client) = client.into_client() {
+                    plugin.clients.restore(client);
+                }
+            }
+        }
+        plugin.save_state(now)?;
+        Ok(plugin)
     }
 
     pub fn config(&self) -> &PluginConfig {
@@ -39,45 +73,108 @@ impl Plugin {
         self.verifier.keys().kids().map(str::to_owned).collect()
     }
 
-    /// BASIC_AUTH: admits the client and remembers its grants, or says why not. Tokens of
-    /// a session closed through the control topic are refused.
+    /// BASIC_AUTH: admits the client and remembers its grants under its client id, or says
+    /// why not. Tokens of a closed session are refused, and so is a first-come client id
+    /// (bare name or free id) that a device of another session holds: refused here, before
+    /// Mosquitto would take the id over, the holder is never disconnected and its persisted
+    /// session never handed over or wiped.
     pub fn authenticate(
         &mut self,
         handle: ClientHandle,
         attempt: ConnectAttempt<'_>,
         now: u64,
     ) -> Result<(), Refusal> {
-        let client = decisions::admit(
+        let (client, kind) = decisions::admit(
             &self.verifier,
-            self.config.require_client_id_match,
+            self.config.allow_any_client_id,
             attempt,
             now,
         )?;
         if self.revoked.is_revoked(&client.session_id, now) {
             return Err(Refusal::SessionClosed);
         }
-        self.clients.insert(handle, client);
+        if kind.is_shared_namespace() {
+            let held_elsewhere = self
+                .clients
+                .holder_of(&client.client_id, now)
+                .is_some_and(|holder| holder != client.session_id);
+            if held_elsewhere {
+                return Err(Refusal::ClientIdHeldByAnotherSession);
+            }
+        }
+        self.clients.admit(handle, client);
         Ok(())
     }
 
-    /// ACL_CHECK: one hash lookup and a topic match, no token work.
-    pub fn may_access(&self, handle: ClientHandle, access: Access, topic: &str, now: u64) -> bool {
-        decisions::may_access(self.clients.get(handle), access, topic, now)
+    /// ACL_CHECK for the client with id `client_id`: one hash lookup and a topic match, no
+    /// token work.
+    pub fn may_access(&self, client_id: &str, access: Access, topic: &str, now: u64) -> bool {
+        decisions::may_access(self.clients.get(client_id), access, topic, now)
     }
 
-    /// TICK: the client ids to disconnect because their token has expired. Also forgets
-    /// closed sessions whose retention has passed.
-    pub fn expired_clients(&mut self, now: u64) -> Vec<String> {
-        self.revoked.forget_expired(now);
-        if !self.config.disconnect_after_expire {
-            return Vec::new();
+    /// TICK: forgets what can no longer matter, saves the state file when due, and returns
+    /// the client ids to disconnect because their token has expired.
+    pub fn tick(&mut self, now: u64) -> Tick {
+        self.state_changed |= self.revoked.forget_expired(now);
+        let expired = self.clients.sweep(now);
+        let expired = if self.config.disconnect_after_expire {
+            expired
+        } else {
+            Vec::new()
+        };
+        let save_error = self.save_state_if_due(now).err();
+        Tick {
+            expired,
+            save_error,
         }
-        self.clients.take_expired(now)
     }
 
-    /// DISCONNECT: forgets the client.
-    pub fn client_disconnected(&mut self, handle: ClientHandle) {
-        self.clients.remove(handle);
+    /// DISCONNECT of the connection `handle` with client id `client_id`.
+    pub fn client_disconnected(&mut self, handle: ClientHandle, client_id: &str, now: u64) {
+        self.clients.disconnected(handle, client_id, now);
+    }
+
+    /// Writes the state file when closed sessions changed, or persistent client sessions
+    /// changed and the last write is [`CLIENT_STATE_SAVE_INTERVAL_SECS`] old.
+    fn save_state_if_due(&mut self, now: u64) -> Result<(), PluginError> {
+        let clients_due = now >= self.state_saved_at + CLIENT_STATE_SAVE_INTERVAL_SECS;
+        if self.state_changed || (clients_due && self.clients.take_changed()) {
+            self.save_state(now)?;
+        }
+        Ok(())
+    }
+
+    /// The broker is stopping: writes whatever is still pending.
+    pub fn flush_state(&mut self, now: u64) -> Result<(), PluginError> {
+        if self.state_changed || self.clients.take_changed() {
+            self.save_state(now)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the state file now. On failure the change stays pending for the next TICK.
+    pub fn save_state(&mut self, now: u64) -> Result<(), PluginError> {
+        self.clients.take_changed();
+        let state = SavedState {
+            version: STATE_FILE_VERSION,
+            closed: self.revoked.closed_sessions().collect(),
+            clients: self
+                .clients
+                .persistent_clients()
+                .map(SavedClient::from_client)
+                .collect(),
+        };
+        match state_file::save(&self.config.state_file, &state) {
+            Ok(()) => {
+                self.state_changed = false;
+                self.state_saved_at = now;
+                Ok(())
+            }
+            Err(error) => {
+                self.state_changed = true;
+                Err(error)
+            }
+        }
     }
 
     /// How many closed sessions are currently refused.
@@ -85,8 +182,122 @@ impl Plugin {
         self.revoked.len()
     }
 
-    /// How many clients the plugin currently tracks.
-    pub fn connected_clients(&self) -> usize {
+    /// How many client ids the plugin currently remembers (connected or not).
+    pub fn known_clients(&self) -> usize {
         self.clients.len()
+    }
+
+    /// How many clients are connected.
+    pub fn connected_clients(&self) -> usize {
+        self.clients.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use session_token::{Algorithm, Claims, DeviceGrant};
+
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
+    const RSA_PUBLIC: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../session-token/tests/fixtures/rsa_public.pem"
+    );
+    const NOW: u64 = 1_700_000_000;
+
+    fn plugin(dir: &tempfile::TempDir, allow_any: &str) -> Plugin {
+        let state = dir.path().join("state");
+        let config = PluginConfig::from_options([
+            ("public_key_file", RSA_PUBLIC),
+            ("allow_any_client_id", allow_any),
+            ("state_file", state.to_str().expect("utf-8 path")),
+        ])
+        .expect("options");
+        Plugin::start(config, NOW).expect("starts")
+    }
+
+    fn token(session: &str, name: &str, issued_at: u64) -> String {
+        let claims = Claims::for_device(&DeviceGrant {
+            issuer: "ism",
+            client: name,
+            session_id: session,
+            issued_at,
+            lifetime_secs: 600,
+            token_id: name,
+        });
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
+        encode(&Header::new(Algorithm::RS256), &claims, &key).expect("signs")
+    }
+
+    fn connect(
+        plugin: &mut Plugin,
+        handle: usize,
+        (session, name, client_id): (&str, &str, &str),
+        persistent: bool,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let token = token(session, name, now);
+        let attempt = ConnectAttempt {
+            username: Some(name),
+            password: Some(&token),
+            client_id: Some(client_id),
+            persistent,
+        };
+        plugin.authenticate(ClientHandle(handle), attempt, now)
+    }
+
+    #[test]
+    fn a_first_come_id_is_refused_to_other_sessions_while_held() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "true");
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), false, NOW).expect("A");
+        assert_eq!(
+            connect(&mut plugin, 2, ("222", "lamp", "lamp"), false, NOW),
+            Err(Refusal::ClientIdHeldByAnotherSession)
+        );
+        // The same session may take it over (the device itself, or with a free id).
+        connect(&mut plugin, 3, ("111", "lamp", "lamp"), false, NOW).expect("own takeover");
+        connect(&mut plugin, 4, ("111", "other", "lamp"), false, NOW).expect("same session");
+        // Once the clean session is gone the id is free again.
+        plugin.client_disconnected(ClientHandle(4), "lamp", NOW);
+        connect(&mut plugin, 5, ("222", "lamp", "lamp"), false, NOW + 1).expect("now B");
+    }
+
+    #[test]
+    fn a_persisted_session_holds_its_id_until_its_token_expires_and_across_restarts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), true, NOW).expect("A");
+        plugin.client_disconnected(ClientHandle(1), "lamp", NOW);
+        plugin.flush_state(NOW).expect("saved");
+
+        let mut restarted = self::plugin(&dir, "false");
+        assert_eq!(
+            connect(&mut restarted, 2, ("222", "lamp", "lamp"), false, NOW + 10),
+            Err(Refusal::ClientIdHeldByAnotherSession)
+        );
+        assert!(
+            restarted.may_access("lamp", Access::Receive, "/111/lamp/cmd", NOW + 10),
+            "queued messages are checked against the holder's own grants"
+        );
+        assert!(!restarted.may_access("lamp", Access::Receive, "/222/x", NOW + 10));
+        connect(&mut restarted, 3, ("222", "lamp", "lamp"), false, NOW + 600)
+            .expect("free once the holder's token has expired");
+    }
+
+    #[test]
+    fn scoped_and_reserved_ids_follow_the_shared_rule() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "true");
+        connect(&mut plugin, 1, ("111", "lamp", "111/lamp"), false, NOW).expect("scoped");
+        assert!(matches!(
+            connect(&mut plugin, 2, ("222", "lamp", "111/lamp"), false, NOW),
+            Err(Refusal::ClientId(_))
+        ));
+        assert!(matches!(
+            connect(&mut plugin, 3, ("111", "lamp", "$link"), false, NOW),
+            Err(Refusal::ClientId(_))
+        ));
     }
 }

@@ -19,11 +19,12 @@ pub struct Reloaded {
 
 impl Plugin {
     /// Re-reads the configured keys and swaps them in.
-    pub fn reload_keys(&mut self) -> Result<Reloaded, PluginError> {
+    /// Clients of a withdrawn key lose their grants (connected or offline) at `now`.
+    pub fn reload_keys(&mut self, now: u64) -> Result<Reloaded, PluginError> {
         let verifier = self.config.load_verifier()?;
         let revoked_clients = self
             .clients
-            .verified_by_unlisted_keys(|kid| verifier.keys().find(kid).is_some());
+            .revoke(now, |client| verifier.keys().find(&client.kid).is_none());
         let key_count = verifier.keys().len();
         self.verifier = verifier;
         Ok(Reloaded {
@@ -90,6 +91,7 @@ mod tests {
             username: Some(client),
             password: Some(token),
             client_id: Some(client),
+            persistent: false,
         };
         plugin
             .authenticate(ClientHandle(handle), attempt, NOW)
@@ -103,21 +105,24 @@ mod tests {
         let (old, new) = (signing_key(RSA_PRIVATE), signing_key(OTHER_RSA_PRIVATE));
         write_jwks(&jwks, &[&old]);
         let path = jwks.to_str().expect("utf-8 path");
-        let config = PluginConfig::from_options([("jwks_file", path)]).expect("options");
-        let mut plugin = Plugin::start(config).expect("starts");
+        let state = dir.path().join("state");
+        let state = state.to_str().expect("utf-8 path");
+        let config = PluginConfig::from_options([("jwks_file", path), ("state_file", state)])
+            .expect("options");
+        let mut plugin = Plugin::start(config, NOW).expect("starts");
 
         assert!(connect(&mut plugin, 1, &token(&old, "a"), "a"));
         assert!(!connect(&mut plugin, 2, &token(&new, "b"), "b"));
 
         write_jwks(&jwks, &[&old, &new]);
-        let reloaded = plugin.reload_keys().expect("reloads");
+        let reloaded = plugin.reload_keys(NOW).expect("reloads");
         assert_eq!(reloaded.key_count, 2);
         assert!(reloaded.revoked_clients.is_empty());
         assert!(connect(&mut plugin, 2, &token(&new, "b"), "b"));
         assert!(connect(&mut plugin, 3, &token(&old, "c"), "c"));
 
         write_jwks(&jwks, &[&new]);
-        let mut revoked = plugin.reload_keys().expect("reloads").revoked_clients;
+        let mut revoked = plugin.reload_keys(NOW).expect("reloads").revoked_clients;
         revoked.sort();
         assert_eq!(revoked, vec!["a", "c"]);
     }
@@ -129,10 +134,13 @@ mod tests {
         let key = signing_key(RSA_PRIVATE);
         write_jwks(&jwks, &[&key]);
         let path = jwks.to_str().expect("utf-8 path");
-        let config = PluginConfig::from_options([("jwks_file", path)]).expect("options");
-        let mut plugin = Plugin::start(config).expect("starts");
+        let state = dir.path().join("state");
+        let state = state.to_str().expect("utf-8 path");
+        let config = PluginConfig::from_options([("jwks_file", path), ("state_file", state)])
+            .expect("options");
+        let mut plugin = Plugin::start(config, NOW).expect("starts");
         std::fs::write(&jwks, "{ half written").expect("write");
-        assert!(plugin.reload_keys().is_err());
+        assert!(plugin.reload_keys(NOW).is_err());
         assert!(connect(&mut plugin, 1, &token(&key, "a"), "a"));
     }
 }

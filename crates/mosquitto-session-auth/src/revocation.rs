@@ -1,6 +1,12 @@
-//! Push revocation: the session manager publishes the ids of closed sessions to the control
-//! topic [`CONTROL_TOPIC`]; the plugin disconnects every connected device of those sessions
-//! and refuses their tokens until the tokens could no longer be valid anyway.
+//! Push revocation: the session manager publishes closed sessions to the control topic
+//! [`CONTROL_TOPIC`] as a [`ControlMessage`], each with the time until which its tokens must
+//! be refused; the plugin disconnects every connected device of those sessions (without
+//! their wills), ends the grants of their offline sessions, and refuses their tokens until
+//! that time, exactly: no retention setting of its own to keep in step with the service.
+//!
+//! The refusals are kept in the plugin's state file too ([`crate::state_file`]), written
+//! before the devices are disconnected (and before Mosquitto acknowledges the control
+//! message), so a broker restarted while the service is down still refuses them.
 //!
 //! Only a client the plugin admitted, whose token's `publ` grants cover the control topic,
 //! may send such a message. Device tokens grant their session tree only, so no device can.
@@ -11,20 +17,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
-use serde::Deserialize;
+use session_token::{ClosedSession, ControlMessage};
 
-use crate::clients::ClientHandle;
 use crate::plugin::Plugin;
 
 /// The topic the plugin listens on for revocations.
-pub const CONTROL_TOPIC: &str = session_token::claims::REVOCATION_TOPIC;
-
-/// The control message: `{"closed": ["123456", ...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlMessage {
-    pub closed: Vec<String>,
-}
+pub const CONTROL_TOPIC: &str = session_token::CONTROL_TOPIC;
 
 /// Why a control message was ignored. Printed in the broker log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,16 +85,27 @@ impl RevokedSessions {
         self.until.get(session_id).is_some_and(|&until| now < until)
     }
 
-    /// Forgets the entries whose retention has passed.
-    pub fn forget_expired(&mut self, now: u64) {
+    /// Forgets the entries whose end has passed; true when any was forgotten.
+    pub fn forget_expired(&mut self, now: u64) -> bool {
+        let mut forgot = false;
         while let Some((until, _)) = self.by_expiry.first() {
             if *until > now {
                 break;
             }
             if let Some((_, session_id)) = self.by_expiry.pop_first() {
                 self.until.remove(&session_id);
+                forgot = true;
             }
         }
+        forgot
+    }
+
+    /// Every refused session and its end, for the state file.
+    pub fn closed_sessions(&self) -> impl Iterator<Item = ClosedSession> + '_ {
+        self.until.iter().map(|(sid, &until)| ClosedSession {
+            sid: sid.clone(),
+            until,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -109,41 +118,49 @@ impl RevokedSessions {
 }
 
 impl Plugin {
-    /// A message on [`CONTROL_TOPIC`] from the client `sender`.
+    /// A message on [`CONTROL_TOPIC`] from the client with id `sender`. The refusals are
+    /// in force when this returns; the caller saves them ([`Plugin::save_state`]) and then
+    /// disconnects the returned clients.
     pub fn control(
         &mut self,
-        sender: ClientHandle,
+        sender: Option<&str>,
         payload: &[u8],
         now: u64,
     ) -> Result<Revoked, ControlRefusal> {
-        let granted = self.clients.get(sender).is_some_and(|client| {
-            client.token_valid_at(now) && client.acl.may_publish(CONTROL_TOPIC)
-        });
+        let granted = sender
+            .and_then(|id| self.clients.get(id))
+            .is_some_and(|client| {
+                client.grants_valid_at(now) && client.acl.may_publish(CONTROL_TOPIC)
+            });
         if !granted {
             return Err(ControlRefusal::NotGranted);
         }
-        let message: ControlMessage = serde_json::from_slice(payload)
+        let message = ControlMessage::from_payload(payload)
             .map_err(|error| ControlRefusal::Malformed(error.to_string()))?;
-        let until = now.saturating_add(self.config.revocation_retention_secs);
-        let sessions: Vec<String> = message
+        let closed: Vec<ClosedSession> = message
             .closed
             .into_iter()
-            .filter(|session_id| !session_id.is_empty())
+            .filter(|closed| !closed.sid.is_empty())
             .collect();
-        for session_id in &sessions {
-            self.revoked.insert(session_id, until);
+        for session in &closed {
+            self.revoked.insert(&session.sid, session.until);
         }
-        let closed: HashSet<&str> = sessions.iter().map(String::as_str).collect();
+        self.state_changed |= !closed.is_empty();
+        let ids: HashSet<&str> = closed.iter().map(|closed| closed.sid.as_str()).collect();
         let clients = self
             .clients
-            .in_sessions(|session_id| closed.contains(session_id));
-        Ok(Revoked { sessions, clients })
+            .revoke(now, |client| ids.contains(client.session_id.as_str()));
+        Ok(Revoked {
+            sessions: closed.into_iter().map(|closed| closed.sid).collect(),
+            clients,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::ClientHandle;
     use crate::config::PluginConfig;
     use crate::decisions::{ConnectAttempt, Refusal};
     use jsonwebtoken::{encode, EncodingKey, Header};
@@ -172,24 +189,27 @@ mod tests {
         })
     }
 
+    const LINK: &str = "$session-manager";
+
     fn control_claims() -> Claims {
         Claims {
             sid: String::new(),
             subs: Vec::new(),
             publ: vec![CONTROL_TOPIC.to_owned()],
             acl: Vec::new(),
-            ..device_claims("0", "session-manager")
+            ..device_claims("0", LINK)
         }
     }
 
-    fn plugin(retention: &str) -> Plugin {
+    fn plugin(dir: &tempfile::TempDir) -> Plugin {
+        let state = dir.path().join("state");
         let config = PluginConfig::from_options([
             ("public_key_file", RSA_PUBLIC),
             ("issuer", "ism"),
-            ("revocation_retention_secs", retention),
+            ("state_file", state.to_str().expect("utf-8 path")),
         ])
         .expect("options");
-        Plugin::start(config).expect("starts")
+        Plugin::start(config, NOW).expect("starts")
     }
 
     fn connect(
@@ -203,20 +223,39 @@ mod tests {
             username: Some(&claims.sub),
             password: Some(&token),
             client_id: Some(&claims.sub),
+            persistent: false,
         };
         plugin.authenticate(ClientHandle(handle), attempt, now)
     }
 
+    fn closing(sessions: &[(&str, u64)]) -> Vec<u8> {
+        ControlMessage {
+            closed: sessions
+                .iter()
+                .map(|&(sid, until)| ClosedSession {
+                    sid: sid.to_owned(),
+                    until,
+                })
+                .collect(),
+        }
+        .to_payload()
+    }
+
     #[test]
     fn closing_a_session_disconnects_its_clients_and_refuses_its_tokens() {
-        let mut plugin = plugin("600");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir);
         connect(&mut plugin, 1, &device_claims("111", "a1"), NOW).expect("a1");
         connect(&mut plugin, 2, &device_claims("111", "a2"), NOW).expect("a2");
         connect(&mut plugin, 3, &device_claims("222", "b"), NOW).expect("b");
         connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
 
         let revoked = plugin
-            .control(ClientHandle(9), br#"{"closed":["111",""]}"#, NOW)
+            .control(
+                Some(LINK),
+                &closing(&[("111", NOW + 600), ("", NOW + 600)]),
+                NOW,
+            )
             .expect("accepted");
         assert_eq!(revoked.sessions, vec!["111"]);
         let mut clients = revoked.clients;
@@ -231,61 +270,69 @@ mod tests {
     }
 
     #[test]
-    fn revocations_are_forgotten_after_the_retention() {
-        let mut plugin = plugin("60");
+    fn a_revocation_lasts_exactly_until_its_end() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir);
         connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
         plugin
-            .control(ClientHandle(9), br#"{"closed":["111"]}"#, NOW)
+            .control(Some(LINK), &closing(&[("111", NOW + 60)]), NOW)
             .expect("accepted");
-        assert!(plugin.expired_clients(NOW + 59).is_empty());
+        assert_eq!(
+            connect(&mut plugin, 1, &device_claims("111", "a"), NOW + 59),
+            Err(Refusal::SessionClosed)
+        );
+        plugin.tick(NOW + 59);
         assert_eq!(plugin.revoked_sessions(), 1);
-        plugin.expired_clients(NOW + 60);
+        plugin.tick(NOW + 60);
         assert_eq!(plugin.revoked_sessions(), 0);
+        assert!(connect(&mut plugin, 1, &device_claims("111", "a"), NOW + 60).is_ok());
     }
 
     #[test]
     fn devices_and_strangers_cannot_revoke() {
-        let mut plugin = plugin("600");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir);
         connect(&mut plugin, 1, &device_claims("111", "a"), NOW).expect("a");
-        let payload = br#"{"closed":["111"]}"#;
-        assert_eq!(
-            plugin.control(ClientHandle(1), payload, NOW),
-            Err(ControlRefusal::NotGranted)
-        );
-        assert_eq!(
-            plugin.control(ClientHandle(77), payload, NOW),
-            Err(ControlRefusal::NotGranted)
-        );
+        let payload = closing(&[("111", NOW + 600)]);
+        for sender in [Some("a"), Some("stranger"), None] {
+            assert_eq!(
+                plugin.control(sender, &payload, NOW),
+                Err(ControlRefusal::NotGranted)
+            );
+        }
         assert_eq!(plugin.revoked_sessions(), 0);
         assert!(connect(&mut plugin, 2, &device_claims("111", "a2"), NOW).is_ok());
     }
 
     #[test]
     fn an_expired_control_token_cannot_revoke() {
-        let mut plugin = plugin("600");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir);
         connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
         assert_eq!(
-            plugin.control(ClientHandle(9), br#"{"closed":["1"]}"#, NOW + 600),
+            plugin.control(Some(LINK), &closing(&[("1", NOW + 900)]), NOW + 600),
             Err(ControlRefusal::NotGranted)
         );
     }
 
     #[test]
     fn malformed_payloads_change_nothing() {
-        let mut plugin = plugin("600");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir);
         connect(&mut plugin, 9, &control_claims(), NOW).expect("control");
         for payload in [
             &b""[..],
             b"not json",
-            b"{}",
             br#"{"closed":"111"}"#,
-            br#"{"closed":[111]}"#,
-            br#"{"closed":["111"],"more":1}"#,
+            br#"{"closed":["111"]}"#,
+            br#"{"closed":[{"sid":"111"}]}"#,
+            br#"{"closed":[{"sid":"111","until":-1}]}"#,
+            br#"{"closed":[],"more":1}"#,
             b"\xff\xfe",
         ] {
             assert!(
                 matches!(
-                    plugin.control(ClientHandle(9), payload, NOW),
+                    plugin.control(Some(LINK), payload, NOW),
                     Err(ControlRefusal::Malformed(_))
                 ),
                 "{payload:?}"

@@ -35,6 +35,13 @@ fn invalid_configuration_stops_mosquitto_with_a_message_naming_the_problem() {
             "plugin_opt_jwks_file /nonexistent/jwks.json\n".to_owned(),
             "cannot read jwks_file /nonexistent/jwks.json",
         ),
+        (
+            format!(
+                "plugin_opt_jwks_file {}\nplugin_opt_state_file /nonexistent/dir/state\n",
+                good_jwks.display()
+            ),
+            "cannot write state_file /nonexistent/dir/state",
+        ),
     ];
     for (options, expected) in cases {
         let settings = format!(
@@ -126,8 +133,15 @@ fn the_forgery_suite_is_refused() {
     let huge = format!("{genuine}{}", "A".repeat(100 * 1024));
     let oversized = format!("{genuine}{}", "A".repeat(60 * 1024));
 
+    let mut critical = Header::new(Algorithm::RS256);
+    critical.kid = Some(key.kid.clone());
+    critical.crit = Some(vec!["exp".into()]);
+    let with_crit_header =
+        encode(&critical, &device_claims("111", "dev", 600), &key.encoding).expect("signs");
+
     let cases: Vec<(&str, &str, &str, String)> = vec![
         ("alg none", "dev", "dev", unsigned),
+        ("crit header", "dev", "dev", with_crit_header),
         (
             "HS256 with the public key",
             "dev",
@@ -181,6 +195,10 @@ fn the_forgery_suite_is_refused() {
         "one log line per refusal the plugin sees (all but the 100 KB one):\n{log}"
     );
     assert!(log.contains("token is longer than"), "{log}");
+    assert!(
+        log.contains("marks extensions [\"exp\"] as critical"),
+        "{log}"
+    );
     let signature = genuine.rsplit('.').next().expect("signature part");
     assert!(
         !log.contains(signature),
@@ -198,9 +216,10 @@ fn a_pem_public_key_and_ec_tokens_work_too() {
     let pem = dir.path().join("ec_public.pem");
     std::fs::write(&pem, common::fixture("ec_public.pem")).expect("write pem");
     let settings = format!(
-        "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\n",
+        "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_state_file {}\n",
         common::plugin_path().display(),
-        pem.display()
+        pem.display(),
+        dir.path().join("state").display()
     );
     let broker = Broker::start(dir, &settings);
     let token = key.device_token("333", "sensor", 600);
@@ -210,7 +229,7 @@ fn a_pem_public_key_and_ec_tokens_work_too() {
 }
 
 #[test]
-fn client_id_check_can_be_turned_off() {
+fn the_older_client_id_option_still_admits_free_ids() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[("require_client_id_match", "false")]);
     let token = key.device_token("111", "dev", 600);
@@ -274,4 +293,41 @@ fn the_acl_escape_suite_is_denied() {
         "denied publishes were delivered: {escaped:?}"
     );
     assert!(other_session.messages_within(WINDOW).is_empty());
+}
+
+/// A shared subscription is judged by its filter: inside the session it is granted and
+/// delivers, outside it (or with a malformed group) it is refused.
+#[test]
+fn shared_subscriptions_are_allowed_inside_the_session_only() {
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let port = broker.port();
+    let mut worker = Device::connect(
+        port,
+        "worker",
+        "worker",
+        &key.device_token("111", "worker", 600),
+    )
+    .expect("worker admitted");
+    for filter in [
+        "$share/g/#",
+        "$share/g//222/#",
+        "$share/g/+/#",
+        "$share/g/$SYS/#",
+        "$share/+//111/#",
+        "$share//111/#",
+    ] {
+        assert!(
+            !worker.subscribe(filter),
+            "subscribe {filter} must be refused"
+        );
+    }
+    assert!(worker.subscribe("$share/workers//111/jobs/#"));
+    let boss = Device::connect(port, "boss", "boss", &key.device_token("111", "boss", 600))
+        .expect("boss admitted");
+    boss.publish("/111/jobs/1", b"do it");
+    assert_eq!(
+        worker.messages_within(WINDOW),
+        vec![("/111/jobs/1".to_owned(), b"do it".to_vec())]
+    );
 }

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{device_claims, jwks, Broker, Device, DeviceEvent, SigningKey};
 use mosquitto_session_auth::revocation::CONTROL_TOPIC;
 use rumqttc::QoS;
-use session_token::Claims;
+use session_token::{Claims, ClosedSession, ControlMessage};
 
 const WINDOW: Duration = Duration::from_millis(500);
 
@@ -20,15 +20,35 @@ fn control_token(key: &SigningKey) -> String {
         subs: Vec::new(),
         publ: vec![CONTROL_TOPIC.to_owned()],
         acl: Vec::new(),
-        ..device_claims("0", "session-manager", 600)
+        ..device_claims("0", LINK, 600)
     })
 }
 
+/// The control link's client id (and `sub`): reserved ids start with `$`.
+const LINK: &str = "$session-manager";
+
+/// Closes `sessions`, each refused for the next 10 minutes.
 fn close(client: &Device, sessions: &[&str]) {
-    let payload = serde_json::json!({ "closed": sessions }).to_string();
+    let until = common::now() + 600;
+    close_until(
+        client,
+        &sessions.iter().map(|s| (*s, until)).collect::<Vec<_>>(),
+    );
+}
+
+fn close_until(client: &Device, sessions: &[(&str, u64)]) {
+    let message = ControlMessage {
+        closed: sessions
+            .iter()
+            .map(|&(sid, until)| ClosedSession {
+                sid: sid.to_owned(),
+                until,
+            })
+            .collect(),
+    };
     client
         .client
-        .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, payload.into_bytes())
+        .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload())
         .expect("publish queued");
 }
 
@@ -67,13 +87,8 @@ fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
     .expect("B's switch admitted");
     assert!(lamp_a.subscribe("/111/#"));
     assert!(lamp_b.subscribe("/222/#"));
-    let control = Device::connect(
-        port,
-        "session-manager",
-        "session-manager",
-        &control_token(&key),
-    )
-    .expect("control client admitted");
+    let control =
+        Device::connect(port, LINK, LINK, &control_token(&key)).expect("control client admitted");
 
     let sent = Instant::now();
     close(&control, &["111"]);
@@ -140,18 +155,13 @@ fn devices_cannot_close_sessions() {
 fn a_malformed_control_message_is_logged_and_ignored() {
     common::require_mosquitto();
     let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[("revocation_retention_secs", "3600")]);
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
     let mut lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600))
         .expect("admitted");
     assert!(lamp.subscribe("/111/#"));
-    let control = Device::connect(
-        port,
-        "session-manager",
-        "session-manager",
-        &control_token(&key),
-    )
-    .expect("control client admitted");
+    let control =
+        Device::connect(port, LINK, LINK, &control_token(&key)).expect("control client admitted");
     control
         .client
         .publish(
@@ -166,4 +176,103 @@ fn a_malformed_control_message_is_logged_and_ignored() {
     assert!(broker.wait_for_log("closed session(s) [\"999\"]", Duration::from_secs(2)));
     assert!(lamp.messages_within(WINDOW).is_empty());
     assert!(closed_at(&mut lamp, WINDOW).is_none(), "the lamp stays");
+}
+
+/// Waits until a token of `session` is admitted again; returns when that happened.
+fn admitted_again_at(
+    port: u16,
+    key: &SigningKey,
+    session: &str,
+    deadline: Instant,
+) -> Option<Instant> {
+    let mut attempt = 0;
+    while Instant::now() < deadline {
+        attempt += 1;
+        let name = format!("probe-{attempt}");
+        if Device::connect(port, &name, &name, &key.device_token(session, &name, 600)).is_ok() {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn a_revocation_lasts_until_the_end_the_service_sends_and_is_forgotten_after() {
+    common::require_mosquitto();
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let port = broker.port();
+    let control = Device::connect(port, LINK, LINK, &control_token(&key)).expect("control link");
+    let until = common::now() + 3;
+    close_until(&control, &[("111", until), ("222", until + 600)]);
+    assert!(broker.wait_for_log("closed session(s)", Duration::from_secs(2)));
+    let end = UNIX_EPOCH + Duration::from_secs(until);
+    let end = Instant::now() + end.duration_since(SystemTime::now()).unwrap_or_default();
+
+    let again = admitted_again_at(port, &key, "111", end + Duration::from_secs(3))
+        .expect("session 111 is admitted again after its end");
+    assert!(again >= end, "admitted {:?} before the end", end - again);
+    assert!(
+        Device::connect(port, "late", "late", &key.device_token("222", "late", 600)).is_err(),
+        "a session with a later end is still refused"
+    );
+}
+
+#[test]
+fn a_revocation_survives_a_broker_restart_without_the_service() {
+    common::require_mosquitto();
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let control =
+        Device::connect(broker.port(), LINK, LINK, &control_token(&key)).expect("control link");
+    close(&control, &["111"]);
+    assert!(broker.wait_for_log("closed session(s)", Duration::from_secs(2)));
+    drop(control);
+
+    // Restarted while the service is away: nobody sends the closes again.
+    let broker = broker.restart();
+    let port = broker.port();
+    let refused = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600));
+    assert!(
+        refused.is_err(),
+        "the closed session's token is still refused"
+    );
+    assert!(broker.wait_for_log(
+        "the token's session has been closed",
+        Duration::from_secs(2)
+    ));
+    Device::connect(
+        port,
+        "other",
+        "other",
+        &key.device_token("222", "other", 600),
+    )
+    .expect("other sessions are admitted");
+}
+
+#[test]
+fn a_damaged_state_file_stops_the_broker_with_a_message_naming_it() {
+    common::require_mosquitto();
+    let key = SigningKey::rsa();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("readable by the broker's user");
+    let state = dir.path().join("state");
+    std::fs::write(&state, b"{\"version\":1,\"closed\":[{\"sid\":\"1").expect("write");
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks(&[&key])).expect("write jwks");
+    let settings = format!(
+        "allow_anonymous false\nplugin {}\nplugin_opt_jwks_file {}\nplugin_opt_state_file {}\n",
+        common::plugin_path().display(),
+        jwks_path.display(),
+        state.display()
+    );
+    let (status, log) = Broker::run_until_exit(&settings);
+    assert!(!status.success(), "mosquitto must not start");
+    let expected = format!("state_file {} is damaged", state.display());
+    assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
 }

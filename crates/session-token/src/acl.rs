@@ -7,6 +7,17 @@
 use crate::claims::Claims;
 use crate::topic::{TopicError, TopicFilter, TopicName};
 
+/// How an MQTT 5 shared subscription starts: `$share/<group>/<filter>`.
+pub const SHARED_SUBSCRIPTION_PREFIX: &str = "$share/";
+
+/// The `<filter>` of a shared subscription, given what follows `$share/`; `None` when the
+/// group is empty or holds a wildcard, or no filter follows it.
+fn shared_filter(shared: &str) -> Option<&str> {
+    let (group, filter) = shared.split_once('/')?;
+    let valid_group = !group.is_empty() && !group.contains(['+', '#']);
+    (valid_group && !filter.is_empty()).then_some(filter)
+}
+
 /// The parsed grants of one token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acl {
@@ -33,6 +44,16 @@ impl Acl {
         })
     }
 
+    /// The subscribe grants, as written in the token.
+    pub fn subscribe_grants(&self) -> impl Iterator<Item = &str> {
+        self.subscribe.iter().map(TopicFilter::as_str)
+    }
+
+    /// The publish grants, as written in the token.
+    pub fn publish_grants(&self) -> impl Iterator<Item = &str> {
+        self.publish.iter().map(TopicFilter::as_str)
+    }
+
     /// May the holder publish to `topic`? Malformed topics are refused.
     pub fn may_publish(&self, topic: &str) -> bool {
         TopicName::validate(topic).is_ok()
@@ -40,8 +61,17 @@ impl Acl {
     }
 
     /// May the holder subscribe to `filter`? Only when every topic the filter can match is
-    /// covered by one subscribe grant (subset, not mere overlap).
+    /// covered by one subscribe grant (subset, not mere overlap). A shared subscription
+    /// `$share/<group>/<filter>` is judged by its `<filter>`; the group must be one
+    /// non-empty level without wildcards.
     pub fn may_subscribe(&self, filter: &str) -> bool {
+        let filter = match filter.strip_prefix(SHARED_SUBSCRIPTION_PREFIX) {
+            Some(shared) => match shared_filter(shared) {
+                Some(filter) => filter,
+                None => return false,
+            },
+            None => filter,
+        };
         TopicFilter::parse(filter).is_ok_and(|f| self.subscribe.iter().any(|g| g.covers_filter(&f)))
     }
 
@@ -93,6 +123,38 @@ mod tests {
         assert!(acl.may_publish("/111111/lamp/state"));
         assert!(acl.may_receive("/111111/lamp/state"));
         assert!(!acl.may_receive("/222222/lamp/state"));
+    }
+
+    #[test]
+    fn shared_subscriptions_are_judged_by_their_filter() {
+        let acl = session_acl("111111");
+        // The grant is `/111111/#`; the filter after the group keeps its leading slash.
+        for inside in [
+            "$share/g//111111/#",
+            "$share/workers//111111/+/x",
+            "$share/g//111111/a",
+        ] {
+            assert!(acl.may_subscribe(inside), "{inside} is inside");
+        }
+        for outside in [
+            "$share/g/#",
+            "$share/g//222222/#",
+            "$share/g/+/#",
+            "$share/g//+/x",
+            "$share/g/$SYS/#",
+            "$share//111111/#",
+            "$share/+//111111/#",
+            "$share/#//111111/#",
+            "$share/g+//111111/#",
+            "$share/g",
+            "$share/g/",
+            "$share/",
+            "$share",
+            "$SHARE/g//111111/#",
+            "$share/g//111111",
+        ] {
+            assert!(!acl.may_subscribe(outside), "{outside} must be denied");
+        }
     }
 
     #[test]

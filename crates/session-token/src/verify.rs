@@ -1,6 +1,9 @@
 //! Checking a token: the key is chosen by `kid`, the algorithm is the key's own (never the
 //! token's word for it), and the time claims are compared with a `now` the caller passes.
 //!
+//! A header with a `crit` member is refused: no critical extension is understood here
+//! (RFC 7515 §4.1.11). `"crit": null` reads as no `crit` at all (it names nothing).
+//!
 //! `alg: none` and HS* tokens never verify: every key in a [`KeySet`] is RSA or P-256 and
 //! pins RS256 or ES256, and a header naming any other algorithm is refused before any
 //! signature check.
@@ -35,6 +38,8 @@ pub enum VerifyError {
     Expired { exp: u64 },
     #[error("token is not valid before {nbf}")]
     NotYetValid { nbf: u64 },
+    #[error("token header marks extensions {0:?} as critical; none are understood")]
+    UnknownCritical(Vec<String>),
     #[error("token issuer {0:?} is not the expected issuer")]
     WrongIssuer(String),
 }
@@ -91,6 +96,11 @@ impl TokenVerifier {
             return Err(VerifyError::TooLong);
         }
         let header = decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` names an extension
+        // it does not understand. This verifier understands none.
+        if let Some(critical) = header.crit {
+            return Err(VerifyError::UnknownCritical(critical));
+        }
         let key = match &header.kid {
             Some(kid) => self
                 .keys

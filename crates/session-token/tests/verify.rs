@@ -225,3 +225,38 @@ fn key_sets_refuse_secrets_and_mismatched_algorithms() {
         Err(KeyError::NotPublicKeyPem)
     ));
 }
+
+#[test]
+fn a_token_with_a_critical_header_extension_is_refused() {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(rsa_kid());
+    header.crit = Some(vec!["exp".into()]);
+    let token = encode(&header, &claims(), &rsa_key()).expect("signs");
+    assert_eq!(
+        rsa_verifier().verify(&token, NOW),
+        Err(VerifyError::UnknownCritical(vec!["exp".into()]))
+    );
+    // Hand-made header: an extension we do not know, and an empty list.
+    for crit in [r#"["b64"]"#, "[]"] {
+        let header = format!(
+            r#"{{"alg":"RS256","typ":"JWT","kid":"{}","crit":{crit}}}"#,
+            rsa_kid()
+        );
+        let unsigned = format!(
+            "{}.{}",
+            b64(header.as_bytes()),
+            b64(serde_json::to_string(&claims()).expect("json").as_bytes())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(unsigned.as_bytes(), &rsa_key(), Algorithm::RS256)
+                .expect("signs");
+        let token = format!("{unsigned}.{signature}");
+        assert!(
+            matches!(
+                rsa_verifier().verify(&token, NOW),
+                Err(VerifyError::UnknownCritical(_))
+            ),
+            "crit {crit} must be refused"
+        );
+    }
+}
