@@ -83,6 +83,7 @@ impl Application {
                     Arc::clone(&signer),
                     config.issuer.clone(),
                     config.token_ttl_secs,
+                    store.clone(),
                 );
                 (Some(link), Some(task))
             }
