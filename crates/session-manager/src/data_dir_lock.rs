@@ -72,10 +72,14 @@ impl DataDirLock {
             }
             return Err(io("lock", &path)(errno.into()));
         }
-        file.set_len(0)
+        let pid = file
+            .set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .map_err(io("write", &path))?;
+            .and_then(|_| writeln!(file, "{}", std::process::id()));
+        if let Err(error) = pid {
+            // The lock itself holds; only the name of its holder is missing (a full disk).
+            tracing::warn!(%error, path = %path.display(), "cannot write the pid into the lock file");
+        }
         Ok(Self { _file: file })
     }
 }
