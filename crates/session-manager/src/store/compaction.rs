@@ -78,9 +78,11 @@ pub(crate) fn encode_snapshot(
 pub(crate) fn write_snapshot(data_dir: &Path, snapshot: &[u8]) -> Result<File, StoreError> {
     let temporary = data_dir.join(COMPACTION_FILE_NAME);
     let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
-    file.write_all(snapshot)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("write", &temporary))?;
+    if let Err(error) = file.write_all(snapshot).and_then(|()| file.sync_all()) {
+        // A half-written copy only takes space (a full disk is the usual cause).
+        let _ = fs::remove_file(&temporary);
+        return Err(io_error("write", &temporary)(error));
+    }
     Ok(file)
 }
 
