@@ -13,7 +13,10 @@ async fn a_second_service_on_the_same_data_directory_is_refused_naming_the_first
     let (status, log) = service::run_to_exit(&data_dir, &[]);
     assert!(!status.success(), "the second service started: {log}");
     assert!(
-        log.contains(&format!("in use by another session-manager (pid {})", first.pid())),
+        log.contains(&format!(
+            "in use by another session-manager (pid {})",
+            first.pid()
+        )),
         "{log}"
     );
 

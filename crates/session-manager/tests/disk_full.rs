@@ -127,12 +127,18 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
     assert_eq!(body["store"]["status"], "write_failing", "{body}");
     let fault = body["store"]["write_fault"].as_str().unwrap_or_default();
     assert!(fault.contains("No space left"), "{body}");
-    assert_eq!(health(&http, &service.public).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        health(&http, &service.public).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     std::fs::remove_file(ballast).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while health(&http, &service.admin).await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the store did not recover after space was freed");
+        assert!(
+            Instant::now() < deadline,
+            "the store did not recover after space was freed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(health(&http, &service.public).await.0, StatusCode::OK);
@@ -167,7 +173,10 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
     acknowledged.retain(|id| *id != kept_id);
     acknowledged.push(fresh["id"].as_str().unwrap().to_owned());
     acknowledged.sort();
-    assert_eq!(ids, acknowledged, "closed {kept_id} or a refused create is back");
+    assert_eq!(
+        ids, acknowledged,
+        "closed {kept_id} or a refused create is back"
+    );
     let (status, body) = health(&http, &service.admin).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["store"]["skipped"], json!([]), "{body}");
@@ -216,7 +225,9 @@ async fn a_full_disk_at_start_up_does_not_stop_a_sound_journal() {
 
     let service = service::start(&data_dir, &[]).await;
     assert!(
-        service.log().contains("cannot compact the session journal at start-up"),
+        service
+            .log()
+            .contains("cannot compact the session journal at start-up"),
         "{}",
         service.log()
     );

@@ -79,9 +79,15 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
     let first = create(&http, &service.admin).await;
     let damaged = create(&http, &service.admin).await;
     let closed_later = create(&http, &service.admin).await;
-    assert_eq!(join(&http, &service.public, &closed_later, "lamp").await, 200);
+    assert_eq!(
+        join(&http, &service.public, &closed_later, "lamp").await,
+        200
+    );
     let close = http
-        .delete(format!("{}/api/v1/sessions/{}", service.admin, closed_later.id))
+        .delete(format!(
+            "{}/api/v1/sessions/{}",
+            service.admin, closed_later.id
+        ))
         .send()
         .await
         .unwrap();
@@ -96,9 +102,15 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
 
     let service = service::start(&data_dir, &env).await;
     // The session closed after the damage stays closed.
-    assert_eq!(join(&http, &service.public, &closed_later, "lamp2").await, 401);
+    assert_eq!(
+        join(&http, &service.public, &closed_later, "lamp2").await,
+        401
+    );
     let get = http
-        .get(format!("{}/api/v1/sessions/{}", service.admin, closed_later.id))
+        .get(format!(
+            "{}/api/v1/sessions/{}",
+            service.admin, closed_later.id
+        ))
         .send()
         .await
         .unwrap();
@@ -122,7 +134,10 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
         .iter()
         .filter_map(|session| session["id"].as_str())
         .collect();
-    assert_eq!(listed, HashSet::from([first.id.as_str(), later.id.as_str()]));
+    assert_eq!(
+        listed,
+        HashSet::from([first.id.as_str(), later.id.as_str()])
+    );
     // The damaged session's create was lost: it counts as closed, its PIN joins nothing.
     assert_eq!(join(&http, &service.public, &damaged, "device").await, 401);
 
@@ -134,7 +149,9 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let health: Value = health.json().await.unwrap();
-    let skipped = health["store"]["skipped"].as_array().expect("store.skipped");
+    let skipped = health["store"]["skipped"]
+        .as_array()
+        .expect("store.skipped");
     assert_eq!(skipped.len(), 1, "{health}");
     assert_eq!(skipped[0]["offset"], offsets[1]);
     assert_eq!(skipped[0]["len"], offsets[2] - offsets[1]);

@@ -12,8 +12,8 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::signer::SignerHealth;
-use crate::store::SkippedRange;
 use crate::state::{unix_now, AppState};
+use crate::store::SkippedRange;
 
 #[derive(Debug, Serialize)]
 pub struct PublicHealth {

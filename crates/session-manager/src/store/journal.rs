@@ -475,6 +475,8 @@ mod tests {
             Err(StoreError::JournalFailed(_))
         ));
         assert_eq!(journal.stats().fsyncs, 0);
-        assert!(journal.fault().is_some_and(|fault| fault.contains(JOURNAL_FILE_NAME)));
+        assert!(journal
+            .fault()
+            .is_some_and(|fault| fault.contains(JOURNAL_FILE_NAME)));
     }
 }

@@ -158,7 +158,11 @@ pub enum StoreError {
         "the session journal {} is damaged at bytes {offset}..{end} and the damaged part may have held a close, so starting could revive a closed session; after checking the disk, start once with `--repair-journal-at {offset}` (ISM_REPAIR_JOURNAL_AT={offset}) to close every session that was open at that point and go on",
         path.display()
     )]
-    UndecidableDamage { path: PathBuf, offset: u64, end: u64 },
+    UndecidableDamage {
+        path: PathBuf,
+        offset: u64,
+        end: u64,
+    },
     #[error(
         "the session journal {} is in an unknown format (first line {first_line:?})",
         path.display()
@@ -280,9 +284,7 @@ impl LiveSession {
     /// This session as retired: closed at `closed_at`, or at its end if that came first.
     fn retire(&self, closed_at: u64) -> Retired {
         Retired {
-            closed_at: self
-                .expires_at
-                .map_or(closed_at, |end| closed_at.min(end)),
+            closed_at: self.expires_at.map_or(closed_at, |end| closed_at.min(end)),
             session_end: self.expires_at,
         }
     }
@@ -332,10 +334,11 @@ impl SessionStore {
         Pin::generate(config.pin_length)?;
         let data_dir = config.data_dir.clone();
         let repair_at = config.repair_journal_at;
-        let recovered =
-            tokio::task::spawn_blocking(move || recovery::recover(&data_dir, unix_now(), repair_at))
-                .await
-                .map_err(|error| StoreError::Task(error.to_string()))??;
+        let recovered = tokio::task::spawn_blocking(move || {
+            recovery::recover(&data_dir, unix_now(), repair_at)
+        })
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))??;
         let sessions = Arc::new(recovered.sessions);
         let journal = Journal::start(
             recovered.journal_file,

@@ -395,8 +395,9 @@ fn lose(
             if sessions.contains_key(&id) {
                 return format!("a repeated create of session {id}: nothing lost");
             }
-            let detail =
-                format!("the create of session {id}: its id stays reserved and it counts as closed");
+            let detail = format!(
+                "the create of session {id}: its id stays reserved and it counts as closed"
+            );
             close(sessions, id, now, None);
             detail
         }
@@ -433,7 +434,11 @@ fn readable_ids(damaged: &[u8]) -> Vec<SessionId> {
     let mut ids = Vec::new();
     let text = String::from_utf8_lossy(damaged);
     for piece in text.split("\"id\":\"").skip(1) {
-        if let Some(id) = piece.split('"').next().and_then(|id| SessionId::parse(id).ok()) {
+        if let Some(id) = piece
+            .split('"')
+            .next()
+            .and_then(|id| SessionId::parse(id).ok())
+        {
             ids.push(id);
         }
     }

@@ -597,7 +597,11 @@ async fn a_damaged_create_is_skipped_its_id_reserved_and_later_records_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (created, offsets) = three_sessions(dir.path()).await;
     // Damage a byte inside the second record's JSON.
-    flip(dir.path(), offsets[1], body_start(dir.path(), offsets[1]) + 20);
+    flip(
+        dir.path(),
+        offsets[1],
+        body_start(dir.path(), offsets[1]) + 20,
+    );
 
     let (store, report) = open(dir.path()).await;
     assert_eq!(report.records, 3);
@@ -611,7 +615,14 @@ async fn a_damaged_create_is_skipped_its_id_reserved_and_later_records_kept() {
     let mut expected = vec![created[0].session.id.clone(), created[2].session.id.clone()];
     expected.sort();
     assert_eq!(live_ids(&store), expected);
-    assert_eq!(store.get(&created[2].session.id, NOW).unwrap().clients.len(), 1);
+    assert_eq!(
+        store
+            .get(&created[2].session.id, NOW)
+            .unwrap()
+            .clients
+            .len(),
+        1
+    );
     // The lost session's id counts as closed: reserved, and its tokens refused.
     let revocation = store.revocation(lost, 3600, unix_now()).unwrap();
     assert!(revocation.until > unix_now());
@@ -636,9 +647,14 @@ async fn a_damaged_close_still_closes_and_later_sessions_survive() {
 
     let (store, report) = open(dir.path()).await;
     assert_eq!(report.skipped.len(), 1, "{report:?}");
-    assert!(store.get(&closed.session.id, NOW).is_none(), "closed session revived");
+    assert!(
+        store.get(&closed.session.id, NOW).is_none(),
+        "closed session revived"
+    );
     assert!(matches!(
-        store.join(&closed.session.id, &closed.pin, &client("x"), NOW).await,
+        store
+            .join(&closed.session.id, &closed.pin, &client("x"), NOW)
+            .await,
         Err(JoinError::InvalidCredentials)
     ));
     assert!(store.get(&first.session.id, NOW).is_some());
@@ -660,7 +676,10 @@ async fn a_damaged_key_refuses_start_naming_the_offset_until_repaired() {
         "{error}"
     );
     let message = error.to_string();
-    assert!(message.contains(&format!("--repair-journal-at {}", offsets[1])), "{message}");
+    assert!(
+        message.contains(&format!("--repair-journal-at {}", offsets[1])),
+        "{message}"
+    );
 
     let (store, report) = SessionStore::open(StoreConfig {
         repair_journal_at: Some(offsets[1]),
@@ -673,7 +692,9 @@ async fn a_damaged_key_refuses_start_naming_the_offset_until_repaired() {
     assert!(store.get(&created[0].session.id, NOW).is_none());
     assert!(store.get(&created[2].session.id, NOW).is_some());
     // The damaged create's id is still readable in its body, and stays reserved.
-    assert!(store.revocation(&created[1].session.id, 3600, unix_now()).is_some());
+    assert!(store
+        .revocation(&created[1].session.id, 3600, unix_now())
+        .is_some());
     let (_store, report) = reopen(store, dir.path()).await;
     assert!(report.skipped.is_empty());
 }
@@ -686,8 +707,12 @@ async fn a_checksummed_record_that_does_not_decode_refuses_start() {
     let body = br#"{"renamed":{"id":"5"}}"#;
     let key = format!("x 5 {}", body.len());
     bytes.extend_from_slice(
-        format!("{key} {:08x} {:08x} ", crc32fast::hash(key.as_bytes()), crc32fast::hash(body))
-            .as_bytes(),
+        format!(
+            "{key} {:08x} {:08x} ",
+            crc32fast::hash(key.as_bytes()),
+            crc32fast::hash(body)
+        )
+        .as_bytes(),
     );
     bytes.extend_from_slice(body);
     bytes.push(b'\n');
@@ -710,11 +735,17 @@ async fn a_format_1_journal_is_read_and_rewritten_in_the_current_format() {
     let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
     let mut bytes = Vec::new();
     for json in [
-        format!(r#"{{"created":{{"id":"11","session_type":"chat","created_at":{NOW},"expires_at":null,"max_clients":null,"pin_hash":"{pin_hash}"}}}}"#),
-        format!(r#"{{"created":{{"id":"12","session_type":"chat","created_at":{NOW},"expires_at":null,"max_clients":null,"pin_hash":"{pin_hash}"}}}}"#),
+        format!(
+            r#"{{"created":{{"id":"11","session_type":"chat","created_at":{NOW},"expires_at":null,"max_clients":null,"pin_hash":"{pin_hash}"}}}}"#
+        ),
+        format!(
+            r#"{{"created":{{"id":"12","session_type":"chat","created_at":{NOW},"expires_at":null,"max_clients":null,"pin_hash":"{pin_hash}"}}}}"#
+        ),
         r#"{"closed":{"id":"12"}}"#.to_owned(),
     ] {
-        bytes.extend_from_slice(format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())).as_bytes());
+        bytes.extend_from_slice(
+            format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())).as_bytes(),
+        );
     }
     std::fs::write(journal_path(dir.path()), &bytes).unwrap();
 
@@ -724,7 +755,9 @@ async fn a_format_1_journal_is_read_and_rewritten_in_the_current_format() {
     assert!(store.get(&SessionId::parse("12").unwrap(), NOW).is_none());
     // A close without a time counts as closed at recovery: its tokens stay refused.
     let now = unix_now();
-    let revocation = store.revocation(&SessionId::parse("12").unwrap(), 3600, now).unwrap();
+    let revocation = store
+        .revocation(&SessionId::parse("12").unwrap(), 3600, now)
+        .unwrap();
     assert!(revocation.until >= now + 3590, "{revocation:?}");
     assert!(std::fs::read(journal_path(dir.path()))
         .unwrap()

@@ -100,8 +100,8 @@ async fn serve(mut stream: TcpStream, events: mpsc::UnboundedSender<Observed>) {
                     (None, rest)
                 };
                 if topic == CONTROL_TOPIC {
-                    let message =
-                        ControlMessage::from_payload(payload).expect("a well-formed control message");
+                    let message = ControlMessage::from_payload(payload)
+                        .expect("a well-formed control message");
                     let _ = events.send(Observed::Control(message));
                 }
                 packet_id.map(|id| vec![0x40, 2, id[0], id[1]])

@@ -79,8 +79,14 @@ pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Service {
     };
     let service = Service {
         child,
-        admin: format!("http://{}", addresses["admin_addr"].as_str().expect("admin_addr")),
-        public: format!("http://{}", addresses["public_addr"].as_str().expect("public_addr")),
+        admin: format!(
+            "http://{}",
+            addresses["admin_addr"].as_str().expect("admin_addr")
+        ),
+        public: format!(
+            "http://{}",
+            addresses["public_addr"].as_str().expect("public_addr")
+        ),
         log_path,
     };
     let http = reqwest::Client::new();
@@ -111,7 +117,10 @@ pub fn run_to_exit(data_dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().expect("cannot wait for the service") {
-            return (status, std::fs::read_to_string(log_path).unwrap_or_default());
+            return (
+                status,
+                std::fs::read_to_string(log_path).unwrap_or_default(),
+            );
         }
         if Instant::now() > deadline {
             let _ = child.kill();
