@@ -49,6 +49,8 @@ pub struct StoreHealth {
     pub write_fault: Option<String>,
     /// Damaged journal ranges start-up skipped (offset, length, what was concluded).
     pub skipped: Vec<SkippedRange>,
+    /// Bytes of torn tail (an append cut short by a crash) start-up cut off.
+    pub torn_tail_bytes: u64,
 }
 
 fn status(ready: bool) -> (StatusCode, &'static str) {
@@ -91,6 +93,7 @@ pub async fn admin_health(State(state): State<AppState>) -> (StatusCode, Json<Ad
                 argon2_verifications: stats.argon2_verifications,
                 write_fault,
                 skipped: state.store.skipped_ranges().to_vec(),
+                torn_tail_bytes: state.store.torn_tail_bytes(),
             },
             revocation: state.revocation.as_ref().map(|link| RevocationHealth {
                 connected: link.is_connected(),

@@ -324,6 +324,8 @@ struct Inner {
     pins: PinChecker,
     /// Damage the start-up recovery skipped, for `/healthz`.
     skipped: Vec<SkippedRange>,
+    /// Bytes of torn tail the start-up recovery cut off, for `/healthz`.
+    torn_tail_bytes: u64,
 }
 
 impl SessionStore {
@@ -365,6 +367,7 @@ impl SessionStore {
                 journal,
                 pins: PinChecker::new(),
                 skipped: report.skipped.clone(),
+                torn_tail_bytes: report.discarded_tail_bytes,
             }),
         };
         Ok((store, report))
@@ -648,6 +651,11 @@ impl SessionStore {
     /// The damaged journal ranges this process's start-up skipped.
     pub fn skipped_ranges(&self) -> &[SkippedRange] {
         &self.inner.skipped
+    }
+
+    /// Bytes of torn tail (an append cut short by a crash) this process's start-up cut off.
+    pub fn torn_tail_bytes(&self) -> u64 {
+        self.inner.torn_tail_bytes
     }
 
     /// Why changes are refused right now (the journal cannot be written), if they are.
