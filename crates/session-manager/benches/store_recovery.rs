@@ -4,11 +4,12 @@
 //! the record format, then opens the store on it several times and prints each recovery
 //! time and the median; `docs/PERFORMANCE.md` quotes the result.
 
+#[path = "../tests/support/journal.rs"]
+mod journal;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use session_manager::domain::{ClientName, Pin, SessionId, SessionType};
-use session_manager::store::pin_check::hash_pin_blocking;
-use session_manager::store::record::{CreatedRecord, JoinedRecord, Record};
+use session_manager::domain::Pin;
 use session_manager::store::{SessionStore, StoreConfig, JOURNAL_FILE_NAME};
 
 const SESSIONS: usize = 100_000;
@@ -16,40 +17,15 @@ const RUNS: usize = 7;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn journal_bytes(now: u64) -> BenchResult<Vec<u8>> {
-    let pin_hash = hash_pin_blocking(&Pin::parse("424242")?)?;
-    let client = ClientName::parse("device-1")?;
-    let mut bytes = Vec::with_capacity(SESSIONS * 300);
-    for n in 0..SESSIONS {
-        let id = SessionId::parse(&(1_000_000 + n).to_string())?;
-        Record::Created(CreatedRecord {
-            id: id.clone(),
-            session_type: SessionType::default(),
-            created_at: now,
-            expires_at: Some(now + 86_400),
-            max_clients: Some(8),
-            pin_hash: pin_hash.clone(),
-        })
-        .encode_into(&mut bytes)?;
-        Record::Joined(JoinedRecord {
-            id,
-            client: client.clone(),
-            joined_at: now,
-        })
-        .encode_into(&mut bytes)?;
-    }
-    Ok(bytes)
-}
-
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let journal = journal_bytes(now)?;
+    let (journal, records) =
+        journal::sessions_with_one_client(SESSIONS, &Pin::parse("424242")?, now)?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join(JOURNAL_FILE_NAME), &journal)?;
     println!(
-        "store_recovery: {SESSIONS} sessions, {} records, journal {:.1} MiB",
-        SESSIONS * 2,
+        "store_recovery: {SESSIONS} sessions, {records} records, journal {:.1} MiB",
         journal.len() as f64 / (1024.0 * 1024.0)
     );
 
@@ -59,6 +35,7 @@ async fn main() -> BenchResult<()> {
             data_dir: dir.path().to_owned(),
             id_length: 7,
             pin_length: 6,
+            repair_journal_at: None,
         };
         let (store, report) = SessionStore::open(config).await?;
         if report.sessions != SESSIONS {

@@ -24,12 +24,14 @@
 //!   spans; [`shutdown`] turns SIGTERM/SIGINT into a graceful stop.
 //! - [`revocation`] tells the broker about closed sessions so it disconnects their
 //!   devices at once (`ISM_BROKER_CONTROL_URL`).
+//! - [`data_dir_lock`] keeps a second process off the same data directory.
 //! - [`config`] is the command line; every option is also an environment variable.
 
 pub mod admin_auth;
 pub mod certs;
 pub mod client_ip;
 pub mod config;
+pub mod data_dir_lock;
 pub mod domain;
 pub mod error;
 pub mod export_key;

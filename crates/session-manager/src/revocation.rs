@@ -2,31 +2,41 @@
 //! of keeping their connection (and their token) until the token's `exp`.
 //!
 //! With `ISM_BROKER_CONTROL_URL` set, a task keeps one MQTT connection to the broker. It
-//! logs in with a short-lived token the service signs for itself (publishing to
-//! [`REVOCATION_TOPIC`] only, re-minted for every connection) and publishes
-//! `{"closed": [ids]}` at QoS 1 for every session closed through the admin API; the broker
-//! plugin disconnects those sessions' devices and refuses their tokens from then on.
+//! logs in as a reserved `$`-prefixed principal (`$ism-link-<hex>`, client id and token
+//! `sub` alike, so no device can take that identity), with a short-lived token the service
+//! signs for itself (publishing to [`CONTROL_TOPIC`] only, re-minted for every
+//! connection), and publishes [`ControlMessage`]s at QoS 1: every closed session with the
+//! time until which its tokens must be refused (close time + token lifetime, capped by the
+//! session's own end). The broker plugin disconnects those sessions' devices and refuses
+//! their tokens until then.
 //!
-//! Ids closed while the broker is unreachable wait (bounded). On every (re)connect the task
-//! republishes every id this process closed within the token lifetime, so a broker that
-//! restarted, and so forgot its revocations, learns them again.
+//! Nothing here remembers closes: the store does, durably, with their close times. On
+//! every (re)connect the task republishes every close whose tokens can still be alive,
+//! straight from the store, so neither a restart of the service (even `kill -9`) nor one of
+//! the broker lets a revoked token back in. Closes while the link is down or slow are
+//! never dropped: the handlers only add the id to a set of pending ids (coalesced, so
+//! memory is bounded by the number of sessions), and the task publishes them when it can.
+//! Sessions that merely expire need no message: no token outlives its session.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS};
-use session_token::claims::REVOCATION_TOPIC;
-use session_token::Claims;
-use tokio::sync::mpsc;
+use rumqttc::{
+    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS,
+};
+use session_token::{Claims, ClosedSession, ControlMessage, CONTROL_TOPIC};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::domain::SessionId;
 use crate::shutdown::Shutdown;
 use crate::signer::TokenSigner;
 use crate::state::unix_now;
+use crate::store::{Revocation, SessionStore};
 
 /// Lifetime of the service's own broker token.
 const SERVICE_TOKEN_LIFETIME_SECS: u64 = 3600;
@@ -34,14 +44,17 @@ const SERVICE_TOKEN_LIFETIME_SECS: u64 = 3600;
 const TOKEN_RENEW_MARGIN_SECS: u64 = 300;
 /// Pause before a new connection attempt after a failure.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// Closed ids queued between the handlers and the task.
-const QUEUE_CAPACITY: usize = 4096;
-/// Closed ids remembered for republishing; the oldest are dropped (and logged) beyond.
-const MAX_REMEMBERED: usize = 100_000;
-/// Ids per control message (ids have at most 32 digits, so a message stays under 8 KiB).
-const BATCH: usize = 200;
+/// Closed sessions per control message (ids have at most 32 digits, so a message stays
+/// under 8 KiB).
+const BATCH: usize = 100;
 /// Largest MQTT packet the link sends or accepts.
 const MAX_PACKET_BYTES: usize = 64 * 1024;
+/// Requests the MQTT client queues before `try_publish` reports it full.
+const CLIENT_QUEUE: usize = 256;
+/// While the link is down, a warning every this many pending closes.
+const BEHIND_WARNING_EVERY: usize = 1000;
+/// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity.
+pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
 
 /// `mqtt://host[:port]` (or `tcp://`): the broker listener the service connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,24 +101,60 @@ impl fmt::Display for BrokerUrl {
     }
 }
 
+/// Closed sessions not yet handed to the MQTT client.
+#[derive(Debug, Default)]
+struct Pending {
+    ids: Mutex<BTreeSet<String>>,
+    wake: Notify,
+}
+
+impl Pending {
+    fn take(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.ids.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// The handlers' side: announce a closed session, ask whether the link is up.
 #[derive(Debug, Clone)]
 pub struct RevocationLink {
-    queue: mpsc::Sender<String>,
+    pending: Arc<Pending>,
     connected: Arc<AtomicBool>,
 }
 
 impl RevocationLink {
-    /// Queues a closed session for the broker; never waits.
+    /// Notes a closed session (already durable in the store) for the broker; never waits
+    /// and never drops it.
     pub fn session_closed(&self, session_id: &str) {
-        if let Err(error) = self.queue.try_send(session_id.to_owned()) {
-            tracing::warn!(session_id, %error, "revocation queue full; the broker is not told about this close");
+        let waiting = {
+            let mut ids = self
+                .pending
+                .ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            ids.insert(session_id.to_owned());
+            ids.len()
+        };
+        self.pending.wake.notify_one();
+        if !self.is_connected() && waiting % BEHIND_WARNING_EVERY == 0 {
+            tracing::warn!(
+                pending = waiting,
+                "the broker link is down; closes wait in the store and are published when it is back"
+            );
         }
     }
 
     /// Is the connection to the broker up?
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Closed sessions noted but not yet handed to the broker connection.
+    pub fn pending(&self) -> usize {
+        self.pending
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -114,48 +163,39 @@ pub struct RevocationTask {
     url: BrokerUrl,
     signer: Arc<dyn TokenSigner>,
     issuer: String,
-    retention_secs: u64,
-    queue: mpsc::Receiver<String>,
+    token_ttl_secs: u64,
+    store: SessionStore,
+    pending: Arc<Pending>,
     connected: Arc<AtomicBool>,
-    client_name: String,
-    /// (closed at, session id), oldest first.
-    closed: VecDeque<(u64, String)>,
+    client_id: String,
+    /// Revocations taken from the store, waiting for room in the MQTT client's queue.
+    outbox: VecDeque<ClosedSession>,
 }
 
-/// Creates the link for the handlers and the task that serves it.
+/// Creates the link for the handlers and the task that serves it; `token_ttl_secs` is the
+/// lifetime of the device tokens the service issues.
 pub fn link(
     url: BrokerUrl,
     signer: Arc<dyn TokenSigner>,
     issuer: String,
-    retention_secs: u64,
+    token_ttl_secs: u64,
+    store: SessionStore,
 ) -> (RevocationLink, RevocationTask) {
-    let (sender, queue) = mpsc::channel(QUEUE_CAPACITY);
+    let pending = Arc::new(Pending::default());
     let connected = Arc::new(AtomicBool::new(false));
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let task = RevocationTask {
         url,
         signer,
         issuer,
-        retention_secs,
-        queue,
+        token_ttl_secs,
+        store,
+        pending: Arc::clone(&pending),
         connected: Arc::clone(&connected),
-        client_name: format!("session-manager-{}", &suffix[..8]),
-        closed: VecDeque::new(),
+        client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
+        outbox: VecDeque::new(),
     };
-    (
-        RevocationLink {
-            queue: sender,
-            connected,
-        },
-        task,
-    )
-}
-
-/// The control message for `ids`.
-pub fn control_payload<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
-    serde_json::json!({ "closed": ids.into_iter().collect::<Vec<_>>() })
-        .to_string()
-        .into_bytes()
+    (RevocationLink { pending, connected }, task)
 }
 
 /// Why a connection ended.
@@ -171,19 +211,21 @@ impl RevocationTask {
     }
 
     async fn run(mut self, shutdown: Shutdown) {
-        tracing::info!(broker = %self.url, client = %self.client_name, "revocation link starting");
+        tracing::info!(broker = %self.url, client = %self.client_id, "revocation link starting");
         loop {
             let ended = tokio::select! {
                 ended = self.connection() => ended,
                 () = shutdown.wait() => Ended::Shutdown,
             };
             self.connected.store(false, Ordering::Relaxed);
+            // Whatever was not handed over is republished from the store on reconnect.
+            self.outbox.clear();
             match ended {
                 Ended::Shutdown => break,
                 Ended::Renew => continue,
                 Ended::Failed => {
                     tokio::select! {
-                        () = self.wait_queueing(RETRY_DELAY) => {}
+                        () = tokio::time::sleep(RETRY_DELAY) => {}
                         () = shutdown.wait() => break,
                     }
                 }
@@ -192,35 +234,58 @@ impl RevocationTask {
         tracing::info!("revocation link stopped");
     }
 
-    /// Keeps taking closed ids while not connected, for `delay`.
-    async fn wait_queueing(&mut self, delay: Duration) {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return,
-                id = self.queue.recv() => match id {
-                    Some(id) => self.remember(id),
-                    None => { sleep.as_mut().await; return; }
-                },
+    /// Queues the revocation of every close whose tokens can still be alive.
+    fn queue_everything(&mut self) {
+        // Taken before reading the store: a close noted from now on is published again
+        // on its own, one noted before is in the store already.
+        self.pending.take();
+        let now = unix_now();
+        let all = self.store.revocations(self.token_ttl_secs, now);
+        self.outbox.extend(all.into_iter().map(closed_session));
+    }
+
+    /// Queues the revocations of the closes noted since the last look.
+    fn queue_pending(&mut self) {
+        let now = unix_now();
+        for id in self.pending.take() {
+            let revocation = SessionId::parse(&id)
+                .ok()
+                .and_then(|id| self.store.revocation(&id, self.token_ttl_secs, now));
+            match revocation {
+                Some(revocation) => self.outbox.push_back(closed_session(revocation)),
+                None => tracing::debug!(session_id = %id, "closed session needs no revocation"),
             }
         }
     }
 
-    fn remember(&mut self, id: String) {
-        self.closed.push_back((unix_now(), id));
-        while self.closed.len() > MAX_REMEMBERED {
-            if let Some((_, dropped)) = self.closed.pop_front() {
-                tracing::warn!(session_id = %dropped, "too many closed sessions remembered; no longer republishing this one");
+    /// Hands queued revocations to the MQTT client while it has room; false when the
+    /// client is gone.
+    fn flush(&mut self, client: &AsyncClient) -> bool {
+        while !self.outbox.is_empty() {
+            let take = self.outbox.len().min(BATCH);
+            let message = ControlMessage {
+                closed: self.outbox.iter().take(take).cloned().collect(),
+            };
+            match client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload()) {
+                Ok(()) => {
+                    self.outbox.drain(..take);
+                    tracing::info!(
+                        sessions = ?message.closed.iter().map(|c| c.sid.as_str()).collect::<Vec<_>>(),
+                        "revocations published"
+                    );
+                }
+                Err(ClientError::TryRequest(_)) => {
+                    // The client's queue is full; more room after the next event.
+                    tracing::debug!(waiting = self.outbox.len(), "revocation link is behind");
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot queue a revocation message");
+                    return false;
+                }
             }
         }
-    }
-
-    fn forget_old(&mut self) {
-        let horizon = unix_now().saturating_sub(self.retention_secs);
-        while self.closed.front().is_some_and(|(at, _)| *at < horizon) {
-            self.closed.pop_front();
-        }
+        true
     }
 
     /// One connection, from minting its token to its end.
@@ -228,7 +293,7 @@ impl RevocationTask {
         let issued_at = unix_now();
         let claims = Claims::for_revocation_service(
             &self.issuer,
-            &self.client_name,
+            &self.client_id,
             issued_at,
             SERVICE_TOKEN_LIFETIME_SECS,
             &uuid::Uuid::new_v4().to_string(),
@@ -240,17 +305,19 @@ impl RevocationTask {
                 return Ended::Failed;
             }
         };
-        let mut options = MqttOptions::new(&self.client_name, &self.url.host, self.url.port);
-        options.set_credentials(&self.client_name, token);
+        let mut options = MqttOptions::new(&self.client_id, &self.url.host, self.url.port);
+        options.set_credentials(&self.client_id, token);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-        let (client, mut events) = AsyncClient::new(options, 1024);
+        let (client, mut events) = AsyncClient::new(options, CLIENT_QUEUE);
         let renew_at = tokio::time::sleep(Duration::from_secs(
             SERVICE_TOKEN_LIFETIME_SECS - TOKEN_RENEW_MARGIN_SECS,
         ));
         tokio::pin!(renew_at);
+        let pending = Arc::clone(&self.pending);
         let ended = loop {
+            let connected = self.connected.load(Ordering::Relaxed);
             tokio::select! {
                 event = events.poll() => match event {
                     Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
@@ -259,18 +326,13 @@ impl RevocationTask {
                             break Ended::Failed;
                         }
                         self.connected.store(true, Ordering::Relaxed);
-                        // Everything closed within the token lifetime, queued ones included:
-                        // a restarted broker has forgotten them.
-                        self.forget_old();
-                        let all: Vec<String> = self.closed.iter().map(|(_, id)| id.clone()).collect();
-                        tracing::info!(broker = %self.url, republished = all.len(), "revocation link connected");
-                        if !publish(&client, &all) {
-                            break Ended::Failed;
-                        }
+                        // A restarted broker (or plugin) has forgotten what it was told.
+                        self.queue_everything();
+                        tracing::info!(broker = %self.url, republished = self.outbox.len(), "revocation link connected");
                     }
                     Ok(_) => {}
                     Err(error) => {
-                        if self.connected.load(Ordering::Relaxed) {
+                        if connected {
                             tracing::warn!(%error, "revocation link lost; reconnecting");
                         } else {
                             tracing::warn!(%error, broker = %self.url, "cannot connect the revocation link; retrying");
@@ -278,20 +340,11 @@ impl RevocationTask {
                         break Ended::Failed;
                     }
                 },
-                id = self.queue.recv(), if self.connected.load(Ordering::Relaxed) => {
-                    let Some(id) = id else { break Ended::Shutdown };
-                    let mut batch = vec![id];
-                    while let Ok(more) = self.queue.try_recv() {
-                        batch.push(more);
-                    }
-                    for id in &batch {
-                        self.remember(id.clone());
-                    }
-                    if !publish(&client, &batch) {
-                        break Ended::Failed;
-                    }
-                }
+                () = pending.wake.notified(), if connected => self.queue_pending(),
                 () = &mut renew_at => break Ended::Renew,
+            }
+            if self.connected.load(Ordering::Relaxed) && !self.flush(&client) {
+                break Ended::Failed;
             }
         };
         if matches!(ended, Ended::Renew | Ended::Shutdown) {
@@ -302,19 +355,11 @@ impl RevocationTask {
     }
 }
 
-/// Queues control messages for `ids` (QoS 1); false when the client cannot take them.
-fn publish(client: &AsyncClient, ids: &[String]) -> bool {
-    for chunk in ids.chunks(BATCH) {
-        let payload = control_payload(chunk.iter().map(String::as_str));
-        if let Err(error) = client.try_publish(REVOCATION_TOPIC, QoS::AtLeastOnce, false, payload) {
-            tracing::warn!(%error, "cannot queue a revocation message");
-            return false;
-        }
+fn closed_session(revocation: Revocation) -> ClosedSession {
+    ClosedSession {
+        sid: revocation.id.as_str().to_owned(),
+        until: revocation.until,
     }
-    if !ids.is_empty() {
-        tracing::info!(sessions = ?ids, "revocations published");
-    }
-    true
 }
 
 /// Lets the event loop send what is queued (the DISCONNECT last), briefly.
@@ -356,16 +401,24 @@ mod tests {
 
     #[test]
     fn a_full_batch_of_the_longest_ids_fits_a_packet() {
-        let id = "9".repeat(32);
-        let batch = vec![id.as_str(); BATCH];
-        assert!(control_payload(batch).len() < 8 * 1024);
+        let message = ControlMessage {
+            closed: vec![
+                ClosedSession {
+                    sid: "9".repeat(32),
+                    until: u64::MAX,
+                };
+                BATCH
+            ],
+        };
+        assert!(message.to_payload().len() < 8 * 1024);
     }
 
     #[test]
-    fn the_payload_is_what_the_plugin_reads() {
+    fn the_link_is_a_reserved_principal() {
+        let client = format!("{LINK_CLIENT_ID_PREFIX}0123456789abcdef");
         assert_eq!(
-            control_payload(["1", "22"]),
-            br#"{"closed":["1","22"]}"#.to_vec()
+            session_token::classify_client_id(&client, "", &client, false),
+            Ok(session_token::ClientIdKind::System)
         );
     }
 }

@@ -17,6 +17,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin_auth::{require_admin_key, AdminAuth};
 use crate::config::Config;
+use crate::data_dir_lock::DataDirLock;
 use crate::error::{ApiError, Error};
 use crate::rate_limit::{FailurePolicy, JoinThrottle};
 use crate::revocation::{self, RevocationTask};
@@ -39,6 +40,8 @@ pub struct Application {
     state: AppState,
     shutdown: Shutdown,
     revocation: Option<RevocationTask>,
+    /// Held until the process is done with the data directory.
+    data_dir_lock: DataDirLock,
 }
 
 impl Application {
@@ -56,11 +59,14 @@ impl Application {
             );
         }
 
+        let data_dir_lock = DataDirLock::acquire(&config.data_dir)
+            .map_err(|error| Error::Config(error.to_string()))?;
         // The store logs its own recovery report (sessions, records, discarded tail).
         let (store, _recovery) = SessionStore::open(StoreConfig {
             data_dir: config.data_dir.clone(),
             id_length: usize::try_from(config.id_length).unwrap_or(usize::MAX),
             pin_length: usize::try_from(config.pin_length).unwrap_or(usize::MAX),
+            repair_journal_at: config.repair_journal_at,
         })
         .await?;
         let signer = match signer::build(&config).await {
@@ -77,6 +83,7 @@ impl Application {
                     Arc::clone(&signer),
                     config.issuer.clone(),
                     config.token_ttl_secs,
+                    store.clone(),
                 );
                 (Some(link), Some(task))
             }
@@ -143,6 +150,7 @@ impl Application {
             state,
             shutdown: Shutdown::new(),
             revocation: revocation_task,
+            data_dir_lock,
         };
         tracing::info!(admin_addr = %app.admin_addr(), public_addr = %app.public_addr(), "listening");
         Ok(app)
@@ -176,6 +184,7 @@ impl Application {
             state,
             shutdown,
             revocation,
+            data_dir_lock,
         } = self;
         let revocation = revocation.map(|task| task.spawn(shutdown.clone()));
 
@@ -235,6 +244,7 @@ impl Application {
             }
         }
         state.store.shutdown().await;
+        drop(data_dir_lock);
         tracing::info!("stopped");
         result
     }

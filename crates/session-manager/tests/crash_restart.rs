@@ -7,10 +7,10 @@
 //! flight. Those unacknowledged requests may or may not have taken effect, but nothing
 //! acknowledged may be missing.
 
+#[path = "support/service.rs"]
+mod service;
+
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,63 +27,6 @@ struct Acknowledged {
     /// Closes sent whose answer may not have arrived: the SIGKILL can land after the close
     /// was made durable but before the 204 went out, so either outcome is correct for them.
     close_sent: HashSet<String>,
-}
-
-struct Service {
-    child: Child,
-    admin: String,
-    public: String,
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("no free port on 127.0.0.1")
-}
-
-async fn start(data_dir: &Path, http: &reqwest::Client) -> Service {
-    let (admin_addr, public_addr) = (free_addr(), free_addr());
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.with_extension("log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_session-manager"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("ISM_DATA_DIR", data_dir)
-        .env("ISM_ADMIN_ADDR", admin_addr.to_string())
-        .env("ISM_PUBLIC_ADDR", public_addr.to_string())
-        .env("MQTT_AUTH_MODE", "dev_no_auth")
-        .env("ISM_LOG_FORMAT", "json")
-        // The probes after the restart include refused joins of closed sessions.
-        .env("ISM_IP_MAX_FAILURES", "100000")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("cannot start the session-manager binary");
-    let service = Service {
-        child,
-        admin: format!("http://{admin_addr}"),
-        public: format!("http://{public_addr}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for base in [&service.admin, &service.public] {
-        loop {
-            let up = http.get(format!("{base}/healthz")).send().await;
-            if up.is_ok_and(|response| response.status().is_success()) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "service did not answer on {base}/healthz; log: {}",
-                std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    service
 }
 
 /// Creates, joins and closes sessions until the service stops answering.
@@ -186,7 +129,7 @@ async fn acknowledged_changes_survive_sigkill_and_restart() {
         .build()
         .unwrap();
 
-    let mut service = start(&data_dir, &http).await;
+    let service = service::start(&data_dir, &[]).await;
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|worker| {
@@ -205,8 +148,7 @@ async fn acknowledged_changes_survive_sigkill_and_restart() {
         assert!(Instant::now() < deadline, "too little traffic got through");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    service.child.kill().unwrap(); // SIGKILL
-    service.child.wait().unwrap();
+    service.kill(); // SIGKILL
     for worker in workers {
         worker.await.unwrap();
     }
@@ -219,7 +161,7 @@ async fn acknowledged_changes_survive_sigkill_and_restart() {
         acknowledged.closed.len()
     );
 
-    let mut service = start(&data_dir, &http).await;
+    let service = service::start(&data_dir, &[]).await;
     for (id, pin) in &acknowledged.pins {
         let response = http
             .get(format!("{}/api/v1/sessions/{id}", service.admin))
@@ -269,6 +211,5 @@ async fn acknowledged_changes_survive_sigkill_and_restart() {
     assert!(!acknowledged
         .pins
         .contains_key(created["id"].as_str().unwrap()));
-    service.child.kill().unwrap();
-    service.child.wait().unwrap();
+    service.kill();
 }

@@ -2,16 +2,18 @@
 //! file does not grow forever.
 //!
 //! A snapshot holds, per live session, its `created` record and one `joined` record per
-//! client, and per closed or expired session a single `closed` record: the session is
-//! gone, but its id stays retired so it is never handed out again.
+//! client, and per closed or expired session a single `closed` record with its close time:
+//! the session is gone, but its id stays retired so it is never handed out again, and its
+//! close is republished to the broker for as long as its tokens can live.
 //!
 //! The snapshot is written to a temporary file, fsynced, renamed over the journal and the
 //! directory fsynced, so a crash at any point leaves either the old journal or the new one,
 //! never a mix. Start-up compacts after replay; while running, the journal writer compacts
 //! between two batches (see `journal`), where the snapshot may already contain changes
 //! whose records are still queued. Replaying such a record again after the snapshot is
-//! harmless: `created` starts the session over and every later record of that session
-//! follows it in the queue, `joined` of a known client and `closed` change nothing.
+//! harmless: `created` starts a live session over (and never revives a closed one) and
+//! every later record of that session follows it in the queue, `joined` of a known client
+//! and `closed` change nothing.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -20,7 +22,7 @@ use std::path::Path;
 use dashmap::DashMap;
 
 use super::journal::JOURNAL_FILE_NAME;
-use super::record::{ClosedRecord, JoinedRecord, Record};
+use super::record::{JoinedRecord, Record, JOURNAL_HEADER};
 use super::{io_error, Slot, StoreError};
 use crate::domain::SessionId;
 
@@ -52,12 +54,13 @@ pub(crate) fn snapshot_len(sessions: &DashMap<SessionId, Slot>, now: u64) -> usi
         .sum()
 }
 
-/// The snapshot of `sessions` at `now`, framed, and its number of records.
+/// The snapshot of `sessions` at `now`, framed after the journal header, and its number
+/// of records.
 pub(crate) fn encode_snapshot(
     sessions: &DashMap<SessionId, Slot>,
     now: u64,
 ) -> Result<(Vec<u8>, usize), StoreError> {
-    let mut bytes = Vec::new();
+    let mut bytes = JOURNAL_HEADER.to_vec();
     let mut records = 0;
     for entry in sessions.iter() {
         for record in entry.value().snapshot(entry.key(), now) {
@@ -75,9 +78,11 @@ pub(crate) fn encode_snapshot(
 pub(crate) fn write_snapshot(data_dir: &Path, snapshot: &[u8]) -> Result<File, StoreError> {
     let temporary = data_dir.join(COMPACTION_FILE_NAME);
     let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
-    file.write_all(snapshot)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("write", &temporary))?;
+    if let Err(error) = file.write_all(snapshot).and_then(|()| file.sync_all()) {
+        // A half-written copy only takes space (a full disk is the usual cause).
+        let _ = fs::remove_file(&temporary);
+        return Err(io_error("write", &temporary)(error));
+    }
     Ok(file)
 }
 
@@ -116,7 +121,8 @@ impl Slot {
                     }))
                     .collect()
             }
-            _ => vec![Record::Closed(ClosedRecord { id: id.clone() })],
+            Slot::Live(session) => vec![Record::Closed(session.retire(now).record(id))],
+            Slot::Retired(retired) => vec![Record::Closed(retired.record(id))],
         }
     }
 }

@@ -14,18 +14,25 @@
 //! exceed the live state by far, it compacts between two batches (see `compaction`).
 //! Nothing is appended meanwhile, so no record can fall between snapshot and rename.
 //!
-//! A failed write or fsync leaves the file in an unknown state, and retrying fsync after a
-//! failure may report success for data that never reached the disk. So the first failure
-//! is final: the writer refuses every later change and the store stops accepting changes
-//! (fail-stop) until the process restarts and recovery reads what really is on disk.
+//! A failed write or fsync (a full disk, above all) fails its whole batch: no waiter of it
+//! hears "done", and the store takes those changes back out of memory. The file may then
+//! hold part of the batch, and a retried fsync may report success for pages that never
+//! reached the disk, so the writer never builds on that state: it cuts the file back to
+//! the length it had after the last successful fsync, and only once that worked and a
+//! later write and fsync succeed does it call the journal healthy again. While it is
+//! faulted ([`Journal::fault`], shown on `/healthz`), it probes every
+//! [`PROBE_INTERVAL`] whether the disk takes writes again, and every change submitted is
+//! tried for real, so the store recovers by itself once space is freed.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use dashmap::DashMap;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{compaction, unix_now, Slot, StoreError};
@@ -36,6 +43,12 @@ pub const JOURNAL_FILE_NAME: &str = "sessions.journal";
 
 /// Upper bound on frames per fsync, so one batch cannot hold its first waiter for long.
 const MAX_BATCH_FRAMES: usize = 4096;
+/// While writes fail, how often the writer checks whether the disk takes them again.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// The file the probe writes (and removes again) in the data directory.
+const PROBE_FILE_NAME: &str = "sessions.journal.probe";
+/// Bytes the probe writes: about one batch of records.
+const PROBE_BYTES: usize = 16 * 1024;
 
 /// Counters of the writer; `fsyncs / records` is what group commit saves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +63,14 @@ struct Counters {
     records: AtomicU64,
     fsyncs: AtomicU64,
     compactions: AtomicU64,
+    /// Why writes fail right now; `None` while the journal is healthy.
+    fault: Mutex<Option<String>>,
+}
+
+impl Counters {
+    fn set_fault(&self, fault: Option<String>) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+    }
 }
 
 enum Command {
@@ -85,9 +106,11 @@ impl PendingWrite {
 
 impl Journal {
     /// Starts the writer thread on `file`, the journal in `data_dir` opened for appending,
-    /// which holds `records_in_file` records; `sessions` is what a compaction snapshots.
+    /// which holds `records_in_file` records in `file_len` bytes; `sessions` is what a
+    /// compaction snapshots.
     pub(crate) fn start(
         file: File,
+        file_len: u64,
         data_dir: PathBuf,
         sessions: Arc<DashMap<SessionId, Slot>>,
         records_in_file: usize,
@@ -99,6 +122,8 @@ impl Journal {
             data_dir,
             counters: Arc::clone(&counters),
             failure: None,
+            durable_len: file_len,
+            dir_unsynced: false,
             sessions,
             records_in_file,
             next_compaction_check: compaction::next_check_after(records_in_file),
@@ -140,6 +165,15 @@ impl Journal {
         }
     }
 
+    /// Why changes are refused right now, if they are.
+    pub(crate) fn fault(&self) -> Option<String> {
+        self.counters
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn stats(&self) -> JournalStats {
         JournalStats {
             records: self.counters.records.load(Ordering::Relaxed),
@@ -153,7 +187,13 @@ struct Writer {
     file: File,
     data_dir: PathBuf,
     counters: Arc<Counters>,
+    /// Why the last write failed; cleared by the next write that succeeds.
     failure: Option<String>,
+    /// Length of the file after the last successful fsync: everything up to here is
+    /// durable, anything after it is the remains of a failed batch.
+    durable_len: u64,
+    /// A compaction's rename is not known to be durable yet.
+    dir_unsynced: bool,
     sessions: Arc<DashMap<SessionId, Slot>>,
     records_in_file: usize,
     /// Counting the live state costs a pass over all sessions, so it is only done when
@@ -165,7 +205,23 @@ impl Writer {
     fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut batch = Vec::with_capacity(64 * 1024);
         let mut waiters = Vec::new();
-        while let Some(first) = commands.blocking_recv() {
+        loop {
+            let first = if self.failure.is_some() {
+                match commands.try_recv() {
+                    Ok(command) => command,
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(PROBE_INTERVAL);
+                        self.probe();
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match commands.blocking_recv() {
+                    Some(command) => command,
+                    None => return,
+                }
+            };
             let mut shutdown = None;
             let mut frames = 0;
             let mut next = Some(first);
@@ -216,15 +272,17 @@ impl Writer {
         }
         let written =
             compaction::encode_snapshot(&self.sessions, now).and_then(|(bytes, records)| {
-                compaction::write_snapshot(&self.data_dir, &bytes).map(|file| (file, records))
+                compaction::write_snapshot(&self.data_dir, &bytes)
+                    .map(|file| (file, records, bytes.len() as u64))
             });
-        let (file, records) = match written.and_then(|(file, records)| {
+        let (file, records, snapshot_len) = match written.and_then(|(file, records, len)| {
             compaction::install_snapshot(&self.data_dir)?;
-            Ok((file, records))
+            Ok((file, records, len))
         }) {
             Ok(installed) => installed,
             Err(error) => {
-                // Nothing was renamed: the old journal is complete and stays in use.
+                // Nothing was renamed (or the rename failed): the old journal is complete
+                // and stays in use.
                 tracing::warn!(%error, "session journal compaction failed; keeping the uncompacted journal");
                 self.next_compaction_check = compaction::next_check_after(self.records_in_file);
                 return;
@@ -236,36 +294,94 @@ impl Writer {
             "compacted the session journal"
         );
         self.file = file;
+        self.durable_len = snapshot_len;
         self.records_in_file = records;
         self.next_compaction_check = compaction::next_check_after(records);
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = compaction::sync_dir(&self.data_dir) {
-            // Which of the two files a crash would leave is now unknown.
-            let message = format!("compacting the session journal: {error}");
-            tracing::error!(error = %message, "refusing further changes until restart");
-            self.failure = Some(message);
+            // Which of the two files a crash would leave is unknown until this works.
+            self.dir_unsynced = true;
+            self.fail(format!("compacting the session journal: {error}"));
         }
     }
 
-    fn commit(&mut self, batch: &[u8]) -> Result<(), String> {
-        if let Some(failure) = &self.failure {
-            return Err(failure.clone());
+    /// Records a write failure: refused changes and an unhealthy store until it heals.
+    fn fail(&mut self, message: String) {
+        if self.failure.is_none() {
+            tracing::error!(error = %message, "session journal write failed; refusing changes until the disk takes writes again");
         }
+        self.counters.set_fault(Some(message.clone()));
+        self.failure = Some(message);
+    }
+
+    /// Cuts the remains of failed batches off and finishes a compaction's rename.
+    fn heal(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.durable_len)?;
+        self.file.sync_all()?;
+        if self.dir_unsynced {
+            File::open(&self.data_dir).and_then(|dir| dir.sync_all())?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// While faulted: does the disk take a write and an fsync again?
+    fn probe(&mut self) {
+        let path = self.data_dir.join(PROBE_FILE_NAME);
+        let written = self.heal().and_then(|()| {
+            let mut file = File::create(&path)?;
+            file.write_all(&[0; PROBE_BYTES])?;
+            file.sync_all()
+        });
+        // The probe file is only ever a probe; a leftover is harmless and overwritten.
+        let _ = std::fs::remove_file(&path);
+        if written.is_ok() {
+            self.recovered();
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failure.take().is_some() {
+            tracing::info!("session journal writes work again; accepting changes");
+        }
+        self.counters.set_fault(None);
+    }
+
+    fn commit(&mut self, batch: &[u8]) -> Result<(), String> {
         if batch.is_empty() {
-            // Only barriers: everything before them was synced by an earlier batch.
-            return Ok(());
+            // Only barriers: everything before them was synced by an earlier batch, unless
+            // that batch failed.
+            return match &self.failure {
+                Some(failure) => Err(failure.clone()),
+                None => Ok(()),
+            };
+        }
+        let path = self.data_dir.join(JOURNAL_FILE_NAME);
+        if self.failure.is_some() {
+            if let Err(error) = self.heal() {
+                let message = format!("repairing {} after a failed write: {error}", path.display());
+                self.fail(message.clone());
+                return Err(message);
+            }
         }
         let result = self.file.write_all(batch).and_then(|()| {
             self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.file.sync_data()
         });
-        result.map_err(|error| {
-            let path = self.data_dir.join(JOURNAL_FILE_NAME);
-            let message = format!("writing {}: {error}", path.display());
-            tracing::error!(error = %message, "session journal write failed; refusing further changes until restart");
-            self.failure = Some(message.clone());
-            message
-        })
+        match result {
+            Ok(()) => {
+                self.durable_len += batch.len() as u64;
+                self.recovered();
+                Ok(())
+            }
+            Err(error) => {
+                let message = format!("writing {}: {error}", path.display());
+                self.fail(message.clone());
+                // Cut the failed batch off now if the disk lets us; else before the next.
+                let _ = self.heal();
+                Err(message)
+            }
+        }
     }
 }
 
@@ -283,7 +399,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        Journal::start(file, dir.to_owned(), Arc::default(), 0).unwrap()
+        Journal::start(file, 0, dir.to_owned(), Arc::default(), 0).unwrap()
     }
 
     fn frame(n: usize) -> Vec<u8> {
@@ -337,13 +453,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_write_failure_is_final() {
+    async fn a_failed_write_is_never_acknowledged_and_the_fault_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(JOURNAL_FILE_NAME);
         std::fs::write(&path, b"").unwrap();
         // A read-only handle makes every write fail, as a broken disk would.
         let read_only = std::fs::File::open(&path).unwrap();
-        let journal = Journal::start(read_only, dir.path().to_owned(), Arc::default(), 0).unwrap();
+        let journal =
+            Journal::start(read_only, 0, dir.path().to_owned(), Arc::default(), 0).unwrap();
+        assert_eq!(journal.fault(), None);
         assert!(matches!(
             journal.submit(frame(1)).durable().await,
             Err(StoreError::JournalFailed(_))
@@ -357,5 +475,8 @@ mod tests {
             Err(StoreError::JournalFailed(_))
         ));
         assert_eq!(journal.stats().fsyncs, 0);
+        assert!(journal
+            .fault()
+            .is_some_and(|fault| fault.contains(JOURNAL_FILE_NAME)));
     }
 }

@@ -8,8 +8,12 @@
 //! record is fsynced. Concurrent changes share fsyncs through the journal's group commit.
 //!
 //! PINs are kept as argon2id hashes plus a per-process keyed fast check; see [`pin_check`]
-//! for why. Start-up replays the journal ([`recovery`]): a damaged tail is cut off and
-//! reported, never fatal, and history much larger than the live state is compacted away.
+//! for why. Start-up replays the journal ([`recovery`]): a torn tail is cut off, a damaged
+//! frame is skipped on the safe side (a lost close still closes, every id stays reserved)
+//! and reported, and history much larger than the live state is compacted away.
+//!
+//! Closed sessions keep their close time, so the broker link can republish every close
+//! whose tokens may still be alive ([`SessionStore::revocations`]) after any restart.
 //!
 //! Time is passed in (`now`, seconds since the epoch) rather than read here, so expiry is
 //! testable; only start-up reads the clock, to drop sessions that expired while down.
@@ -44,13 +48,16 @@ const ID_SPACE_FILL_LIMIT_PERCENT: u128 = 90;
 /// Random draws per `create` before giving up on finding a free id.
 const ID_ATTEMPTS: usize = 64;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Digits of a generated session id (1–32).
     pub id_length: usize,
     /// Digits of a generated PIN (3–32).
     pub pin_length: usize,
+    /// The operator accepts the loss of the undecidable damaged journal range starting at
+    /// this byte offset (see `recovery`): every session live there is closed to be safe.
+    pub repair_journal_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,9 +107,22 @@ pub struct RecoveryReport {
     pub sessions: usize,
     /// Intact records replayed.
     pub records: usize,
-    /// Bytes of damaged tail cut off the journal.
+    /// Bytes of torn tail (an append cut short by a crash) cut off the journal.
     pub discarded_tail_bytes: u64,
+    /// Damaged byte ranges that recovery skipped, in file order.
+    pub skipped: Vec<SkippedRange>,
     pub elapsed: Duration,
+}
+
+/// A damaged part of the journal that recovery skipped, and what it did about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedRange {
+    /// Byte offset of the first damaged byte in the journal file.
+    pub offset: u64,
+    /// Number of bytes skipped.
+    pub len: u64,
+    /// What was wrong and what recovery concluded.
+    pub detail: String,
 }
 
 /// Counters for tests, metrics and benchmarks.
@@ -123,8 +143,31 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the session journal failed, so changes are refused until restart: {0}")]
+    #[error("the session journal cannot be written right now, so changes are refused: {0}")]
     JournalFailed(String),
+    #[error(
+        "the session journal {} holds a record at byte {offset} whose checksums match but whose content this version does not understand ({detail}); refusing to start rather than lose it. Run a session-manager version that wrote it, or restore the data directory from a backup",
+        path.display()
+    )]
+    UndecodableRecord {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    #[error(
+        "the session journal {} is damaged at bytes {offset}..{end} and the damaged part may have held a close, so starting could revive a closed session; after checking the disk, start once with `--repair-journal-at {offset}` (ISM_REPAIR_JOURNAL_AT={offset}) to close every session that was open at that point and go on",
+        path.display()
+    )]
+    UndecidableDamage {
+        path: PathBuf,
+        offset: u64,
+        end: u64,
+    },
+    #[error(
+        "the session journal {} is in an unknown format (first line {first_line:?})",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf, first_line: String },
     #[error("the session store is shut down")]
     JournalClosed,
     #[error("cannot encode a journal record: {0}")]
@@ -159,7 +202,41 @@ pub enum JoinError {
 /// `now`) or retired, an id that was used once and is never handed out again.
 pub(crate) enum Slot {
     Live(Box<LiveSession>),
-    Retired,
+    Retired(Retired),
+}
+
+/// A closed or expired session: what the broker must know to refuse its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retired {
+    /// When it was closed (for an expired session: its end).
+    pub(crate) closed_at: u64,
+    /// Its own end, if it had one.
+    pub(crate) session_end: Option<u64>,
+}
+
+impl Retired {
+    /// Until when tokens of this session must be refused, given the token lifetime: a
+    /// token minted just before the close lives `token_ttl_secs`, never past the session's
+    /// end.
+    pub(crate) fn refuse_until(&self, token_ttl_secs: u64) -> u64 {
+        let until = self.closed_at.saturating_add(token_ttl_secs);
+        self.session_end.map_or(until, |end| until.min(end))
+    }
+
+    pub(crate) fn record(&self, id: &SessionId) -> ClosedRecord {
+        ClosedRecord {
+            id: id.clone(),
+            closed_at: Some(self.closed_at),
+            session_end: self.session_end,
+        }
+    }
+}
+
+/// A closed session whose tokens may still be alive, and until when they must be refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub id: SessionId,
+    pub until: u64,
 }
 
 pub(crate) struct LiveSession {
@@ -204,6 +281,14 @@ impl LiveSession {
         self.expires_at.is_none_or(|expires_at| now < expires_at)
     }
 
+    /// This session as retired: closed at `closed_at`, or at its end if that came first.
+    fn retire(&self, closed_at: u64) -> Retired {
+        Retired {
+            closed_at: self.expires_at.map_or(closed_at, |end| closed_at.min(end)),
+            session_end: self.expires_at,
+        }
+    }
+
     fn info(&self, id: &SessionId) -> SessionInfo {
         SessionInfo {
             id: id.clone(),
@@ -237,6 +322,10 @@ struct Inner {
     ordered: RwLock<BTreeSet<SessionId>>,
     journal: Journal,
     pins: PinChecker,
+    /// Damage the start-up recovery skipped, for `/healthz`.
+    skipped: Vec<SkippedRange>,
+    /// Bytes of torn tail the start-up recovery cut off, for `/healthz`.
+    torn_tail_bytes: u64,
 }
 
 impl SessionStore {
@@ -246,13 +335,16 @@ impl SessionStore {
         SessionId::generate(config.id_length)?;
         Pin::generate(config.pin_length)?;
         let data_dir = config.data_dir.clone();
-        let recovered =
-            tokio::task::spawn_blocking(move || recovery::recover(&data_dir, unix_now()))
-                .await
-                .map_err(|error| StoreError::Task(error.to_string()))??;
+        let repair_at = config.repair_journal_at;
+        let recovered = tokio::task::spawn_blocking(move || {
+            recovery::recover(&data_dir, unix_now(), repair_at)
+        })
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))??;
         let sessions = Arc::new(recovered.sessions);
         let journal = Journal::start(
             recovered.journal_file,
+            recovered.journal_len,
             config.data_dir.clone(),
             Arc::clone(&sessions),
             recovered.journal_records,
@@ -262,6 +354,7 @@ impl SessionStore {
             sessions = report.sessions,
             records = report.records,
             discarded_tail_bytes = report.discarded_tail_bytes,
+            skipped_ranges = report.skipped.len(),
             elapsed_ms = report.elapsed.as_millis() as u64,
             data_dir = %config.data_dir.display(),
             "session store recovered"
@@ -273,6 +366,8 @@ impl SessionStore {
                 ordered: RwLock::new(recovered.ordered),
                 journal,
                 pins: PinChecker::new(),
+                skipped: report.skipped.clone(),
+                torn_tail_bytes: report.discarded_tail_bytes,
             }),
         };
         Ok((store, report))
@@ -398,10 +493,14 @@ impl SessionStore {
                 Slot::Live(session) if session.is_live(now) => {}
                 _ => return Ok(false),
             }
-            let frame = Record::Closed(ClosedRecord { id: id.clone() })
+            let retired = match slot.value() {
+                Slot::Live(session) => session.retire(now),
+                Slot::Retired(retired) => *retired,
+            };
+            let frame = Record::Closed(retired.record(id))
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
-            let session = std::mem::replace(slot.value_mut(), Slot::Retired);
+            let session = std::mem::replace(slot.value_mut(), Slot::Retired(retired));
             (session, inner.journal.submit(frame))
         };
         inner.ordered_write().remove(id);
@@ -514,6 +613,54 @@ impl SessionStore {
             },
             _ => Err(JoinError::InvalidCredentials),
         }
+    }
+
+    /// Every closed session whose tokens may still be alive at `now`, with the time until
+    /// which they must be refused. Expired sessions need none: no token outlives them.
+    pub fn revocations(&self, token_ttl_secs: u64, now: u64) -> Vec<Revocation> {
+        self.inner
+            .sessions
+            .iter()
+            .filter_map(|entry| match entry.value() {
+                Slot::Retired(retired) => {
+                    let until = retired.refuse_until(token_ttl_secs);
+                    (until > now).then(|| Revocation {
+                        id: entry.key().clone(),
+                        until,
+                    })
+                }
+                Slot::Live(_) => None,
+            })
+            .collect()
+    }
+
+    /// The revocation of one closed session, if its tokens may still be alive at `now`.
+    pub fn revocation(&self, id: &SessionId, token_ttl_secs: u64, now: u64) -> Option<Revocation> {
+        match self.inner.sessions.get(id)?.value() {
+            Slot::Retired(retired) => {
+                let until = retired.refuse_until(token_ttl_secs);
+                (until > now).then(|| Revocation {
+                    id: id.clone(),
+                    until,
+                })
+            }
+            Slot::Live(_) => None,
+        }
+    }
+
+    /// The damaged journal ranges this process's start-up skipped.
+    pub fn skipped_ranges(&self) -> &[SkippedRange] {
+        &self.inner.skipped
+    }
+
+    /// Bytes of torn tail (an append cut short by a crash) this process's start-up cut off.
+    pub fn torn_tail_bytes(&self) -> u64 {
+        self.inner.torn_tail_bytes
+    }
+
+    /// Why changes are refused right now (the journal cannot be written), if they are.
+    pub fn write_fault(&self) -> Option<String> {
+        self.inner.journal.fault()
     }
 
     /// Flushes everything queued and stops the journal writer; later changes fail with

@@ -1,22 +1,38 @@
-//! Start-up of the store: replay the journal into memory, cut off a damaged tail, and
-//! compact the file when it holds much more history than live state.
+//! Start-up of the store: replay the journal into memory, skip damage on the safe side,
+//! and compact the file when it holds much more history than live state (or damage, or
+//! an older format).
 //!
 //! Replay is deliberately cheap, because it stands between a restart and a working
 //! service: the file is read in one piece, each frame is checked and decoded straight from
 //! that buffer, and nothing expensive (argon2 above all) runs per record. PIN hashes are
 //! only carried over; the first join of each session verifies against them later.
 //!
-//! A damaged tail — a torn last append after a crash, a flipped bit, garbage — is never a
-//! reason to refuse to start: everything before the first bad frame is kept, the rest is
-//! reported (log line with the byte offset, [`RecoveryReport::discarded_tail_bytes`]) and
-//! truncated away so new records do not land behind it.
+//! What damage means, and what recovery does about it:
 //!
-//! After replay, a journal holding much more history than live state is compacted (see
-//! `compaction`).
+//! - a **torn tail** (the file ends inside a frame, or damage with no intact frame after
+//!   it): what a crash in the middle of an append leaves, never acknowledged. Cut off and
+//!   reported. (Bit rot in the very last frame's key looks the same and is treated alike:
+//!   the one case where a damaged close can go unnoticed.)
+//! - a frame whose **body** is damaged but whose key is intact: recovery knows what was
+//!   lost and stays on the safe side: a lost close still closes the session (at recovery
+//!   time, so its tokens stay refused longest), a lost create still reserves its id and
+//!   counts as closed, a lost join just loses that client's entry. Skipped and reported.
+//! - a frame whose **key** is damaged: what it was is unknown. Recovery resynchronises at
+//!   the next intact frame but refuses to start ([`StoreError::UndecidableDamage`]), since
+//!   the lost frame may have been a close; the operator restarts with
+//!   `--repair-journal-at <offset>`, which closes every session open at that point and
+//!   reserves every session id still readable in the damaged bytes.
+//! - a frame whose checksums match but whose content does not decode: written by another
+//!   version, or a bug; refusing to start ([`StoreError::UndecodableRecord`]) loses nothing.
+//!
+//! Every skipped range is logged and listed in [`RecoveryReport::skipped`] (the admin
+//! `/healthz` shows them). After damage, the file is rewritten as a snapshot so the next
+//! start reads clean; when that cannot be written (full disk), the service still starts
+//! on the old file, and the next start decides the same again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -24,9 +40,15 @@ use dashmap::DashMap;
 
 use super::compaction::{self, COMPACTION_FILE_NAME};
 use super::journal::JOURNAL_FILE_NAME;
-use super::record::{decode_frame, ClosedRecord, JoinedRecord, Record};
-use super::{io_error, LiveSession, RecoveryReport, Slot, StoreError};
+use super::record::{
+    decode_frame, decode_v1_frame, ClosedRecord, FrameDefect, JoinedRecord, Record, RecordKind,
+    JOURNAL_HEADER,
+};
+use super::{io_error, LiveSession, RecoveryReport, Retired, SkippedRange, Slot, StoreError};
 use crate::domain::SessionId;
+
+/// What every journal format's first line starts with.
+const HEADER_PREFIX: &[u8] = b"ism-session-journal ";
 
 pub(crate) struct Recovered {
     pub(crate) sessions: DashMap<SessionId, Slot>,
@@ -34,10 +56,33 @@ pub(crate) struct Recovered {
     pub(crate) journal_file: File,
     /// Records in the journal file as it is now (after any compaction).
     pub(crate) journal_records: usize,
+    /// Length of the journal file as it is now.
+    pub(crate) journal_len: u64,
     pub(crate) report: RecoveryReport,
 }
 
-pub(crate) fn recover(data_dir: &Path, now: u64) -> Result<Recovered, StoreError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `<crc32> <JSON>` lines, no header.
+    V1,
+    /// The current format, after [`JOURNAL_HEADER`].
+    V2,
+}
+
+/// The replayed history, before it is turned into the store's maps.
+struct Replay {
+    sessions: HashMap<SessionId, Slot>,
+    records: usize,
+    skipped: Vec<SkippedRange>,
+    /// Where the intact part ends; everything after is a torn tail.
+    intact_len: usize,
+}
+
+pub(crate) fn recover(
+    data_dir: &Path,
+    now: u64,
+    repair_at: Option<u64>,
+) -> Result<Recovered, StoreError> {
     let started = Instant::now();
     fs::create_dir_all(data_dir).map_err(io_error("create the data directory", data_dir))?;
     let journal_path = data_dir.join(JOURNAL_FILE_NAME);
@@ -51,71 +96,92 @@ pub(crate) fn recover(data_dir: &Path, now: u64) -> Result<Recovered, StoreError
         Err(error) => return Err(io_error("remove", &compaction_path)(error)),
     }
 
-    let (bytes, journal_existed) = match fs::read(&journal_path) {
-        Ok(bytes) => (bytes, true),
-        Err(error) if error.kind() == ErrorKind::NotFound => (Vec::new(), false),
+    let bytes = match fs::read(&journal_path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == ErrorKind::NotFound => Vec::new(),
         Err(error) => return Err(io_error("read", &journal_path)(error)),
     };
+    let (format, start) = if bytes.starts_with(JOURNAL_HEADER) {
+        (Format::V2, JOURNAL_HEADER.len())
+    } else if bytes.starts_with(HEADER_PREFIX) {
+        let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        return Err(StoreError::UnknownFormat {
+            path: journal_path,
+            first_line: String::from_utf8_lossy(first_line).into_owned(),
+        });
+    } else if bytes.is_empty() || JOURNAL_HEADER.starts_with(&bytes) {
+        // New, or a header cut short by a crash at the very first start.
+        (Format::V2, bytes.len())
+    } else {
+        (Format::V1, 0)
+    };
 
-    let mut sessions = HashMap::new();
-    let mut records = 0;
-    let mut intact_len = 0;
-    while intact_len < bytes.len() {
-        match decode_frame(&bytes[intact_len..]) {
-            Ok((record, frame_len)) => {
-                apply(&mut sessions, record);
-                records += 1;
-                intact_len += frame_len;
-            }
-            Err(defect) => {
-                tracing::warn!(
-                    path = %journal_path.display(),
-                    offset = intact_len,
-                    discarded_bytes = bytes.len() - intact_len,
-                    defect = defect.describe(),
-                    "session journal has a damaged tail; keeping the intact part before the offset and discarding the rest"
-                );
-                break;
-            }
-        }
-    }
+    let replay = replay(&bytes, start, format, now, repair_at, &journal_path)?;
+    let Replay {
+        sessions,
+        records,
+        skipped,
+        intact_len,
+    } = replay;
     let discarded_tail_bytes = (bytes.len() - intact_len) as u64;
     drop(bytes);
     if discarded_tail_bytes > 0 {
+        tracing::warn!(
+            path = %journal_path.display(),
+            offset = intact_len,
+            discarded_bytes = discarded_tail_bytes,
+            "session journal ends in a torn append (cut short by a crash, never acknowledged); cutting it off"
+        );
         truncate(&journal_path, intact_len as u64)?;
+    }
+    for range in &skipped {
+        tracing::error!(
+            path = %journal_path.display(),
+            offset = range.offset,
+            len = range.len,
+            detail = %range.detail,
+            "session journal damage skipped"
+        );
     }
 
     // Expired sessions are over for good; keep only their ids (never to be reused).
+    let mut sessions = sessions;
     for slot in sessions.values_mut() {
-        if matches!(slot, Slot::Live(session) if !session.is_live(now)) {
-            *slot = Slot::Retired;
+        if let Slot::Live(session) = slot {
+            if !session.is_live(now) {
+                *slot = Slot::Retired(session.retire(now));
+            }
         }
     }
 
     let sessions: DashMap<SessionId, Slot> = sessions.into_iter().collect();
     let snapshot_records = compaction::snapshot_len(&sessions, now);
-    let (journal_file, journal_records) = if compaction::worth_compacting(records, snapshot_records)
-    {
-        let (snapshot, snapshot_records) = compaction::encode_snapshot(&sessions, now)?;
-        let file = compaction::write_snapshot(data_dir, &snapshot)?;
-        compaction::install_snapshot(data_dir)?;
-        compaction::sync_dir(data_dir)?;
-        tracing::info!(
-            records_before = records,
-            records_after = snapshot_records,
-            "compacted the session journal"
-        );
-        (file, snapshot_records)
-    } else {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(io_error("open", &journal_path))?;
-        if !journal_existed {
-            compaction::sync_dir(data_dir)?;
+    let must_rewrite = format == Format::V1 || !skipped.is_empty();
+    let mut journal = None;
+    if must_rewrite || compaction::worth_compacting(records, snapshot_records) {
+        match compact(data_dir, &sessions, now) {
+            Ok((file, records_after, len)) => {
+                tracing::info!(
+                    records_before = records,
+                    records_after,
+                    "rewrote the session journal as a snapshot"
+                );
+                journal = Some((file, records_after, len));
+            }
+            Err(error) if format == Format::V1 => {
+                return Err(StoreError::JournalFailed(format!(
+                    "cannot rewrite the journal in the current format: {error}"
+                )))
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot compact the session journal at start-up; going on with the existing file"
+            ),
         }
-        (file, records)
+    }
+    let (journal_file, journal_records, journal_len) = match journal {
+        Some(journal) => journal,
+        None => open_for_append(data_dir, &journal_path, intact_len, records)?,
     };
 
     let ordered: BTreeSet<SessionId> = sessions
@@ -127,6 +193,7 @@ pub(crate) fn recover(data_dir: &Path, now: u64) -> Result<Recovered, StoreError
         sessions: ordered.len(),
         records,
         discarded_tail_bytes,
+        skipped,
         elapsed: started.elapsed(),
     };
     Ok(Recovered {
@@ -134,19 +201,147 @@ pub(crate) fn recover(data_dir: &Path, now: u64) -> Result<Recovered, StoreError
         ordered,
         journal_file,
         journal_records,
+        journal_len,
         report,
     })
 }
 
-fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record) {
+fn replay(
+    bytes: &[u8],
+    start: usize,
+    format: Format,
+    now: u64,
+    repair_at: Option<u64>,
+    path: &Path,
+) -> Result<Replay, StoreError> {
+    let decode = |at: usize| match format {
+        Format::V1 => decode_v1_frame(&bytes[at..]),
+        Format::V2 => decode_frame(&bytes[at..]),
+    };
+    let mut sessions = HashMap::new();
+    let mut records = 0;
+    let mut skipped = Vec::new();
+    let mut pos = start;
+    while pos < bytes.len() {
+        let defect = match decode(pos) {
+            Ok((record, frame_len)) => {
+                apply(&mut sessions, record, now);
+                records += 1;
+                pos += frame_len;
+                continue;
+            }
+            Err(defect) => defect,
+        };
+        let end = match &defect {
+            FrameDefect::Torn => return Ok(torn(sessions, records, skipped, pos)),
+            FrameDefect::Undecodable => {
+                return Err(StoreError::UndecodableRecord {
+                    path: path.to_owned(),
+                    offset: pos as u64,
+                    detail: defect.describe().to_owned(),
+                })
+            }
+            // The key says where the frame ends: if a frame starts right there (or the
+            // file ends), exactly this frame was damaged.
+            FrameDefect::DamagedBody { len, .. }
+                if pos + len >= bytes.len()
+                    || !matches!(decode(pos + len), Err(FrameDefect::DamagedKey)) =>
+            {
+                (pos + len).min(bytes.len())
+            }
+            FrameDefect::DamagedBody { .. } | FrameDefect::DamagedKey => {
+                match resync(bytes, pos, &decode) {
+                    Some(next) => next,
+                    // No intact frame up to the end of the file: what a crash in the
+                    // middle of an append (never acknowledged) leaves.
+                    None => return Ok(torn(sessions, records, skipped, pos)),
+                }
+            }
+        };
+        let range = |detail: String| SkippedRange {
+            offset: pos as u64,
+            len: (end - pos) as u64,
+            detail,
+        };
+        let description = defect.describe();
+        match defect {
+            FrameDefect::DamagedBody { kind, id, len } if (pos + len).min(bytes.len()) == end => {
+                let detail = lose(&mut sessions, kind, id, now);
+                skipped.push(range(format!("{description}; {detail}")));
+            }
+            _ if repair_at == Some(pos as u64) => {
+                let detail = repair(&mut sessions, &bytes[pos..end], now);
+                skipped.push(range(format!(
+                    "unreadable records (repaired with --repair-journal-at {pos}); {detail}"
+                )));
+            }
+            _ => {
+                return Err(StoreError::UndecidableDamage {
+                    path: path.to_owned(),
+                    offset: pos as u64,
+                    end: end as u64,
+                })
+            }
+        }
+        pos = end;
+    }
+    Ok(Replay {
+        sessions,
+        records,
+        skipped,
+        intact_len: bytes.len(),
+    })
+}
+
+fn torn(
+    sessions: HashMap<SessionId, Slot>,
+    records: usize,
+    skipped: Vec<SkippedRange>,
+    at: usize,
+) -> Replay {
+    Replay {
+        sessions,
+        records,
+        skipped,
+        intact_len: at,
+    }
+}
+
+/// The start of the next line after `damaged` that holds a frame with an intact key.
+fn resync(
+    bytes: &[u8],
+    damaged: usize,
+    decode: &dyn Fn(usize) -> Result<(Record, usize), FrameDefect>,
+) -> Option<usize> {
+    let mut at = damaged;
+    loop {
+        at += 1 + bytes[at..].iter().position(|&b| b == b'\n')?;
+        if at >= bytes.len() {
+            return None;
+        }
+        match decode(at) {
+            Ok(_) | Err(FrameDefect::Undecodable | FrameDefect::DamagedBody { .. }) => {
+                return Some(at)
+            }
+            Err(FrameDefect::Torn | FrameDefect::DamagedKey) => {}
+        }
+    }
+}
+
+fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record, now: u64) {
     match record {
         Record::Created(created) => {
             let id = created.id.clone();
-            if sessions.contains_key(&id) {
-                // Legitimate after a compaction while running (see `compaction`).
-                tracing::debug!(session_id = %id, "journal creates a session id again; the later one wins");
+            match sessions.get(&id) {
+                // A create never revives a closed id (it can only be a replay of a
+                // record already in a snapshot).
+                Some(Slot::Retired(_)) => {
+                    tracing::debug!(session_id = %id, "journal creates a closed session id again; it stays closed");
+                }
+                _ => {
+                    sessions.insert(id, Slot::Live(Box::new(LiveSession::from_record(created))));
+                }
             }
-            sessions.insert(id, Slot::Live(Box::new(LiveSession::from_record(created))));
         }
         Record::Joined(JoinedRecord {
             id,
@@ -157,10 +352,143 @@ fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record) {
                 session.clients.entry(client).or_insert(joined_at);
             }
         }
-        Record::Closed(ClosedRecord { id }) => {
-            sessions.insert(id, Slot::Retired);
+        Record::Closed(ClosedRecord {
+            id,
+            closed_at,
+            session_end,
+        }) => close(sessions, id, closed_at.unwrap_or(now), session_end),
+    }
+}
+
+/// Marks `id` closed at `closed_at`; an earlier close stands.
+fn close(
+    sessions: &mut HashMap<SessionId, Slot>,
+    id: SessionId,
+    closed_at: u64,
+    session_end: Option<u64>,
+) {
+    let retired = match sessions.get(&id) {
+        Some(Slot::Retired(_)) => return,
+        Some(Slot::Live(session)) => session.retire(closed_at),
+        None => Retired {
+            closed_at,
+            session_end,
+        },
+    };
+    sessions.insert(id, Slot::Retired(retired));
+}
+
+/// Stays on the safe side for a lost record whose kind and id are known.
+fn lose(
+    sessions: &mut HashMap<SessionId, Slot>,
+    kind: RecordKind,
+    id: SessionId,
+    now: u64,
+) -> String {
+    match kind {
+        RecordKind::Closed => {
+            let detail = format!("a close of session {id}: the session stays closed");
+            close(sessions, id, now, None);
+            detail
+        }
+        RecordKind::Created => {
+            if sessions.contains_key(&id) {
+                return format!("a repeated create of session {id}: nothing lost");
+            }
+            let detail = format!(
+                "the create of session {id}: its id stays reserved and it counts as closed"
+            );
+            close(sessions, id, now, None);
+            detail
+        }
+        RecordKind::Joined => {
+            format!("a join to session {id}: that client is missing from its list")
         }
     }
+}
+
+/// The operator's repair of an undecidable range: close everything open at this point and
+/// reserve every session id still readable in the damaged bytes.
+fn repair(sessions: &mut HashMap<SessionId, Slot>, damaged: &[u8], now: u64) -> String {
+    let open: Vec<SessionId> = sessions
+        .iter()
+        .filter(|(_, slot)| matches!(slot, Slot::Live(_)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let closed = open.len();
+    for id in open {
+        close(sessions, id, now, None);
+    }
+    let mut reserved = 0;
+    for id in readable_ids(damaged) {
+        if !sessions.contains_key(&id) {
+            close(sessions, id, now, None);
+            reserved += 1;
+        }
+    }
+    format!("closed the {closed} sessions open at this point and reserved {reserved} more ids found in the damaged bytes")
+}
+
+/// Session ids that can still be read in damaged bytes: after `"id":"` and in frame keys.
+fn readable_ids(damaged: &[u8]) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    let text = String::from_utf8_lossy(damaged);
+    for piece in text.split("\"id\":\"").skip(1) {
+        if let Some(id) = piece
+            .split('"')
+            .next()
+            .and_then(|id| SessionId::parse(id).ok())
+        {
+            ids.push(id);
+        }
+    }
+    for line in text.split('\n') {
+        let mut fields = line.split(' ');
+        if let (Some("c" | "j" | "x"), Some(id)) = (fields.next(), fields.next()) {
+            if let Ok(id) = SessionId::parse(id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// Rewrites the journal as a snapshot of `sessions`; the new file, its records and length.
+fn compact(
+    data_dir: &Path,
+    sessions: &DashMap<SessionId, Slot>,
+    now: u64,
+) -> Result<(File, usize, u64), StoreError> {
+    let (snapshot, records) = compaction::encode_snapshot(sessions, now)?;
+    let file = compaction::write_snapshot(data_dir, &snapshot)?;
+    compaction::install_snapshot(data_dir)?;
+    compaction::sync_dir(data_dir)?;
+    Ok((file, records, snapshot.len() as u64))
+}
+
+/// Opens the existing journal for appending (writing the header into a new one).
+fn open_for_append(
+    data_dir: &Path,
+    path: &Path,
+    intact_len: usize,
+    records: usize,
+) -> Result<(File, usize, u64), StoreError> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_error("open", path))?;
+    let mut len = intact_len as u64;
+    if intact_len < JOURNAL_HEADER.len() {
+        // New (or its header was cut short): start it with the header.
+        file.set_len(0)
+            .and_then(|()| file.write_all(JOURNAL_HEADER))
+            .and_then(|()| file.sync_all())
+            .map_err(io_error("write the header of", path))?;
+        compaction::sync_dir(data_dir)?;
+        len = JOURNAL_HEADER.len() as u64;
+    }
+    Ok((file, records, len))
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ fn config(dir: &Path) -> StoreConfig {
         data_dir: dir.to_owned(),
         id_length: 6,
         pin_length: 6,
+        repair_journal_at: None,
     }
 }
 
@@ -441,6 +442,7 @@ async fn retired_ids_are_never_reused_and_a_full_id_space_is_a_clear_error() {
         data_dir: dir.path().to_owned(),
         id_length: 1,
         pin_length: 3,
+        repair_journal_at: None,
     };
     let (store, _) = SessionStore::open(tiny.clone()).await.unwrap();
     // 9 one-digit ids exist; creation stops once 90 % of them are used or retired.
@@ -477,6 +479,7 @@ async fn impossible_lengths_are_refused_at_open() {
             data_dir: dir.path().to_owned(),
             id_length,
             pin_length,
+            repair_journal_at: None,
         })
         .await;
         assert!(matches!(result, Err(StoreError::Config(_))));
@@ -489,7 +492,7 @@ async fn impossible_lengths_are_refused_at_open() {
 async fn three_sessions(dir: &Path) -> (Vec<CreatedSession>, Vec<u64>) {
     let (store, _) = open(dir).await;
     let mut created = Vec::new();
-    let mut offsets = vec![0];
+    let mut offsets = vec![journal_len(dir)];
     for _ in 0..3 {
         created.push(create(&store, NewSession::default()).await);
         offsets.push(journal_len(dir));
@@ -574,21 +577,193 @@ async fn truncated_mid_record_keeps_the_intact_prefix() {
     );
 }
 
+/// Flips one byte at `offset + delta` of the journal in `dir`.
+fn flip(dir: &Path, offset: u64, delta: u64) {
+    let path = journal_path(dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[usize::try_from(offset + delta).unwrap()] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+}
+
+/// Offset of the JSON body inside the frame starting at `offset`.
+fn body_start(dir: &Path, offset: u64) -> u64 {
+    let bytes = std::fs::read(journal_path(dir)).unwrap();
+    let frame = &bytes[usize::try_from(offset).unwrap()..];
+    frame.iter().position(|&b| b == b'{').unwrap() as u64
+}
+
 #[tokio::test]
-async fn flipped_byte_drops_that_record_and_everything_after_it() {
+async fn a_damaged_create_is_skipped_its_id_reserved_and_later_records_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (created, offsets) = three_sessions(dir.path()).await;
-    let path = journal_path(dir.path());
-    let mut bytes = std::fs::read(&path).unwrap();
     // Damage a byte inside the second record's JSON.
-    let position = usize::try_from(offsets[1] + 40).unwrap();
-    bytes[position] ^= 0x20;
-    std::fs::write(&path, &bytes).unwrap();
+    flip(
+        dir.path(),
+        offsets[1],
+        body_start(dir.path(), offsets[1]) + 20,
+    );
 
     let (store, report) = open(dir.path()).await;
-    assert_eq!(report.records, 1);
-    assert_eq!(report.discarded_tail_bytes, offsets[4] - offsets[1]);
-    assert_eq!(live_ids(&store), vec![created[0].session.id.clone()]);
+    assert_eq!(report.records, 3);
+    assert_eq!(report.discarded_tail_bytes, 0);
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(report.skipped[0].offset, offsets[1]);
+    assert_eq!(report.skipped[0].len, offsets[2] - offsets[1]);
+    let lost = &created[1].session.id;
+    assert!(report.skipped[0].detail.contains(lost.as_str()));
+    assert_eq!(store.skipped_ranges(), report.skipped.as_slice());
+    let mut expected = vec![created[0].session.id.clone(), created[2].session.id.clone()];
+    expected.sort();
+    assert_eq!(live_ids(&store), expected);
+    assert_eq!(
+        store
+            .get(&created[2].session.id, NOW)
+            .unwrap()
+            .clients
+            .len(),
+        1
+    );
+    // The lost session's id counts as closed: reserved, and its tokens refused.
+    let revocation = store.revocation(lost, 3600, unix_now()).unwrap();
+    assert!(revocation.until > unix_now());
+
+    // The file was rewritten without the damage: the next start reads clean.
+    let (_store, report) = reopen(store, dir.path()).await;
+    assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_damaged_close_still_closes_and_later_sessions_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let first = create(&store, NewSession::default()).await;
+    let closed = create(&store, NewSession::default()).await;
+    let close_at = journal_len(dir.path());
+    assert!(store.close(&closed.session.id).await.unwrap());
+    let later = create(&store, NewSession::default()).await;
+    store.shutdown().await;
+    drop(store);
+    flip(dir.path(), close_at, body_start(dir.path(), close_at) + 5);
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(
+        store.get(&closed.session.id, NOW).is_none(),
+        "closed session revived"
+    );
+    assert!(matches!(
+        store
+            .join(&closed.session.id, &closed.pin, &client("x"), NOW)
+            .await,
+        Err(JoinError::InvalidCredentials)
+    ));
+    assert!(store.get(&first.session.id, NOW).is_some());
+    assert!(store.get(&later.session.id, NOW).is_some());
+}
+
+#[tokio::test]
+async fn a_damaged_key_refuses_start_naming_the_offset_until_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, offsets) = three_sessions(dir.path()).await;
+    // The id digits of the second frame's key.
+    flip(dir.path(), offsets[1], 3);
+
+    let Err(error) = SessionStore::open(config(dir.path())).await else {
+        panic!("the store opened on a damaged journal");
+    };
+    assert!(
+        matches!(error, StoreError::UndecidableDamage { offset, .. } if offset == offsets[1]),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("--repair-journal-at {}", offsets[1])),
+        "{message}"
+    );
+
+    let (store, report) = SessionStore::open(StoreConfig {
+        repair_journal_at: Some(offsets[1]),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.skipped.len(), 1);
+    // Open at the damage: closed to be safe; created after it: kept.
+    assert!(store.get(&created[0].session.id, NOW).is_none());
+    assert!(store.get(&created[2].session.id, NOW).is_some());
+    // The damaged create's id is still readable in its body, and stays reserved.
+    assert!(store
+        .revocation(&created[1].session.id, 3600, unix_now())
+        .is_some());
+    let (_store, report) = reopen(store, dir.path()).await;
+    assert!(report.skipped.is_empty());
+}
+
+#[tokio::test]
+async fn a_checksummed_record_that_does_not_decode_refuses_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, offsets) = three_sessions(dir.path()).await;
+    let mut bytes = std::fs::read(journal_path(dir.path())).unwrap();
+    let body = br#"{"renamed":{"id":"5"}}"#;
+    let key = format!("x 5 {}", body.len());
+    bytes.extend_from_slice(
+        format!(
+            "{key} {:08x} {:08x} ",
+            crc32fast::hash(key.as_bytes()),
+            crc32fast::hash(body)
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(body);
+    bytes.push(b'\n');
+    std::fs::write(journal_path(dir.path()), &bytes).unwrap();
+
+    let Err(error) = SessionStore::open(config(dir.path())).await else {
+        panic!("the store opened on a damaged journal");
+    };
+    assert!(
+        matches!(error, StoreError::UndecodableRecord { offset, .. } if offset == offsets[4]),
+        "{error}"
+    );
+    assert!(error.to_string().contains(&format!("byte {}", offsets[4])));
+}
+
+#[tokio::test]
+async fn a_format_1_journal_is_read_and_rewritten_in_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = Pin::parse("123456").unwrap();
+    let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
+    let mut bytes = Vec::new();
+    for json in [
+        format!(
+            r#"{{"created":{{"id":"11","session_type":"chat","created_at":{NOW},"expires_at":null,"max_clients":null,"pin_hash":"{pin_hash}"}}}}"#
+        ),
+        format!(
+            r#"{{"created":{{"id":"12","session_type":"chat","created_at":{NOW},"expires_at":null,"max_clients":null,"pin_hash":"{pin_hash}"}}}}"#
+        ),
+        r#"{"closed":{"id":"12"}}"#.to_owned(),
+    ] {
+        bytes.extend_from_slice(
+            format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())).as_bytes(),
+        );
+    }
+    std::fs::write(journal_path(dir.path()), &bytes).unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 3);
+    assert!(store.get(&SessionId::parse("11").unwrap(), NOW).is_some());
+    assert!(store.get(&SessionId::parse("12").unwrap(), NOW).is_none());
+    // A close without a time counts as closed at recovery: its tokens stay refused.
+    let now = unix_now();
+    let revocation = store
+        .revocation(&SessionId::parse("12").unwrap(), 3600, now)
+        .unwrap();
+    assert!(revocation.until >= now + 3590, "{revocation:?}");
+    assert!(std::fs::read(journal_path(dir.path()))
+        .unwrap()
+        .starts_with(record::JOURNAL_HEADER));
+    let (store, _) = reopen(store, dir.path()).await;
+    assert!(store.get(&SessionId::parse("11").unwrap(), NOW).is_some());
 }
 
 #[tokio::test]
@@ -634,11 +809,7 @@ async fn unfinished_compaction_file_is_ignored() {
 // --- compaction ---------------------------------------------------------------------------
 
 fn write_journal(dir: &Path, records: &[Record]) {
-    let mut bytes = Vec::new();
-    for record in records {
-        record.encode_into(&mut bytes).unwrap();
-    }
-    std::fs::write(journal_path(dir), bytes).unwrap();
+    std::fs::write(journal_path(dir), record::encode_journal(records).unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -668,7 +839,11 @@ async fn compaction_keeps_exactly_the_live_state() {
             }));
         }
         if n % 3 == 1 {
-            records.push(Record::Closed(ClosedRecord { id: id(n) }));
+            records.push(Record::Closed(ClosedRecord {
+                id: id(n),
+                closed_at: Some(now - 60),
+                session_end: None,
+            }));
         }
     }
     write_journal(dir.path(), &records);
@@ -685,10 +860,10 @@ async fn compaction_keeps_exactly_the_live_state() {
     store.shutdown().await;
     drop(store);
 
-    // Live sessions (1 + 2 joins each) plus one tombstone per retired id.
+    // The header, live sessions (1 + 2 joins each) plus one tombstone per retired id.
     let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
     assert!(journal_len(dir.path()) < size_before / 2);
-    assert_eq!(compacted.lines().count(), 1000 * 3 + 2000);
+    assert_eq!(compacted.lines().count(), 1 + 1000 * 3 + 2000);
     assert_eq!(compacted.matches("\"created\"").count(), 1000);
     assert_eq!(compacted.matches("\"closed\"").count(), 2000);
 
@@ -779,10 +954,10 @@ async fn a_running_store_compacts_its_journal() {
         .unwrap();
     assert_eq!(store.stats().journal.compactions, 1);
 
-    // The file now holds the live state (1 + 924 records) and 100 tombstones, and takes
-    // later changes.
+    // The file now holds the header, the live state (1 + 924 records) and 100 tombstones,
+    // and takes later changes.
     let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
-    assert_eq!(compacted.lines().count(), 1 + 924 + 100);
+    assert_eq!(compacted.lines().count(), 1 + 1 + 924 + 100);
     store
         .join(&survivor, &pin, &client("after-compaction"), now)
         .await

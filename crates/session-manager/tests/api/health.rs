@@ -23,4 +23,8 @@ async fn both_ports_report_health_and_the_admin_port_adds_detail() {
     assert_eq!(body["signer"]["ready"], true);
     assert_eq!(body["algorithm"], "RS256");
     assert_eq!(body["store"]["live_sessions"], 1);
+    assert_eq!(body["store"]["status"], "ok");
+    assert_eq!(body["store"]["skipped"], json!([]));
+    assert_eq!(body["store"]["torn_tail_bytes"], 0);
+    assert!(body["store"].get("write_fault").is_none(), "{body}");
 }
