@@ -71,6 +71,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("too many failed attempts; retry later")]
     TooManyAttempts { retry_after: Duration },
+    /// The session's join quota (joins per minute) is used up; the PIN was right.
+    #[error("too many joins to this session; retry later")]
+    TooManyJoins { retry_after: Duration },
+    /// A request the admin API refuses to serve: a foreign `Host`, or sent by another site.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("token signing is unavailable right now")]
     SignerUnavailable,
     /// Something on our side failed; the detail goes to the log, not to the client.
@@ -88,7 +94,10 @@ impl ApiError {
             ApiError::SessionFull => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::TooManyJoins { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::SignerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +114,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::TooManyJoins { .. } => "too_many_joins",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::SignerUnavailable => "signer_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -120,7 +131,7 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
         match &self {
-            ApiError::TooManyAttempts { retry_after } => {
+            ApiError::TooManyAttempts { retry_after } | ApiError::TooManyJoins { retry_after } => {
                 // Round up: a client that waits exactly this long must be let through.
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 response
