@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app};
+use crate::helpers::{error_code, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn create_returns_the_session_with_its_pin() {
@@ -25,11 +25,12 @@ async fn create_returns_the_session_with_its_pin() {
 }
 
 #[tokio::test]
-async fn create_without_a_body_uses_the_defaults() {
-    let app = spawn_app().await;
+async fn create_with_an_empty_object_uses_the_defaults() {
+    let app = spawn_app_with(|config| config.default_max_clients = 0).await;
     let response = app
         .client
         .post(format!("{}/api/v1/sessions", app.admin_url))
+        .json(&json!({}))
         .send()
         .await
         .unwrap();

@@ -265,6 +265,7 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("http://{admin}/api/v1/sessions"))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap()
