@@ -22,7 +22,9 @@ fn prlimit(open_files: u32) -> std::process::Command {
         "prlimit is missing: install it with `apt-get install -y util-linux`"
     );
     let mut command = std::process::Command::new("prlimit");
-    command.arg(format!("--nofile={open_files}:{open_files}")).arg(SERVICE_BIN);
+    command
+        .arg(format!("--nofile={open_files}:{open_files}"))
+        .arg(SERVICE_BIN);
     command
 }
 
@@ -83,7 +85,10 @@ async fn idle_public_connections_do_not_starve_the_admin_port() {
             .expect("admin healthz");
         assert_eq!(health.status(), StatusCode::OK);
         let response = fresh
-            .delete(format!("{}/api/v1/sessions/{}", service.admin_url, created.id))
+            .delete(format!(
+                "{}/api/v1/sessions/{}",
+                service.admin_url, created.id
+            ))
             .send()
             .await
             .expect("admin close");
@@ -140,7 +145,10 @@ async fn connections_that_send_no_request_are_closed_after_the_header_timeout() 
     // Nothing at all.
     let mut silent = TcpStream::connect(service.public_addr).await.unwrap();
     let waited = closed_by_server_within(&mut silent, Duration::from_secs(5)).await;
-    assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
     // Half a request head, trickled.
     let mut slow = TcpStream::connect(service.admin_addr).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
@@ -175,6 +183,9 @@ async fn a_stalled_request_body_is_closed_after_the_idle_timeout() {
         .await
         .unwrap();
     let waited = closed_by_server_within(&mut stalled, Duration::from_secs(5)).await;
-    assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
     service.stop();
 }

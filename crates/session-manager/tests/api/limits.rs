@@ -240,7 +240,9 @@ async fn the_join_quota_answers_429_with_retry_after_per_session() {
     let busy = service.create_session(json!({})).await;
     let quiet = service.create_session(json!({})).await;
     for n in 0..5 {
-        let response = service.join(&busy.id, &busy.pin, &format!("device-{n}")).await;
+        let response = service
+            .join(&busy.id, &busy.pin, &format!("device-{n}"))
+            .await;
         assert_eq!(response.status(), StatusCode::OK, "join {n}");
     }
     let over = service.join(&busy.id, &busy.pin, "device-5").await;
@@ -256,7 +258,10 @@ async fn the_join_quota_answers_429_with_retry_after_per_session() {
     );
     // Another session has its own quota.
     assert_eq!(
-        service.join(&quiet.id, &quiet.pin, "device-0").await.status(),
+        service
+            .join(&quiet.id, &quiet.pin, "device-0")
+            .await
+            .status(),
         StatusCode::OK
     );
     service.stop();

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_auth;
+mod admin_origin;
 mod bad_input;
 mod binary;
 mod compat;

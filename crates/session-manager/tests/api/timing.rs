@@ -97,14 +97,21 @@ async fn wrong_pins_for_live_and_unknown_sessions_are_indistinguishable_after_a_
     // After the restart no PIN has been checked yet: a wrong one costs argon2.
     let service = start_service(dir.path(), &env);
     let bad = wrong_pin(&live.pin);
-    let unknown_id = if live.id == "999999" { "888888" } else { "999999" };
+    let unknown_id = if live.id == "999999" {
+        "888888"
+    } else {
+        "999999"
+    };
     let argon2_before = argon2_verifications(&service).await;
 
     let (mut live_times, mut unknown_times) = (Vec::new(), Vec::new());
     let mut reference: Option<Sample> = None;
     // Interleaved, so that a busy machine slows both alike.
     for _ in 0..SAMPLES {
-        for (id, times) in [(&*live.id, &mut live_times), (unknown_id, &mut unknown_times)] {
+        for (id, times) in [
+            (&*live.id, &mut live_times),
+            (unknown_id, &mut unknown_times),
+        ] {
             let sample = probe(&service, id, &bad).await;
             assert_eq!(sample.status, StatusCode::UNAUTHORIZED);
             times.push(sample.elapsed);
@@ -119,7 +126,10 @@ async fn wrong_pins_for_live_and_unknown_sessions_are_indistinguishable_after_a_
     }
     // The attack was real: every live probe ran argon2.
     let argon2_runs = argon2_verifications(&service).await - argon2_before;
-    assert!(argon2_runs >= SAMPLES as u64, "argon2 ran {argon2_runs} times");
+    assert!(
+        argon2_runs >= SAMPLES as u64,
+        "argon2 ran {argon2_runs} times"
+    );
 
     let statistic = ks_statistic(&live_times, &unknown_times);
     let (live_median, unknown_median) = (median(&live_times), median(&unknown_times));
