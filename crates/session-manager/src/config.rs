@@ -226,7 +226,7 @@ pub struct Config {
 
     /// Successful joins one session accepts per minute (a burst up to this, refilled
     /// evenly); beyond it 429 with Retry-After. 0: no limit.
-    #[arg(long, env = "ISM_JOIN_QUOTA_PER_SESSION", default_value_t = 120)]
+    #[arg(long, env = "ISM_JOIN_QUOTA_PER_SESSION", default_value_t = 600)]
     pub join_quota_per_session: u32,
 
     /// `max_clients` of sessions created without one (admin API and compat route).
