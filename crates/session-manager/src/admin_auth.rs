@@ -6,6 +6,11 @@
 //! HMAC-SHA256 tag of the key under a random per-process secret and compares tags in
 //! constant time. Before that first success, argon2 runs one at a time, so a flood of
 //! wrong keys cannot pin every core.
+//!
+//! [`request_origin`] refuses what a browser sends on behalf of other sites (foreign
+//! `Host`, cross-site `Origin`/`Sec-Fetch-Site`), with or without a key.
+
+pub mod request_origin;
 
 use std::io::{IsTerminal as _, Read as _};
 use std::sync::{Arc, OnceLock};

@@ -212,6 +212,63 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(64..=16 * 1024 * 1024))]
     pub max_body_bytes: u64,
 
+    /// Most failure counters kept per table (session ids, client networks). When full,
+    /// the oldest counters of unknown ids make room; live sessions' counters are never
+    /// dropped, so the lockout never switches off.
+    #[arg(long, env = "ISM_THROTTLE_CAPACITY", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub throttle_capacity: u64,
+
+    /// Prefix length under which IPv6 clients are counted as one network for failed joins.
+    #[arg(long, env = "ISM_IPV6_PREFIX_LEN", default_value_t = 64,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix_len: u8,
+
+    /// The earliest a refused join is answered after it arrived, in milliseconds, so that
+    /// its timing does not tell live sessions from unknown ones. Unset: calibrated at
+    /// start-up (4 x one argon2 verification, at least 100 ms).
+    #[arg(long, env = "ISM_JOIN_REFUSAL_FLOOR_MS",
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub join_refusal_floor_ms: Option<u64>,
+
+    /// Successful joins one session accepts per minute (a burst up to this, refilled
+    /// evenly); beyond it 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "ISM_JOIN_QUOTA_PER_SESSION", default_value_t = 600)]
+    pub join_quota_per_session: u32,
+
+    /// `max_clients` of sessions created without one (admin API and compat route).
+    /// 0: no limit.
+    #[arg(long, env = "ISM_DEFAULT_MAX_CLIENTS", default_value_t = 1000)]
+    pub default_max_clients: u32,
+
+    /// Hosts the admin API answers to (`Host` header), comma-separated names or IPs, each
+    /// optionally with `:port`; `*` for any. Unset: localhost, 127.0.0.1, ::1 and the
+    /// admin bind address, on any port.
+    #[arg(long, env = "ISM_ADMIN_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub admin_allowed_hosts: Vec<String>,
+
+    /// Most connections open at once on the public port; further ones wait in the
+    /// backlog. Lowered automatically to fit the open-files limit.
+    #[arg(long, env = "ISM_PUBLIC_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub public_max_connections: u32,
+
+    /// Most connections open at once on the admin port.
+    #[arg(long, env = "ISM_ADMIN_MAX_CONNECTIONS", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
+
+    /// Seconds a connection may take to send a request's headers (after opening, or
+    /// after its previous response) before it is closed.
+    #[arg(long, env = "ISM_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds a connection may go without a byte moving either way before it is closed.
+    #[arg(long, env = "ISM_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub http_idle_timeout_secs: u64,
+
     /// KMS key id or ARN (kms_jwt_auth).
     #[arg(long, env = "ISM_KMS_KEY_ID")]
     pub kms_key_id: Option<String>,

@@ -71,8 +71,18 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("too many failed attempts; retry later")]
     TooManyAttempts { retry_after: Duration },
+    /// The session's join quota (joins per minute) is used up; the PIN was right.
+    #[error("too many joins to this session; retry later")]
+    TooManyJoins { retry_after: Duration },
+    /// A request the admin API refuses to serve: a foreign `Host`, or sent by another site.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("token signing is unavailable right now")]
     SignerUnavailable,
+    /// The session store cannot write (e.g. the disk is full); nothing was changed and the
+    /// store recovers by itself once writing works again.
+    #[error("the session store cannot write right now; retry later")]
+    StoreUnavailable(String),
     /// Something on our side failed; the detail goes to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -88,8 +98,13 @@ impl ApiError {
             ApiError::SessionFull => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::SignerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyAttempts { .. } | ApiError::TooManyJoins { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::SignerUnavailable | ApiError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,7 +120,10 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::TooManyJoins { .. } => "too_many_joins",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::SignerUnavailable => "signer_unavailable",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -113,14 +131,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "request failed");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
+            ApiError::StoreUnavailable(detail) => {
+                tracing::warn!(%detail, "request refused: the session store cannot write");
+            }
+            _ => {}
         }
         let status = self.status();
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
         match &self {
-            ApiError::TooManyAttempts { retry_after } => {
+            ApiError::TooManyAttempts { retry_after } | ApiError::TooManyJoins { retry_after } => {
                 // Round up: a client that waits exactly this long must be let through.
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 response
@@ -132,9 +154,10 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::SignerUnavailable => {
-                // The signer already retried (KMS throttling or outage); a device that
-                // waits a second before asking again spreads a burst instead of renewing it.
+            ApiError::SignerUnavailable | ApiError::StoreUnavailable(_) => {
+                // A signer that already retried (KMS throttling or outage), or a store that
+                // cannot write: a client that waits a second spreads a burst instead of
+                // renewing it.
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -153,7 +176,10 @@ impl From<DomainError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::Internal(error.to_string())
+        match error {
+            StoreError::JournalFailed(detail) => ApiError::StoreUnavailable(detail),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

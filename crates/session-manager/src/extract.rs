@@ -8,30 +8,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON request body (`Content-Type: application/json` required).
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON request body. An empty body is refused (400) whatever its content type says, so
+/// a body-less cross-site form post can never pass for a request; a non-empty body must
+/// be declared JSON (`application/json` or `application/*+json`, else 415).
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-/// Query-string parameters.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct QueryParams<T>(pub T);
-
-/// Path parameters.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct PathParams<T>(pub T);
-
-/// A JSON body that may be left out entirely: an empty body means `T::default()`.
-/// A non-empty body must be JSON, as for [`JsonBody`].
-#[derive(Debug)]
-pub struct OptionalJsonBody<T>(pub T);
-
-impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+impl<S, T> FromRequest<S> for JsonBody<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned + Default,
+    T: DeserializeOwned,
 {
     type Rejection = ApiError;
 
@@ -51,7 +37,9 @@ where
                 }
             })?;
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJsonBody(T::default()));
+            return Err(ApiError::BadRequest(
+                "the request body is empty; send a JSON object (`{}` for the defaults)".to_owned(),
+            ));
         }
         if !declares_json {
             return Err(ApiError::UnsupportedMediaType(
@@ -59,9 +47,19 @@ where
             ));
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
-        Ok(OptionalJsonBody(value))
+        Ok(JsonBody(value))
     }
 }
+
+/// Query-string parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryParams<T>(pub T);
+
+/// Path parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathParams<T>(pub T);
 
 fn is_json_content_type(value: &str) -> bool {
     let essence = value

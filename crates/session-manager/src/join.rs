@@ -3,8 +3,13 @@
 //!
 //! Order matters: the throttle is asked first (a locked session or address is refused
 //! without looking at the PIN), then the store checks id, PIN, expiry and `max_clients`
-//! and records the join durably, and only then is a token signed. A refused PIN counts
-//! against both the session and the client address; the PIN itself is never logged.
+//! and records the join durably, then the session's join quota is taken, and only then is
+//! a token signed. A refused PIN counts against both the session and the client network;
+//! the PIN itself is never logged. Every refused join is answered no earlier than the
+//! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
+//! session from an unknown one.
+
+pub mod refusal_floor;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -31,6 +36,15 @@ pub struct IssuedToken {
 }
 
 pub async fn join_session(state: &AppState, attempt: JoinAttempt) -> Result<IssuedToken, ApiError> {
+    let arrived = Instant::now();
+    let result = decide_join(state, attempt).await;
+    if result.is_err() {
+        refusal_floor::hold(arrived, state.throttle.refusal_floor).await;
+    }
+    result
+}
+
+async fn decide_join(state: &AppState, attempt: JoinAttempt) -> Result<IssuedToken, ApiError> {
     let JoinAttempt {
         session_id,
         pin,
@@ -48,11 +62,17 @@ pub async fn join_session(state: &AppState, attempt: JoinAttempt) -> Result<Issu
             tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: unknown session or wrong PIN");
             state
                 .throttle
-                .record_failure(&session_id, client_ip, Instant::now());
+                .record_failure(&session_id, client_ip, Instant::now(), |id| {
+                    state.store.get(id, unix_now()).is_some()
+                });
             return Err(ApiError::InvalidCredentials);
         }
         Err(error) => return Err(error.into()),
     };
+    if let Err(retry_after) = state.throttle.joins.try_take(&session_id, Instant::now()) {
+        tracing::warn!(session_id = %session_id, client = %client, "join refused: the session's join quota is used up");
+        return Err(ApiError::TooManyJoins { retry_after });
+    }
     // A token must not outlive its session.
     let lifetime_secs = match session.expires_at {
         Some(expires_at) => state.tokens.ttl_secs.min(expires_at.saturating_sub(now)),

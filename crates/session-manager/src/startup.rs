@@ -2,8 +2,14 @@
 //! the signer and binds both listeners (port 0 works, and the bound addresses are
 //! reported), [`Application::run_until_stopped`] serves until a shutdown is triggered,
 //! finishes the requests in flight and flushes the store.
+//!
+//! Each listener is served with connection limits and timeouts ([`http_listener`]); the
+//! admin router refuses foreign hosts and cross-site requests before anything else.
+
+mod http_listener;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,17 +21,21 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
 use crate::admin_auth::{require_admin_key, AdminAuth};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::{ApiError, Error};
-use crate::rate_limit::{FailurePolicy, JoinThrottle};
+use crate::join::refusal_floor;
+use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::revocation::{self, RevocationTask};
+use crate::routes::admin::SessionDefaults;
 use crate::routes::{admin, compat, health, method_not_allowed, not_found, public};
 use crate::shutdown::Shutdown;
 use crate::state::{AppState, TokenPolicy};
 use crate::store::{SessionStore, StoreConfig};
 use crate::{jwks, signer, telemetry};
+use http_listener::ConnectionLimits;
 
 /// How long requests in flight may take to finish once a shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +47,8 @@ pub struct Application {
     public_listener: TcpListener,
     admin_router: Router,
     public_router: Router,
+    admin_limits: ConnectionLimits,
+    public_limits: ConnectionLimits,
     state: AppState,
     shutdown: Shutdown,
     revocation: Option<RevocationTask>,
@@ -61,6 +73,18 @@ impl Application {
 
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)
             .map_err(|error| Error::Config(error.to_string()))?;
+
+        let allowed_hosts = AllowedHosts::new(&config.admin_allowed_hosts, config.admin_addr)
+            .map_err(|reason| Error::Config(format!("ISM_ADMIN_ALLOWED_HOSTS: {reason}")))?;
+        let refusal_floor = match config.join_refusal_floor_ms {
+            Some(millis) => Duration::from_millis(millis),
+            None => refusal_floor::calibrate().await?,
+        };
+        tracing::info!(
+            refusal_floor_ms = u64::try_from(refusal_floor.as_millis()).unwrap_or(u64::MAX),
+            "refused joins are answered no earlier than this after they arrive"
+        );
+
         // The store logs its own recovery report (sessions, records, discarded tail).
         let (store, _recovery) = SessionStore::open(StoreConfig {
             data_dir: config.data_dir.clone(),
@@ -98,18 +122,22 @@ impl Application {
         let state = AppState {
             store,
             signer,
-            throttle: Arc::new(JoinThrottle::new(
-                FailurePolicy {
+            throttle: Arc::new(JoinThrottle::new(ThrottleSettings {
+                session_policy: FailurePolicy {
                     max_failures: config.session_max_failures,
                     window,
                     lockout,
                 },
-                FailurePolicy {
+                client_policy: FailurePolicy {
                     max_failures: config.ip_max_failures,
                     window,
                     lockout,
                 },
-            )),
+                capacity: usize::try_from(config.throttle_capacity).unwrap_or(usize::MAX),
+                ipv6_prefix_len: config.ipv6_prefix_len,
+                joins_per_session_per_minute: config.join_quota_per_session,
+                refusal_floor,
+            })),
             tokens: Arc::new(TokenPolicy {
                 issuer: config.issuer.clone(),
                 ttl_secs: config.token_ttl_secs,
@@ -119,7 +147,16 @@ impl Application {
         };
 
         let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-        let admin_router = admin_router(state.clone(), Arc::new(auth), body_limit);
+        let defaults = SessionDefaults {
+            max_clients: NonZeroU32::new(config.default_max_clients),
+        };
+        let admin_router = admin_router(
+            state.clone(),
+            Arc::new(auth),
+            Arc::new(allowed_hosts),
+            defaults,
+            body_limit,
+        );
         let public_router = public_router(state.clone(), body_limit);
 
         let bind = |which: &'static str, addr: SocketAddr| async move {
@@ -142,11 +179,28 @@ impl Application {
                 return Err(error);
             }
         };
+        let header_timeout = Duration::from_secs(config.http_header_timeout_secs);
+        let idle_timeout = Duration::from_secs(config.http_idle_timeout_secs);
+        let admin_limits = ConnectionLimits {
+            max_connections: config.admin_max_connections,
+            header_timeout,
+            idle_timeout,
+        };
+        let public_limits = ConnectionLimits {
+            max_connections: http_listener::fit_to_open_files_limit(
+                config.public_max_connections,
+                config.admin_max_connections,
+            ),
+            header_timeout,
+            idle_timeout,
+        };
         let app = Application {
             admin_listener,
             public_listener,
             admin_router,
             public_router,
+            admin_limits,
+            public_limits,
             state,
             shutdown: Shutdown::new(),
             revocation: revocation_task,
@@ -181,6 +235,8 @@ impl Application {
             public_listener,
             admin_router,
             public_router,
+            admin_limits,
+            public_limits,
             state,
             shutdown,
             revocation,
@@ -202,37 +258,34 @@ impl Application {
             }
         });
 
-        let serve = |listener: TcpListener, router: Router| {
-            let shutdown = shutdown.clone();
-            async move {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { shutdown.wait().await })
-                .await
-            }
-        };
         let servers = async {
-            let result = tokio::try_join!(
-                serve(admin_listener, admin_router),
-                serve(public_listener, public_router)
+            tokio::join!(
+                http_listener::serve(
+                    "admin",
+                    admin_listener,
+                    admin_router,
+                    admin_limits,
+                    shutdown.clone()
+                ),
+                http_listener::serve(
+                    "public",
+                    public_listener,
+                    public_router,
+                    public_limits,
+                    shutdown.clone()
+                )
             );
-            // One server failing stops the other too.
-            shutdown.trigger();
-            result
         };
         let drain_deadline = async {
             shutdown.wait().await;
             tokio::time::sleep(DRAIN_TIMEOUT).await;
         };
-        let result = tokio::select! {
-            result = servers => result.map(|_| ()).map_err(Error::Serve),
+        tokio::select! {
+            () = servers => {}
             () = drain_deadline => {
                 tracing::warn!("requests still in flight after the drain timeout; stopping anyway");
-                Ok(())
             }
-        };
+        }
         sweeper.abort();
         if let Some(revocation) = revocation {
             // The task stops on the shutdown signal; bounded in case the broker stalls.
@@ -246,7 +299,7 @@ impl Application {
         state.store.shutdown().await;
         drop(data_dir_lock);
         tracing::info!("stopped");
-        result
+        Ok(())
     }
 }
 
@@ -273,7 +326,13 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     app.run_until_stopped().await
 }
 
-fn admin_router(state: AppState, auth: Arc<AdminAuth>, body_limit: usize) -> Router {
+fn admin_router(
+    state: AppState,
+    auth: Arc<AdminAuth>,
+    allowed_hosts: Arc<AllowedHosts>,
+    defaults: SessionDefaults,
+    body_limit: usize,
+) -> Router {
     let guarded = Router::new()
         .route(
             "/api/v1/sessions",
@@ -285,7 +344,13 @@ fn admin_router(state: AppState, auth: Arc<AdminAuth>, body_limit: usize) -> Rou
         )
         .route("/api/createSession", get(compat::create_session))
         .route("/api/closeSession", get(compat::close_session))
-        .route_layer(middleware::from_fn_with_state(auth, require_admin_key));
+        .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
+        // Outermost: a foreign page is refused before its key (if any) is even looked at.
+        .route_layer(middleware::from_fn_with_state(
+            allowed_hosts,
+            refuse_foreign_requests,
+        ))
+        .layer(axum::Extension(defaults));
     Router::new()
         .merge(guarded)
         .route("/healthz", get(health::admin_health))

@@ -104,9 +104,15 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
         acknowledged.push(body["id"].as_str().unwrap().to_owned());
         assert!(acknowledged.len() < 100, "the full disk takes every create");
     };
-    assert!(refused.status().is_server_error(), "{}", refused.status());
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        refused.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
     let again = create(&http, &service.admin).await;
-    assert!(again.status().is_server_error(), "{}", again.status());
+    assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Memory holds nothing the disk does not: the refused creates do not exist.
     let listed: Value = http
         .get(format!("{}/api/v1/sessions", service.admin))

@@ -2,7 +2,7 @@
 
 use std::num::{NonZeroU32, NonZeroU64};
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::SessionView;
 use crate::domain::{SessionId, SessionType};
 use crate::error::ApiError;
-use crate::extract::{OptionalJsonBody, PathParams, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::{unix_now, AppState};
 use crate::store::NewSession;
 
@@ -19,7 +19,15 @@ use crate::store::NewSession;
 const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 1000;
 
-/// Body of `POST /api/v1/sessions`; every field is optional, and so is the body.
+/// What a session gets when its creator leaves a setting out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionDefaults {
+    /// `max_clients` of sessions created without one; None: no limit.
+    pub max_clients: Option<NonZeroU32>,
+}
+
+/// Body of `POST /api/v1/sessions`; every field is optional (`{}` takes the defaults), the
+/// body itself is not.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
@@ -40,7 +48,8 @@ pub struct CreatedSessionView {
 
 pub async fn create_session(
     State(state): State<AppState>,
-    OptionalJsonBody(request): OptionalJsonBody<CreateSessionRequest>,
+    Extension(defaults): Extension<SessionDefaults>,
+    JsonBody(request): JsonBody<CreateSessionRequest>,
 ) -> Result<Response, ApiError> {
     let created = state
         .store
@@ -48,7 +57,10 @@ pub async fn create_session(
             NewSession {
                 session_type: request.session_type.unwrap_or_default(),
                 ttl_secs: request.ttl_secs.map(NonZeroU64::get),
-                max_clients: request.max_clients.map(NonZeroU32::get),
+                max_clients: request
+                    .max_clients
+                    .or(defaults.max_clients)
+                    .map(NonZeroU32::get),
             },
             unix_now(),
         )

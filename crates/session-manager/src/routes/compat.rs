@@ -7,10 +7,11 @@
 //!
 //! The original clients sent ids and PINs as strings or numbers, so both are accepted.
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::admin::SessionDefaults;
 use crate::client_ip::ClientIp;
 use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
@@ -36,6 +37,7 @@ pub struct CompatSession {
 
 pub async fn create_session(
     State(state): State<AppState>,
+    Extension(defaults): Extension<SessionDefaults>,
     QueryParams(query): QueryParams<CreateSessionQuery>,
 ) -> Result<Json<CompatSession>, ApiError> {
     let created = state
@@ -44,7 +46,7 @@ pub async fn create_session(
             NewSession {
                 session_type: query.session_type.unwrap_or_default(),
                 ttl_secs: None,
-                max_clients: None,
+                max_clients: defaults.max_clients.map(std::num::NonZeroU32::get),
             },
             unix_now(),
         )

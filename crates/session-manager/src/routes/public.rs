@@ -17,8 +17,9 @@ pub struct JoinRequest {
     pub client: ClientName,
 }
 
-/// MQTT credentials for the device: username and client id are its client name, the
-/// password is the token.
+/// MQTT credentials for the device: the username is its client name, the client id the
+/// session-scoped `"{session_id}/{client}"` (no other session's device can take it over;
+/// the bare name still works for older clients), the password is the token.
 #[derive(Debug, Serialize)]
 pub struct JoinResponse {
     pub token: String,
@@ -45,8 +46,8 @@ pub async fn join(
     let claims = issued.claims;
     Ok(Json(JoinResponse {
         token: issued.token,
-        username: claims.sub.clone(),
-        client_id: claims.sub,
+        client_id: session_token::scoped_client_id(&claims.sid, &claims.sub),
+        username: claims.sub,
         topic_root: session_token::claims::session_topic_root(&claims.sid),
         session_id: claims.sid,
         expires_at: claims.exp,

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app};
+use crate::helpers::{error_code, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn create_returns_the_session_with_its_pin() {
@@ -15,7 +15,7 @@ async fn create_returns_the_session_with_its_pin() {
     assert_eq!(body["type"], "demo");
     assert_eq!(body["max_clients"], 3);
     assert_eq!(body["topic_root"], format!("/{}/", created.id));
-    assert_eq!(created.id.len(), 6);
+    assert_eq!(created.id.len(), 9);
     assert!(created.id.bytes().all(|b| b.is_ascii_digit()));
     assert_eq!(created.pin.len(), 6);
     assert!(created.pin.bytes().all(|b| b.is_ascii_digit()));
@@ -25,11 +25,12 @@ async fn create_returns_the_session_with_its_pin() {
 }
 
 #[tokio::test]
-async fn create_without_a_body_uses_the_defaults() {
-    let app = spawn_app().await;
+async fn create_with_an_empty_object_uses_the_defaults() {
+    let app = spawn_app_with(|config| config.default_max_clients = 0).await;
     let response = app
         .client
         .post(format!("{}/api/v1/sessions", app.admin_url))
+        .json(&json!({}))
         .send()
         .await
         .unwrap();
@@ -48,12 +49,12 @@ async fn create_without_a_body_uses_the_defaults() {
 #[tokio::test]
 async fn configured_id_and_pin_lengths_are_used() {
     let app = crate::helpers::spawn_app_with(|config| {
-        config.id_length = 9;
+        config.id_length = 12;
         config.pin_length = 4;
     })
     .await;
     let created = app.create_session(json!({})).await;
-    assert_eq!(created.id.len(), 9);
+    assert_eq!(created.id.len(), 12);
     assert_eq!(created.pin.len(), 4);
 }
 

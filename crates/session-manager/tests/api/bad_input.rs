@@ -177,3 +177,44 @@ async fn malformed_compat_joins_get_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn client_names_the_broker_refuses_or_that_hide_characters_get_400_at_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = crate::helpers::start_service(dir.path(), &[]);
+    let created = service.create_session(json!({})).await;
+    for (name, says) in [
+        ("lamp\u{FFFE}", "non-characters"),
+        ("\u{FDD0}lamp", "non-characters"),
+        ("lamp\u{10FFFF}", "non-characters"),
+        ("lamp\u{202E}pmal", "invisible"),
+        ("a\u{2066}b\u{2069}", "invisible"),
+        ("lamp\u{200B}", "invisible"),
+        ("\u{FEFF}lamp", "invisible"),
+        ("la\u{2060}mp", "invisible"),
+        ("$SYS", "reserved"),
+        ("$control-link", "reserved"),
+    ] {
+        let response = service.join(&created.id, &created.pin, name).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name:?}: {message}");
+    }
+    // Nothing was recorded for the refused names.
+    let view: serde_json::Value = service
+        .client
+        .get(format!(
+            "{}/api/v1/sessions/{}",
+            service.admin_url, created.id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["clients"].as_array().unwrap().len(), 0);
+    service.stop();
+}

@@ -46,6 +46,16 @@ fn help_documents_every_environment_variable() {
         "ISM_KMS_KEY_ID",
         "ISM_KMS_TIMEOUT_MS",
         "ISM_KMS_MAX_CONCURRENCY",
+        "ISM_THROTTLE_CAPACITY",
+        "ISM_IPV6_PREFIX_LEN",
+        "ISM_JOIN_REFUSAL_FLOOR_MS",
+        "ISM_JOIN_QUOTA_PER_SESSION",
+        "ISM_DEFAULT_MAX_CLIENTS",
+        "ISM_ADMIN_ALLOWED_HOSTS",
+        "ISM_PUBLIC_MAX_CONNECTIONS",
+        "ISM_ADMIN_MAX_CONNECTIONS",
+        "ISM_HTTP_HEADER_TIMEOUT_SECS",
+        "ISM_HTTP_IDLE_TIMEOUT_SECS",
     ] {
         assert!(
             help.contains(variable),
@@ -265,6 +275,7 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("http://{admin}/api/v1/sessions"))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap()

@@ -2,11 +2,14 @@
 
 mod admin;
 mod admin_auth;
+mod admin_origin;
 mod bad_input;
 mod binary;
 mod compat;
+mod connections;
 mod health;
 mod helpers;
 mod limits;
 mod public;
+mod timing;
 mod tokens;

@@ -16,7 +16,8 @@ async fn join_returns_mqtt_credentials() {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["username"], "lamp-1");
-    assert_eq!(body["client_id"], "lamp-1");
+    // Session-scoped: no device of another session can connect under it.
+    assert_eq!(body["client_id"], format!("{}/lamp-1", created.id));
     assert_eq!(body["session_id"], created.id.as_str());
     assert_eq!(body["topic_root"], format!("/{}/", created.id));
     assert!(body["token"].as_str().unwrap().split('.').count() == 3);

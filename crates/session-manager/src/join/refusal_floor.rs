@@ -1,0 +1,87 @@
+//! The refusal floor: how long a refused join waits before it is answered.
+//!
+//! A wrong PIN for a live session whose PIN has not been checked since the service
+//! started costs one argon2 verification (tens of milliseconds); an unknown id costs a
+//! map lookup. Answered as soon as they are decided, the two are told apart by one timing
+//! threshold, which enumerates live session ids. Every refused join is therefore answered
+//! no earlier than a fixed floor after it arrived, the floor being above the argon2 time.
+//! The wait is a timer, not work: a refused join costs the server no more CPU than before,
+//! and argon2 itself stays bounded by the store's per-core semaphore (unknown ids never
+//! reach it).
+//!
+//! Unless configured, the floor is calibrated at start-up: a few argon2 verifications
+//! with the store's parameters, times [`CALIBRATION_FACTOR`], and never below
+//! [`MIN_CALIBRATED_FLOOR`].
+
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+use crate::error::Error;
+
+/// The calibrated floor is this many times the slowest measured verification, leaving
+/// room for a loaded machine.
+pub const CALIBRATION_FACTOR: u32 = 4;
+/// The calibrated floor is never shorter than this.
+pub const MIN_CALIBRATED_FLOOR: Duration = Duration::from_millis(100);
+const CALIBRATION_RUNS: usize = 3;
+
+/// Measures argon2 verification (the store's parameters) and returns the floor.
+pub async fn calibrate() -> Result<Duration, Error> {
+    let slowest = tokio::task::spawn_blocking(|| -> Result<Duration, String> {
+        let argon2 = Argon2::default();
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+            .map_err(|error| error.to_string())?;
+        let hash = argon2
+            .hash_password(b"000000", &salt)
+            .map_err(|error| error.to_string())?
+            .to_string();
+        let parsed = PasswordHash::new(&hash).map_err(|error| error.to_string())?;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..CALIBRATION_RUNS {
+            let started = Instant::now();
+            // A wrong PIN: the case the floor hides.
+            let _ = argon2.verify_password(b"111111", &parsed);
+            slowest = slowest.max(started.elapsed());
+        }
+        Ok(slowest)
+    })
+    .await
+    .map_err(|error| Error::Config(format!("cannot calibrate the refusal floor: {error}")))?
+    .map_err(|error| Error::Config(format!("cannot calibrate the refusal floor: {error}")))?;
+    Ok(floor_for(slowest))
+}
+
+/// The floor for a measured argon2 verification time.
+pub fn floor_for(argon2_time: Duration) -> Duration {
+    let scaled = argon2_time.saturating_mul(CALIBRATION_FACTOR);
+    // Whole milliseconds, rounded up, keep the logged value readable.
+    let millis = scaled.as_micros().div_ceil(1000);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX)).max(MIN_CALIBRATED_FLOOR)
+}
+
+/// Waits until `floor` has passed since `arrived`.
+pub async fn hold(arrived: Instant, floor: Duration) {
+    tokio::time::sleep_until((arrived + floor).into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_is_a_multiple_of_argon2_and_never_below_the_minimum() {
+        assert_eq!(floor_for(Duration::from_millis(1)), MIN_CALIBRATED_FLOOR);
+        assert_eq!(
+            floor_for(Duration::from_micros(40_100)),
+            Duration::from_millis(161)
+        );
+    }
+
+    #[tokio::test]
+    async fn calibration_lands_above_one_verification() {
+        let floor = calibrate().await.unwrap();
+        assert!(floor >= MIN_CALIBRATED_FLOOR, "{floor:?}");
+    }
+}
