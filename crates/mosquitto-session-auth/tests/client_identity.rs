@@ -6,11 +6,11 @@
 //! checked from the holder's side: it stays connected, its will is not published, its
 //! queued messages still reach it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{jwks, Broker, ConnectOptions, RawClient, SigningKey};
+use test_support::fixture_tokens::{jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::raw_mqtt::{ConnectOptions, RawClient};
 
 const WINDOW: Duration = Duration::from_millis(500);
 /// CONNACK return code 5 (MQTT 3.1.1): not authorised.

@@ -2,11 +2,11 @@
 //! work as in plain Mosquitto for devices whose token is valid, and never for a device cut
 //! off because its token expired or its session was closed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{device_claims, jwks, Broker, ConnectOptions, Mqtt5Options, RawClient, SigningKey};
+use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::raw_mqtt::{ConnectOptions, Mqtt5Options, RawClient};
 use rumqttc::QoS;
 use session_token::{ClosedSession, ControlMessage, CONTROL_TOPIC};
 
@@ -130,7 +130,7 @@ fn no_will_for_a_device_whose_session_was_closed() {
     let mut observer = observer(port, &key);
     let mut lamp = RawClient::connect(port, &lamp_options(&key.device_token("111", "lamp", 600)))
         .expect("lamp admitted");
-    let control = common::Device::connect(
+    let control = test_support::mqtt_device::Device::connect(
         port,
         "$session-manager",
         "$session-manager",
@@ -140,7 +140,7 @@ fn no_will_for_a_device_whose_session_was_closed() {
     let message = ControlMessage {
         closed: vec![ClosedSession {
             sid: "111".into(),
-            until: common::now() + 600,
+            until: test_support::now() + 600,
         }],
     };
     control

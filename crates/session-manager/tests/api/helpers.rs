@@ -10,6 +10,7 @@ use session_manager::config::Config;
 use session_manager::shutdown::Shutdown;
 use session_manager::startup::Application;
 use tempfile::TempDir;
+use test_support::service::Launch;
 
 pub struct TestApp {
     pub admin_url: String,
@@ -161,74 +162,44 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
         .to_owned()
 }
 
-/// The real `session-manager` binary, serving on free loopback ports; killed when dropped.
+/// The real `session-manager` binary (the shared launcher, `test_support::service`),
+/// serving on ports the kernel chose, with a client for it; killed when dropped.
 pub struct ServiceProcess {
-    pub child: std::process::Child,
+    pub process: test_support::service::Service,
     pub admin_url: String,
     pub public_url: String,
     pub admin_addr: std::net::SocketAddr,
     pub public_addr: std::net::SocketAddr,
     pub client: reqwest::Client,
-    /// The service's log (stderr), one JSON object per line.
-    pub log_path: PathBuf,
 }
-
-pub const SERVICE_BIN: &str = env!("CARGO_BIN_EXE_session-manager");
 
 /// Starts the binary with its data in `data_dir` and the given extra environment.
 pub fn start_service(data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServiceProcess {
-    start_service_with(std::process::Command::new(SERVICE_BIN), data_dir, env)
+    start_service_with(Launch::new(), data_dir, env)
 }
 
-/// As [`start_service`], from a prepared command (e.g. a wrapper such as `prlimit` whose
-/// last argument is the binary).
+/// As [`start_service`], from a prepared launch (e.g. [`Launch::wrapped`] in `prlimit`).
 pub fn start_service_with(
-    mut command: std::process::Command,
+    launch: Launch,
     data_dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> ServiceProcess {
-    use std::io::BufRead as _;
-    let log_path = data_dir.join(format!("service-{}.log", rand_suffix()));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ISM_DATA_DIR", data_dir.join("data"))
-        .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
-        .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
-        .env("ISM_LOG_FORMAT", "json")
+    let process = launch
+        .data_dir(&data_dir.join("data"))
+        .log_file(data_dir.join(format!("service-{}.log", rand_suffix())))
         .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(log);
-    let mut child = command.spawn().expect("start session-manager");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("start-up line");
-    let addrs: Value = serde_json::from_str(&line).unwrap_or_else(|error| {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        panic!("no start-up line ({error}): {line:?}\n{log}")
-    });
-    let admin_addr: std::net::SocketAddr = addrs["admin_addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("admin_addr");
-    let public_addr: std::net::SocketAddr = addrs["public_addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("public_addr");
+        .envs(env)
+        .start();
     ServiceProcess {
-        child,
-        admin_url: format!("http://{admin_addr}"),
-        public_url: format!("http://{public_addr}"),
-        admin_addr,
-        public_addr,
+        admin_url: process.admin.clone(),
+        public_url: process.public.clone(),
+        admin_addr: process.admin_addr,
+        public_addr: process.public_addr,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client"),
-        log_path,
+        process,
     }
 }
 
@@ -242,23 +213,8 @@ fn rand_suffix() -> u64 {
 impl ServiceProcess {
     /// SIGTERM, then waits (up to 15 s) for a clean exit.
     pub fn stop(mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit within 15 s of SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let status = self.process.signal_and_wait("-TERM");
+        assert!(status.success(), "exit status {status}");
     }
 
     pub async fn create_session(&self, body: Value) -> CreatedSession {
@@ -291,15 +247,6 @@ impl ServiceProcess {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.log()
     }
 }
