@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use base64::Engine;
-use test_support::fixture_tokens::{device_claims, jwks, SigningKey, ISSUER};
-use test_support::mosquitto::Broker;
-use test_support::mqtt_device::Device;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use session_token::Algorithm;
+use test_support::fixture_tokens::{device_claims, fixture, jwks, SigningKey, ISSUER};
+use test_support::mosquitto::{plugin_path, Broker};
+use test_support::mqtt_device::Device;
 
 const WINDOW: Duration = Duration::from_millis(500);
 
@@ -18,7 +18,7 @@ fn b64(bytes: &[u8]) -> String {
 
 #[test]
 fn invalid_configuration_stops_mosquitto_with_a_message_naming_the_problem() {
-    let plugin = test_support::mosquitto::plugin_path();
+    let plugin = plugin_path();
     let dir = tempfile::tempdir().expect("temp dir");
     let good_jwks = dir.path().join("jwks.json");
     std::fs::write(&good_jwks, jwks(&[&SigningKey::rsa()])).expect("write jwks");
@@ -103,7 +103,7 @@ fn the_forgery_suite_is_refused() {
         b64(br#"{"alg":"none","typ":"JWT"}"#),
         b64(&serde_json::to_vec(&device_claims("111", "dev", 600)).expect("claims json"))
     );
-    let public_pem = test_support::fixture_tokens::fixture("rsa_public.pem");
+    let public_pem = fixture("rsa_public.pem");
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(key.kid.clone());
     let hs256_with_public_key = encode(
@@ -214,10 +214,10 @@ fn a_pem_public_key_and_ec_tokens_work_too() {
     let key = SigningKey::ec();
     let dir = tempfile::tempdir().expect("temp dir");
     let pem = dir.path().join("ec_public.pem");
-    std::fs::write(&pem, test_support::fixture_tokens::fixture("ec_public.pem")).expect("write pem");
+    std::fs::write(&pem, fixture("ec_public.pem")).expect("write pem");
     let settings = format!(
         "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_state_file {}\n",
-        test_support::mosquitto::plugin_path().display(),
+        plugin_path().display(),
         pem.display(),
         dir.path().join("state").display()
     );

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
-use test_support::mosquitto::Broker;
-use test_support::raw_mqtt::{ConnectOptions, Mqtt5Options, RawClient};
 use rumqttc::QoS;
 use session_token::{ClosedSession, ControlMessage, CONTROL_TOPIC};
+use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::mqtt_device::Device;
+use test_support::raw_mqtt::{ConnectOptions, Mqtt5Options, RawClient};
 
 const WINDOW: Duration = Duration::from_millis(500);
 const WILL_TOPIC: &str = "/111/lamp/status";
@@ -130,7 +131,7 @@ fn no_will_for_a_device_whose_session_was_closed() {
     let mut observer = observer(port, &key);
     let mut lamp = RawClient::connect(port, &lamp_options(&key.device_token("111", "lamp", 600)))
         .expect("lamp admitted");
-    let control = test_support::mqtt_device::Device::connect(
+    let control = Device::connect(
         port,
         "$session-manager",
         "$session-manager",

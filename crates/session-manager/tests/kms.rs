@@ -124,7 +124,10 @@ impl Moto {
     fn announced_port(&self) -> Option<u16> {
         let log = self.log();
         let (_, rest) = log.split_once("Running on http://127.0.0.1:")?;
-        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     }
 
     fn stop(&mut self) {

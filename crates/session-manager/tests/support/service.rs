@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::process::ExitStatus;
 
-pub use test_support::service::Service;
 use test_support::service::Launch;
+pub use test_support::service::Service;
 
 fn launch(data_dir: &Path, env: &[(&str, &str)]) -> Launch {
     Launch::new()
