@@ -21,6 +21,7 @@ use test_support::mosquitto::{plugin_path, Broker};
 use test_support::mqtt_device::Device;
 use test_support::now;
 use test_support::service::{self, Launch};
+use test_support::session_api::{self, CreatedSession};
 const REGION: &str = "us-east-1";
 const INSTALL_HINT: &str =
     "run scripts/test, or: python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-test.txt";
@@ -222,35 +223,15 @@ impl Service {
         })
     }
 
-    async fn create_session(&self) -> (String, String) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/sessions", self.admin))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        (
-            body["id"].as_str().unwrap().to_owned(),
-            body["pin"].as_str().unwrap().to_owned(),
-        )
+    async fn create_session(&self) -> CreatedSession {
+        session_api::create_session(&self.http, &self.admin, &json!({})).await
     }
 
-    async fn join(&self, session: &(String, String), client: &str) -> reqwest::Response {
-        self.http
-            .post(format!(
-                "{}/api/v1/sessions/{}/join",
-                self.public, session.0
-            ))
-            .json(&json!({ "pin": session.1, "client": client }))
-            .send()
-            .await
-            .unwrap()
+    async fn join(&self, session: &CreatedSession, client: &str) -> reqwest::Response {
+        session_api::join(&self.http, &self.public, &session.id, &session.pin, client).await
     }
 
-    async fn token(&self, session: &(String, String), client: &str) -> String {
+    async fn token(&self, session: &CreatedSession, client: &str) -> String {
         let response = self.join(session, client).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
@@ -319,7 +300,7 @@ async fn tokens_verify_against_the_served_jwks(spec: KeySpec, algorithm: jsonweb
     assert_eq!(header.typ.as_deref(), Some("JWT"));
     let claims = verify(service.jwks().await, &token);
     assert_eq!(claims.sub, "lamp-1");
-    assert_eq!(claims.sid, session.0);
+    assert_eq!(claims.sid, session.id);
 
     // The exported files name the same key with the same kid.
     let exported = export_public_key(&moto, &key);

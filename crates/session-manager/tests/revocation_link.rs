@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use control_observer::{Observed, Observer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use test_support::session_api;
 
 const TOKEN_TTL: u64 = 3600;
 const WAIT: Duration = Duration::from_secs(30);
@@ -40,14 +41,7 @@ async fn start(data_dir: &std::path::Path, observer: &Observer) -> service::Serv
 }
 
 async fn create(http: &reqwest::Client, admin: &str, body: Value) -> Value {
-    let response = http
-        .post(format!("{admin}/api/v1/sessions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    session_api::create_session(http, admin, &body).await.body
 }
 
 async fn close(http: &reqwest::Client, admin: &str, id: &str) {

@@ -5,6 +5,7 @@
 //! - [`mosquitto`]: a real Mosquitto loading the plugin, started race-free;
 //! - [`mqtt_device`]: a full MQTT client (rumqttc) whose events a test can await;
 //! - [`raw_mqtt`]: hand-driven MQTT over a plain socket, for what a full client hides;
+//! - [`session_api`]: creating and joining sessions over the service's HTTP API;
 //! - [`fixture_tokens`]: tokens signed with the fixture keys of `session-token`.
 
 pub mod fixture_tokens;
@@ -12,6 +13,7 @@ pub mod mosquitto;
 pub mod mqtt_device;
 pub mod raw_mqtt;
 pub mod service;
+pub mod session_api;
 
 /// Seconds since the Unix epoch, as token claims count time.
 pub fn now() -> u64 {

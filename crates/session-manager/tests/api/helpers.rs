@@ -11,6 +11,8 @@ use session_manager::shutdown::Shutdown;
 use session_manager::startup::Application;
 use tempfile::TempDir;
 use test_support::service::Launch;
+use test_support::session_api;
+pub use test_support::session_api::CreatedSession;
 
 pub struct TestApp {
     pub admin_url: String,
@@ -55,14 +57,6 @@ pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)
     }
 }
 
-/// A created session as the admin API returned it.
-#[derive(Debug, Clone)]
-pub struct CreatedSession {
-    pub id: String,
-    pub pin: String,
-    pub body: Value,
-}
-
 impl TestApp {
     /// Stops the app gracefully and returns its data directory.
     pub async fn stop(self) -> TempDir {
@@ -75,20 +69,7 @@ impl TestApp {
     }
 
     pub async fn create_session(&self, body: Value) -> CreatedSession {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.admin_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.expect("json");
-        CreatedSession {
-            id: body["id"].as_str().expect("id").to_owned(),
-            pin: body["pin"].as_str().expect("pin").to_owned(),
-            body,
-        }
+        session_api::create_session(&self.client, &self.admin_url, &body).await
     }
 
     pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
@@ -218,32 +199,11 @@ impl ServiceProcess {
     }
 
     pub async fn create_session(&self, body: Value) -> CreatedSession {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.admin_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.expect("json");
-        CreatedSession {
-            id: body["id"].as_str().expect("id").to_owned(),
-            pin: body["pin"].as_str().expect("pin").to_owned(),
-            body,
-        }
+        session_api::create_session(&self.client, &self.admin_url, &body).await
     }
 
     pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
-        self.client
-            .post(format!(
-                "{}/api/v1/sessions/{session_id}/join",
-                self.public_url
-            ))
-            .json(&json!({ "pin": pin, "client": client }))
-            .send()
-            .await
-            .expect("request")
+        session_api::join(&self.client, &self.public_url, session_id, pin, client).await
     }
 
     pub fn log(&self) -> String {
