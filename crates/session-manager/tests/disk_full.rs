@@ -21,6 +21,7 @@ use session_manager::store::record::{
     encode_journal, ClosedRecord, CreatedRecord, JoinedRecord, Record,
 };
 use session_manager::store::JOURNAL_FILE_NAME;
+use test_support::session_api;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -114,14 +115,7 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
     let again = create(&http, &service.admin).await;
     assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Memory holds nothing the disk does not: the refused creates do not exist.
-    let listed: Value = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = session_api::list_sessions(&http, &service.admin).await;
     assert_eq!(
         listed["sessions"].as_array().unwrap().len(),
         acknowledged.len(),
@@ -161,14 +155,7 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
 
     // What the restarted service reads is exactly what was acknowledged.
     let service = service::start(&data_dir, &[]).await;
-    let listed: Value = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = session_api::list_sessions(&http, &service.admin).await;
     let mut ids: Vec<String> = listed["sessions"]
         .as_array()
         .unwrap()

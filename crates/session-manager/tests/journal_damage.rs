@@ -106,14 +106,7 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
     for session in [&first, &later] {
         assert_eq!(join(&http, &service.public, session, "device").await, 200);
     }
-    let listed: Value = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = session_api::list_sessions(&http, &service.admin).await;
     let listed: HashSet<&str> = listed["sessions"]
         .as_array()
         .or_else(|| listed.as_array())

@@ -239,15 +239,7 @@ impl Service {
     }
 
     async fn jwks(&self) -> KeySet {
-        let text = self
-            .http
-            .get(format!("{}/.well-known/jwks.json", self.public))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = session_api::jwks(&self.http, &self.public).await;
         KeySet::from_jwks_json(&text).unwrap()
     }
 

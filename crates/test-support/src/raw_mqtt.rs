@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{QoS, SubscribeReasonCode};
 
+use crate::fixture_tokens::SigningKey;
+
 /// A bare MQTT 3.1.1 connection: CONNECT sent, CONNACK read. `Err` carries a refusing
 /// CONNACK's return code. Credentials are left out when `username` is empty.
 pub fn raw_connect(
@@ -335,4 +337,17 @@ enum ReadOutcome {
     Data,
     TimedOut,
     Closed,
+}
+
+/// A device named `observer` in `session`, with a token of `key`, subscribed at QoS 1 to
+/// everything of that session (wills included).
+pub fn session_observer(port: u16, key: &SigningKey, session: &str) -> RawClient {
+    let token = key.device_token(session, "observer", 600);
+    let mut observer = RawClient::connect(
+        port,
+        &ConnectOptions::device("observer", "observer", &token),
+    )
+    .expect("observer admitted");
+    assert!(observer.subscribe(&format!("/{session}/#")));
+    observer
 }

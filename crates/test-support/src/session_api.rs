@@ -1,6 +1,6 @@
 //! The service's HTTP API as tests call it: create a session on the admin API (which must
 //! answer 201 Created) and join one on the public API, against any running service, the
-//! real binary or the application served in-process.
+//! real binary or the application served in-process; list the sessions, fetch the JWKS.
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -43,4 +43,26 @@ pub async fn join(
         .send()
         .await
         .expect("join request")
+}
+
+/// `GET {admin}/api/v1/sessions`: the page of live sessions, whatever the status.
+pub async fn list_sessions(http: &reqwest::Client, admin: &str) -> Value {
+    http.get(format!("{admin}/api/v1/sessions"))
+        .send()
+        .await
+        .expect("list request")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// `GET {public}/.well-known/jwks.json`: the published key set, as served.
+pub async fn jwks(http: &reqwest::Client, public: &str) -> String {
+    http.get(format!("{public}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks request")
+        .text()
+        .await
+        .expect("jwks body")
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use session_token::KeySet;
 use test_support::service::{self, Launch, Service};
+use test_support::session_api;
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(service::binary())
@@ -252,14 +253,7 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let jwks_before = client
-        .get(format!("http://{public}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jwks_before = session_api::jwks(&client, &format!("http://{public}")).await;
     assert!(dir.path().join("data/dev_signing_key_rs256.pem").exists());
 
     let status = service.signal_and_wait("-TERM");
@@ -281,14 +275,7 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
     // Second start: same key, same session.
     let mut service = start_serve(dir.path());
     let public = service.public_addr;
-    let jwks_after = client
-        .get(format!("http://{public}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jwks_after = session_api::jwks(&client, &format!("http://{public}")).await;
     assert_eq!(jwks_before, jwks_after);
     let response = client
         .post(format!(
