@@ -70,14 +70,7 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
         join(&http, &service.public, &closed_later, "lamp").await,
         200
     );
-    let close = http
-        .delete(format!(
-            "{}/api/v1/sessions/{}",
-            service.admin, closed_later.id
-        ))
-        .send()
-        .await
-        .unwrap();
+    let close = session_api::close_session(&http, &service.admin, &closed_later.id).await;
     assert_eq!(close.status(), StatusCode::NO_CONTENT);
     let later = create(&http, &service.admin).await;
     service.terminate();

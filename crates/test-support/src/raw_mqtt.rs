@@ -26,12 +26,7 @@ pub fn raw_connect(
     }
     let mut packet = bytes::BytesMut::new();
     connect.write(&mut packet).expect("CONNECT encodes");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("broker reachable");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    stream.write_all(&packet).expect("CONNECT sent");
+    let mut stream = send_connect(port, &packet);
     let mut connack = [0u8; 4];
     stream.read_exact(&mut connack).expect("CONNACK received");
     assert_eq!(connack[0], 0x20, "CONNACK packet type");
@@ -39,6 +34,18 @@ pub fn raw_connect(
         0 => Ok(stream),
         refused => Err(refused),
     }
+}
+
+/// Opens a connection to the broker on `port` (no Nagle delay, 10 s read timeout) and
+/// sends the encoded CONNECT `packet`.
+fn send_connect(port: u16, packet: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("broker reachable");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream.write_all(packet).expect("CONNECT sent");
+    stream
 }
 
 /// One connect / CONNACK / disconnect over a fresh TCP connection, for loops of thousands
@@ -163,12 +170,7 @@ impl RawClient {
                     .expect("CONNECT encodes");
             }
         }
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("broker reachable");
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        stream.write_all(&packet).expect("CONNECT sent");
+        let mut stream = send_connect(port, &packet);
         // CONNACK: type, remaining length (< 128 here), flags, return / reason code, then
         // (MQTT 5) properties.
         let mut head = [0u8; 2];

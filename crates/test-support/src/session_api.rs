@@ -1,6 +1,6 @@
 //! The service's HTTP API as tests call it: create a session on the admin API (which must
 //! answer 201 Created) and join one on the public API, against any running service, the
-//! real binary or the application served in-process; list the sessions, fetch the JWKS.
+//! real binary or the application served in-process; close a session, list the sessions, fetch the JWKS.
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -43,6 +43,14 @@ pub async fn join(
         .send()
         .await
         .expect("join request")
+}
+
+/// `DELETE {admin}/api/v1/sessions/{session_id}`: closes the session.
+pub async fn close_session(http: &reqwest::Client, admin: &str, session_id: &str) -> Response {
+    http.delete(format!("{admin}/api/v1/sessions/{session_id}"))
+        .send()
+        .await
+        .expect("close request")
 }
 
 /// `GET {admin}/api/v1/sessions`: the page of live sessions, whatever the status.

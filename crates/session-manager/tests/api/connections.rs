@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use test_support::service::Launch;
+use test_support::session_api;
 
 use crate::helpers::{start_service, start_service_with};
 
@@ -84,14 +85,7 @@ async fn idle_public_connections_do_not_starve_the_admin_port() {
             .await
             .expect("admin healthz");
         assert_eq!(health.status(), StatusCode::OK);
-        let response = fresh
-            .delete(format!(
-                "{}/api/v1/sessions/{}",
-                service.admin_url, created.id
-            ))
-            .send()
-            .await
-            .expect("admin close");
+        let response = session_api::close_session(&fresh, &service.admin_url, &created.id).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     })
     .await;
