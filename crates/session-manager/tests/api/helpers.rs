@@ -1,6 +1,8 @@
 //! The one harness every API test uses: `spawn_app()` builds the real `Application` on
 //! port 0 with a fresh temporary data directory, serves it in the background, and hands
-//! back URLs and a client. `spawn_app_with` changes the configuration first.
+//! back URLs and a client. `spawn_app_with` changes the configuration first. Tests that
+//! need the real binary use `start_service`, a [`ServiceProcess`] on top of the shared
+//! launcher (`test_support::service`).
 
 use std::path::PathBuf;
 
