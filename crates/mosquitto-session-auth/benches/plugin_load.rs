@@ -6,13 +6,12 @@
 //! broker, not the load generator, is what gets measured. Run it with
 //! `cargo bench -p mosquitto-session-auth --bench plugin_load`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{connect_cycle, jwks, raw_connect, Broker, SigningKey};
+use test_support::fixture_tokens::{jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::raw_mqtt::{connect_cycle, raw_connect};
 
 const TOPIC: &str = "/424242/bench";
 const PAYLOAD_BYTES: usize = 64;

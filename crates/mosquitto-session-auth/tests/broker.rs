@@ -1,14 +1,14 @@
 //! End to end against a real Mosquitto loading the plugin: start-up configuration errors,
 //! session isolation, the forgery suite and the ACL-escape suite.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
-use common::{device_claims, jwks, Broker, Device, SigningKey, ISSUER};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use session_token::Algorithm;
+use test_support::fixture_tokens::{device_claims, fixture, jwks, SigningKey, ISSUER};
+use test_support::mosquitto::{plugin_path, Broker};
+use test_support::mqtt_device::Device;
 
 const WINDOW: Duration = Duration::from_millis(500);
 
@@ -18,7 +18,7 @@ fn b64(bytes: &[u8]) -> String {
 
 #[test]
 fn invalid_configuration_stops_mosquitto_with_a_message_naming_the_problem() {
-    let plugin = common::plugin_path();
+    let plugin = plugin_path();
     let dir = tempfile::tempdir().expect("temp dir");
     let good_jwks = dir.path().join("jwks.json");
     std::fs::write(&good_jwks, jwks(&[&SigningKey::rsa()])).expect("write jwks");
@@ -103,7 +103,7 @@ fn the_forgery_suite_is_refused() {
         b64(br#"{"alg":"none","typ":"JWT"}"#),
         b64(&serde_json::to_vec(&device_claims("111", "dev", 600)).expect("claims json"))
     );
-    let public_pem = common::fixture("rsa_public.pem");
+    let public_pem = fixture("rsa_public.pem");
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(key.kid.clone());
     let hs256_with_public_key = encode(
@@ -123,9 +123,9 @@ fn the_forgery_suite_is_refused() {
     let mut expired_claims = device_claims("111", "dev", 600);
     expired_claims.iat -= 7200;
     expired_claims.nbf -= 7200;
-    expired_claims.exp = common::now() - 60;
+    expired_claims.exp = test_support::now() - 60;
     let mut future_claims = device_claims("111", "dev", 600);
-    future_claims.nbf = common::now() + 300;
+    future_claims.nbf = test_support::now() + 300;
     let mut wrong_issuer = device_claims("111", "dev", 600);
     wrong_issuer.iss = format!("not-{ISSUER}");
     // MQTT carries a password of at most 65 535 bytes: a 100 KB one is a protocol error
@@ -214,10 +214,10 @@ fn a_pem_public_key_and_ec_tokens_work_too() {
     let key = SigningKey::ec();
     let dir = tempfile::tempdir().expect("temp dir");
     let pem = dir.path().join("ec_public.pem");
-    std::fs::write(&pem, common::fixture("ec_public.pem")).expect("write pem");
+    std::fs::write(&pem, fixture("ec_public.pem")).expect("write pem");
     let settings = format!(
         "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_state_file {}\n",
-        common::plugin_path().display(),
+        plugin_path().display(),
         pem.display(),
         dir.path().join("state").display()
     );

@@ -6,11 +6,11 @@
 //! checked from the holder's side: it stays connected, its will is not published, its
 //! queued messages still reach it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{jwks, Broker, ConnectOptions, RawClient, SigningKey};
+use test_support::fixture_tokens::{jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::raw_mqtt::{session_observer, ConnectOptions, RawClient};
 
 const WINDOW: Duration = Duration::from_millis(500);
 /// CONNACK return code 5 (MQTT 3.1.1): not authorised.
@@ -18,18 +18,6 @@ const NOT_AUTHORISED: u8 = 5;
 
 fn broker(key: &SigningKey) -> Broker {
     Broker::with_plugin(&jwks(&[key]), &[])
-}
-
-/// A session-A observer subscribed to everything of session A (the will topic included).
-fn observer(port: u16, key: &SigningKey) -> RawClient {
-    let token = key.device_token("111", "observer", 600);
-    let mut observer = RawClient::connect(
-        port,
-        &ConnectOptions::device("observer", "observer", &token),
-    )
-    .expect("observer admitted");
-    assert!(observer.subscribe("/111/#"));
-    observer
 }
 
 /// Session A's lamp connected under its bare name `lamp-1`, with a will.
@@ -46,7 +34,7 @@ fn another_sessions_device_cannot_take_over_a_bare_client_id() {
     let key = SigningKey::rsa();
     let broker = broker(&key);
     let port = broker.port();
-    let mut observer = observer(port, &key);
+    let mut observer = session_observer(port, &key, "111");
     let mut lamp = holder(port, &key, false);
 
     // Session B joined a device under the same name; it presents the same client id.
@@ -211,7 +199,7 @@ fn a_device_takes_over_its_own_old_connection_as_mqtt_expects() {
     let key = SigningKey::rsa();
     let broker = broker(&key);
     let port = broker.port();
-    let mut observer = observer(port, &key);
+    let mut observer = session_observer(port, &key, "111");
     let mut old = holder(port, &key, true);
     assert!(old.subscribe("/111/lamp-1/cmd"));
     old.publish("/111/lamp-1/state", b"old");

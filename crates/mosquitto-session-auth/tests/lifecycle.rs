@@ -1,11 +1,11 @@
 //! End to end: what happens to connected clients over time — their token expires, or the
 //! key set is rotated with SIGHUP.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{jwks, Broker, Device, DeviceEvent, SigningKey};
+use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::mqtt_device::{Device, DeviceEvent};
 
 /// The `Instant` at which wall-clock second `exp` begins.
 fn instant_of(exp: u64) -> Instant {
@@ -56,7 +56,7 @@ fn observe(device: &mut Device, until: Instant) -> Observed {
 fn an_expiring_client_receives_nothing_after_exp_and_is_disconnected() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
-    let claims = common::device_claims("555", "short", 5);
+    let claims = device_claims("555", "short", 5);
     let expires_at = instant_of(claims.exp);
     let mut short = Device::connect(broker.port(), "short", "short", &key.sign(&claims))
         .expect("short-lived token admitted");
@@ -106,7 +106,7 @@ fn an_expiring_client_receives_nothing_after_exp_and_is_disconnected() {
 fn an_expired_client_left_connected_receives_nothing() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[("disconnect_after_expire", "false")]);
-    let claims = common::device_claims("556", "lingering", 3);
+    let claims = device_claims("556", "lingering", 3);
     let expires_at = instant_of(claims.exp);
     let mut lingering =
         Device::connect(broker.port(), "lingering", "lingering", &key.sign(&claims))

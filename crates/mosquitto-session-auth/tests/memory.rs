@@ -1,9 +1,9 @@
 //! End to end: the plugin frees a client's state at disconnect, so 10 000 connect /
 //! disconnect cycles leave the broker's resident memory where warm-up left it.
 
-mod common;
-
-use common::{connect_cycle, jwks, Broker, SigningKey};
+use test_support::fixture_tokens::{jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::raw_mqtt::connect_cycle;
 
 #[test]
 fn ten_thousand_connect_cycles_do_not_grow_memory() {

@@ -2,14 +2,14 @@
 //! control topic disconnects that session's devices at once and refuses their tokens;
 //! other sessions carry on, and devices cannot close sessions.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{device_claims, jwks, Broker, Device, DeviceEvent, SigningKey};
 use mosquitto_session_auth::revocation::CONTROL_TOPIC;
 use rumqttc::QoS;
 use session_token::{Claims, ClosedSession, ControlMessage};
+use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
+use test_support::mosquitto::{plugin_path, require_mosquitto, Broker};
+use test_support::mqtt_device::{Device, DeviceEvent};
 
 const WINDOW: Duration = Duration::from_millis(500);
 
@@ -29,7 +29,7 @@ const LINK: &str = "$session-manager";
 
 /// Closes `sessions`, each refused for the next 10 minutes.
 fn close(client: &Device, sessions: &[&str]) {
-    let until = common::now() + 600;
+    let until = test_support::now() + 600;
     close_until(
         client,
         &sessions.iter().map(|s| (*s, until)).collect::<Vec<_>>(),
@@ -65,7 +65,7 @@ fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
 
 #[test]
 fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
-    common::require_mosquitto();
+    require_mosquitto();
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
@@ -124,7 +124,7 @@ fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
 
 #[test]
 fn devices_cannot_close_sessions() {
-    common::require_mosquitto();
+    require_mosquitto();
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
@@ -153,7 +153,7 @@ fn devices_cannot_close_sessions() {
 
 #[test]
 fn a_malformed_control_message_is_logged_and_ignored() {
-    common::require_mosquitto();
+    require_mosquitto();
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
@@ -199,12 +199,12 @@ fn admitted_again_at(
 
 #[test]
 fn a_revocation_lasts_until_the_end_the_service_sends_and_is_forgotten_after() {
-    common::require_mosquitto();
+    require_mosquitto();
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
     let control = Device::connect(port, LINK, LINK, &control_token(&key)).expect("control link");
-    let until = common::now() + 3;
+    let until = test_support::now() + 3;
     close_until(&control, &[("111", until), ("222", until + 600)]);
     assert!(broker.wait_for_log("closed session(s)", Duration::from_secs(2)));
     let end = UNIX_EPOCH + Duration::from_secs(until);
@@ -221,7 +221,7 @@ fn a_revocation_lasts_until_the_end_the_service_sends_and_is_forgotten_after() {
 
 #[test]
 fn a_revocation_survives_a_broker_restart_without_the_service() {
-    common::require_mosquitto();
+    require_mosquitto();
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let control =
@@ -253,7 +253,7 @@ fn a_revocation_survives_a_broker_restart_without_the_service() {
 
 #[test]
 fn a_damaged_state_file_stops_the_broker_with_a_message_naming_it() {
-    common::require_mosquitto();
+    require_mosquitto();
     let key = SigningKey::rsa();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::set_permissions(
@@ -267,7 +267,7 @@ fn a_damaged_state_file_stops_the_broker_with_a_message_naming_it() {
     std::fs::write(&jwks_path, jwks(&[&key])).expect("write jwks");
     let settings = format!(
         "allow_anonymous false\nplugin {}\nplugin_opt_jwks_file {}\nplugin_opt_state_file {}\n",
-        common::plugin_path().display(),
+        plugin_path().display(),
         jwks_path.display(),
         state.display()
     );

@@ -3,38 +3,20 @@
 //! tokens talk inside their session only; closing a session through the admin API
 //! disconnects its devices within a second (the service's revocation link).
 
-mod common;
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Broker, Device, DeviceEvent, SigningKey};
+use test_support::fixture_tokens::{fixture_path, jwks, SigningKey, ISSUER};
+use test_support::mosquitto::Broker;
+use test_support::mqtt_device::{Device, DeviceEvent};
+use test_support::service;
 
-/// The service binary: the release build `scripts/test` makes, else this profile's build.
-fn service_binary() -> PathBuf {
-    let from_release_dir = std::env::var_os("ISM_TEST_RELEASE_DIR")
-        .map(|dir| PathBuf::from(dir).join("session-manager"));
-    let exe = std::env::current_exe().expect("test binary path");
-    let from_profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("session-manager"));
-    [from_release_dir, from_profile_dir]
-        .into_iter()
-        .flatten()
-        .find(|path| path.exists())
-        .unwrap_or_else(|| {
-            panic!("session-manager binary not found; build it: cargo build -p session-manager")
-        })
-}
-
+/// The service signing with the fixture RSA key, and the `host:port` of its two APIs.
 struct Service {
-    child: Child,
     admin: String,
     public: String,
+    _process: service::Service,
     _data: tempfile::TempDir,
 }
 
@@ -46,36 +28,17 @@ impl Service {
     /// The service with extra environment variables.
     fn start_with(env: &[(&str, &str)]) -> Service {
         let data = tempfile::tempdir().expect("temp dir");
-        let key = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../session-token/tests/fixtures/rsa_private.pem");
-        let mut child = Command::new(service_binary())
+        let process = service::Launch::new()
+            .data_dir(data.path())
             .env("MQTT_AUTH_MODE", "dev_jwt_auth")
-            .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
-            .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
-            .env("ISM_DATA_DIR", data.path())
-            .env("ISM_SIGNING_KEY_FILE", key)
-            .env("ISM_ISSUER", common::ISSUER)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("session-manager starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout piped"))
-            .read_line(&mut line)
-            .expect("start-up line");
-        let announced: serde_json::Value = serde_json::from_str(&line).expect("start-up JSON");
+            .env("ISM_SIGNING_KEY_FILE", fixture_path("rsa_private.pem"))
+            .env("ISM_ISSUER", ISSUER)
+            .envs(env)
+            .start();
         Service {
-            admin: announced["admin_addr"]
-                .as_str()
-                .expect("admin_addr")
-                .to_owned(),
-            public: announced["public_addr"]
-                .as_str()
-                .expect("public_addr")
-                .to_owned(),
-            child,
+            admin: process.admin_addr.to_string(),
+            public: process.public_addr.to_string(),
+            _process: process,
             _data: data,
         }
     }
@@ -96,13 +59,6 @@ impl Service {
             &body,
         );
         joined["token"].as_str().expect("token").to_owned()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -191,7 +147,7 @@ fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
 #[test]
 fn closing_a_session_disconnects_its_devices_within_a_second() {
     // The service signs with the fixture key, so the broker can start first with its JWKS.
-    let broker = Broker::with_plugin(&common::jwks(&[&SigningKey::rsa()]), &[]);
+    let broker = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
     let port = broker.port();
     let url = format!("mqtt://127.0.0.1:{port}");
     let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", url.as_str())]);

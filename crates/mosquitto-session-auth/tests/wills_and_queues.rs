@@ -2,27 +2,17 @@
 //! work as in plain Mosquitto for devices whose token is valid, and never for a device cut
 //! off because its token expired or its session was closed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{device_claims, jwks, Broker, ConnectOptions, Mqtt5Options, RawClient, SigningKey};
 use rumqttc::QoS;
 use session_token::{ClosedSession, ControlMessage, CONTROL_TOPIC};
+use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
+use test_support::mosquitto::Broker;
+use test_support::mqtt_device::Device;
+use test_support::raw_mqtt::{session_observer, ConnectOptions, Mqtt5Options, RawClient};
 
 const WINDOW: Duration = Duration::from_millis(500);
 const WILL_TOPIC: &str = "/111/lamp/status";
-
-fn observer(port: u16, key: &SigningKey) -> RawClient {
-    let token = key.device_token("111", "observer", 600);
-    let mut observer = RawClient::connect(
-        port,
-        &ConnectOptions::device("observer", "observer", &token),
-    )
-    .expect("observer admitted");
-    assert!(observer.subscribe("/111/#"));
-    observer
-}
 
 fn lamp_options(token: &str) -> ConnectOptions {
     ConnectOptions::device("lamp", "lamp", token).will(WILL_TOPIC, b"offline")
@@ -33,7 +23,7 @@ fn a_device_that_drops_unexpectedly_has_its_will_published_in_its_session() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
-    let mut observer = observer(port, &key);
+    let mut observer = session_observer(port, &key, "111");
     let mut outsider = RawClient::connect(
         port,
         &ConnectOptions::device(
@@ -67,7 +57,7 @@ fn an_mqtt5_will_delay_is_honoured() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
-    let mut observer = observer(port, &key);
+    let mut observer = session_observer(port, &key, "111");
     let lamp = RawClient::connect(
         port,
         &lamp_options(&key.device_token("111", "lamp", 600)).mqtt5(Mqtt5Options {
@@ -95,7 +85,7 @@ fn no_will_for_a_device_whose_token_expired() {
     let key = SigningKey::rsa();
     let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
     let port = broker.port();
-    let mut observer = observer(port, &key);
+    let mut observer = session_observer(port, &key, "111");
     let claims = device_claims("111", "lamp", 2);
     let mut lamp =
         RawClient::connect(port, &lamp_options(&key.sign(&claims))).expect("lamp admitted");
@@ -127,10 +117,10 @@ fn no_will_for_a_device_whose_session_was_closed() {
     let port = broker.port();
     // The closed session's will would go to its own tree; watch it with a token of the
     // same session that is still connected (a fresh observer is refused once closed).
-    let mut observer = observer(port, &key);
+    let mut observer = session_observer(port, &key, "111");
     let mut lamp = RawClient::connect(port, &lamp_options(&key.device_token("111", "lamp", 600)))
         .expect("lamp admitted");
-    let control = common::Device::connect(
+    let control = Device::connect(
         port,
         "$session-manager",
         "$session-manager",
@@ -140,7 +130,7 @@ fn no_will_for_a_device_whose_session_was_closed() {
     let message = ControlMessage {
         closed: vec![ClosedSession {
             sid: "111".into(),
-            until: common::now() + 600,
+            until: test_support::now() + 600,
         }],
     };
     control

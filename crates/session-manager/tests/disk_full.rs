@@ -21,6 +21,7 @@ use session_manager::store::record::{
     encode_journal, ClosedRecord, CreatedRecord, JoinedRecord, Record,
 };
 use session_manager::store::JOURNAL_FILE_NAME;
+use test_support::session_api;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -114,14 +115,7 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
     let again = create(&http, &service.admin).await;
     assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Memory holds nothing the disk does not: the refused creates do not exist.
-    let listed: Value = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = session_api::list_sessions(&http, &service.admin).await;
     assert_eq!(
         listed["sessions"].as_array().unwrap().len(),
         acknowledged.len(),
@@ -151,24 +145,13 @@ async fn a_full_disk_refuses_changes_reports_the_fault_and_recovers_by_itself() 
     let fresh = create(&http, &service.admin).await;
     assert_eq!(fresh.status(), StatusCode::CREATED);
     let fresh: Value = fresh.json().await.unwrap();
-    let close = http
-        .delete(format!("{}/api/v1/sessions/{kept_id}", service.admin))
-        .send()
-        .await
-        .unwrap();
+    let close = session_api::close_session(&http, &service.admin, &kept_id).await;
     assert_eq!(close.status(), StatusCode::NO_CONTENT);
     service.terminate();
 
     // What the restarted service reads is exactly what was acknowledged.
     let service = service::start(&data_dir, &[]).await;
-    let listed: Value = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = session_api::list_sessions(&http, &service.admin).await;
     let mut ids: Vec<String> = listed["sessions"]
         .as_array()
         .unwrap()
@@ -197,7 +180,7 @@ async fn a_full_disk_at_start_up_does_not_stop_a_sound_journal() {
     let tmpfs = Tmpfs::mount(&data_dir, "4m");
     // A journal worth compacting at start: one session with 3000 joins, closed.
     let pin = Pin::parse("424242").unwrap();
-    let now = SystemTimeNow::secs();
+    let now = test_support::now();
     let created = |id: &str| {
         Record::Created(CreatedRecord {
             id: SessionId::parse(id).unwrap(),
@@ -266,15 +249,4 @@ async fn a_full_disk_at_start_up_does_not_stop_a_sound_journal() {
     assert_eq!(session["clients"][0]["name"], "after", "{session}");
     service.terminate();
     drop(tmpfs);
-}
-
-struct SystemTimeNow;
-
-impl SystemTimeNow {
-    fn secs() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
 }

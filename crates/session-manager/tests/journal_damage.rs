@@ -13,33 +13,20 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use session_manager::store::record::{decode_frame, JOURNAL_HEADER};
 use session_manager::store::JOURNAL_FILE_NAME;
+use test_support::session_api::{self, CreatedSession};
 
-struct Created {
-    id: String,
-    pin: String,
+async fn create(http: &reqwest::Client, admin: &str) -> CreatedSession {
+    session_api::create_session(http, admin, &json!({})).await
 }
 
-async fn create(http: &reqwest::Client, admin: &str) -> Created {
-    let response = http
-        .post(format!("{admin}/api/v1/sessions"))
-        .json(&json!({}))
-        .send()
+async fn join(
+    http: &reqwest::Client,
+    public: &str,
+    session: &CreatedSession,
+    client: &str,
+) -> StatusCode {
+    session_api::join(http, public, &session.id, &session.pin, client)
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
-    Created {
-        id: body["id"].as_str().unwrap().to_owned(),
-        pin: body["pin"].as_str().unwrap().to_owned(),
-    }
-}
-
-async fn join(http: &reqwest::Client, public: &str, session: &Created, client: &str) -> StatusCode {
-    http.post(format!("{public}/api/v1/sessions/{}/join", session.id))
-        .json(&json!({ "pin": session.pin, "client": client }))
-        .send()
-        .await
-        .unwrap()
         .status()
 }
 
@@ -83,14 +70,7 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
         join(&http, &service.public, &closed_later, "lamp").await,
         200
     );
-    let close = http
-        .delete(format!(
-            "{}/api/v1/sessions/{}",
-            service.admin, closed_later.id
-        ))
-        .send()
-        .await
-        .unwrap();
+    let close = session_api::close_session(&http, &service.admin, &closed_later.id).await;
     assert_eq!(close.status(), StatusCode::NO_CONTENT);
     let later = create(&http, &service.admin).await;
     service.terminate();
@@ -119,14 +99,7 @@ async fn a_flipped_byte_mid_journal_revives_nothing_loses_nothing_after_it_and_r
     for session in [&first, &later] {
         assert_eq!(join(&http, &service.public, session, "device").await, 200);
     }
-    let listed: Value = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = session_api::list_sessions(&http, &service.admin).await;
     let listed: HashSet<&str> = listed["sessions"]
         .as_array()
         .or_else(|| listed.as_array())

@@ -7,20 +7,21 @@
 //! moto restart (see that file), so the outage test can stop KMS, watch joins fail fast
 //! with 503, start it again on the same port and watch the service recover by itself.
 
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use session_token::{Claims, KeySet, TokenVerifier};
-
-const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
+use test_support::mosquitto::{plugin_path, Broker};
+use test_support::mqtt_device::Device;
+use test_support::now;
+use test_support::service::{self, Launch};
+use test_support::session_api::{self, CreatedSession};
 const REGION: &str = "us-east-1";
 const INSTALL_HINT: &str =
     "run scripts/test, or: python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-test.txt";
@@ -57,21 +58,9 @@ fn moto_python() -> PathBuf {
     python
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind port 0")
-        .port()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// moto's KMS server on 127.0.0.1; killed on drop.
+/// moto's KMS server on 127.0.0.1, first on a port the kernel chooses (port 0, read back
+/// from moto's log), then, after a [`stop`](Moto::stop), again on that same port, where
+/// the service expects KMS; killed on drop.
 struct Moto {
     child: Option<Child>,
     port: u16,
@@ -82,7 +71,7 @@ impl Moto {
     fn start() -> Moto {
         let mut moto = Moto {
             child: None,
-            port: free_port(),
+            port: 0,
             state: tempfile::tempdir().unwrap(),
         };
         moto.launch();
@@ -106,7 +95,13 @@ impl Moto {
             .spawn()
             .expect("start moto");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        // Our own moto says where it listens; a connect alone could reach another process.
+        let port = loop {
+            if let Some(port) = self.announced_port() {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break port;
+                }
+            }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("moto exited ({status}): {}", self.log());
             }
@@ -116,8 +111,24 @@ impl Moto {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        assert!(
+            self.port == 0 || self.port == port,
+            "moto came back on port {port}, not {}",
+            self.port
+        );
+        self.port = port;
         self.child = Some(child);
+    }
+
+    /// The port of moto's ` * Running on http://127.0.0.1:<port>` log line.
+    fn announced_port(&self) -> Option<u16> {
+        let log = self.log();
+        let (_, rest) = log.split_once("Running on http://127.0.0.1:")?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     }
 
     fn stop(&mut self) {
@@ -173,12 +184,10 @@ impl Drop for Moto {
     }
 }
 
-/// The environment of a service in kms mode against `moto`.
-fn kms_command(moto: &Moto, key_id: &str, data_dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+/// The service in kms mode against `moto`.
+fn kms_launch(moto: &Moto, key_id: &str, data_dir: &Path) -> Launch {
+    Launch::new()
+        .data_dir(data_dir)
         .env("MQTT_AUTH_MODE", "kms_jwt_auth")
         .env("ISM_KMS_KEY_ID", key_id)
         .env("ISM_KMS_TIMEOUT_MS", "1000")
@@ -187,89 +196,42 @@ fn kms_command(moto: &Moto, key_id: &str, data_dir: &Path) -> Command {
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("ISM_DATA_DIR", data_dir)
-        .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
-        .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
-        .env("ISM_LOG_FORMAT", "json");
-    command
 }
 
 /// The service binary in kms mode; killed on drop.
 struct Service {
-    child: Child,
     admin: String,
     public: String,
     http: reqwest::Client,
+    _process: service::Service,
     _data_dir: tempfile::TempDir,
 }
 
 impl Service {
-    /// Starts the service; `Err` carries its error output when it refuses to start.
+    /// Starts the service; `Err` carries its exit status and log when it refuses to start.
     fn start(moto: &Moto, key_id: &str) -> Result<Service, String> {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut child = kms_command(moto, key_id, data_dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start session-manager");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first_line = String::new();
-        stdout.read_line(&mut first_line).unwrap();
-        if first_line.is_empty() {
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            let status = child.wait().unwrap();
-            return Err(format!("exit {status}: {stderr}"));
-        }
-        // Keep draining the logs so the service never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let mut stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        let addrs: Value = serde_json::from_str(&first_line)
-            .unwrap_or_else(|e| panic!("start-up line {first_line:?}: {e}"));
+        let process = kms_launch(moto, key_id, data_dir.path())
+            .try_start()
+            .map_err(|refusal| refusal.to_string())?;
         Ok(Service {
-            child,
-            admin: format!("http://{}", addrs["admin_addr"].as_str().unwrap()),
-            public: format!("http://{}", addrs["public_addr"].as_str().unwrap()),
+            admin: process.admin.clone(),
+            public: process.public.clone(),
             http: reqwest::Client::new(),
+            _process: process,
             _data_dir: data_dir,
         })
     }
 
-    async fn create_session(&self) -> (String, String) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/sessions", self.admin))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        (
-            body["id"].as_str().unwrap().to_owned(),
-            body["pin"].as_str().unwrap().to_owned(),
-        )
+    async fn create_session(&self) -> CreatedSession {
+        session_api::create_session(&self.http, &self.admin, &json!({})).await
     }
 
-    async fn join(&self, session: &(String, String), client: &str) -> reqwest::Response {
-        self.http
-            .post(format!(
-                "{}/api/v1/sessions/{}/join",
-                self.public, session.0
-            ))
-            .json(&json!({ "pin": session.1, "client": client }))
-            .send()
-            .await
-            .unwrap()
+    async fn join(&self, session: &CreatedSession, client: &str) -> reqwest::Response {
+        session_api::join(&self.http, &self.public, &session.id, &session.pin, client).await
     }
 
-    async fn token(&self, session: &(String, String), client: &str) -> String {
+    async fn token(&self, session: &CreatedSession, client: &str) -> String {
         let response = self.join(session, client).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
@@ -277,15 +239,7 @@ impl Service {
     }
 
     async fn jwks(&self) -> KeySet {
-        let text = self
-            .http
-            .get(format!("{}/.well-known/jwks.json", self.public))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = session_api::jwks(&self.http, &self.public).await;
         KeySet::from_jwks_json(&text).unwrap()
     }
 
@@ -300,13 +254,6 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn verify(keys: KeySet, token: &str) -> Claims {
     TokenVerifier::new(keys)
         .with_issuer("ism")
@@ -318,11 +265,11 @@ fn verify(keys: KeySet, token: &str) -> Claims {
 fn export_public_key(moto: &Moto, key_id: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let output = kms_command(moto, key_id, data_dir.path())
-        .args(["export-public-key", "--out"])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let output = kms_launch(moto, key_id, data_dir.path()).output([
+        "export-public-key".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ]);
     assert!(
         output.status.success(),
         "export-public-key failed: {}",
@@ -345,7 +292,7 @@ async fn tokens_verify_against_the_served_jwks(spec: KeySpec, algorithm: jsonweb
     assert_eq!(header.typ.as_deref(), Some("JWT"));
     let claims = verify(service.jwks().await, &token);
     assert_eq!(claims.sub, "lamp-1");
-    assert_eq!(claims.sid, session.0);
+    assert_eq!(claims.sid, session.id);
 
     // The exported files name the same key with the same kid.
     let exported = export_public_key(&moto, &key);
@@ -475,118 +422,18 @@ async fn a_kms_outage_answers_503_quickly_and_the_service_recovers_by_itself() {
 }
 
 /// Mosquitto loading our plugin with the exported `public_key.pem`.
-struct Broker {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+fn broker_with_public_key(public_key_pem: &Path) -> Broker {
+    let settings = format!(
+        "allow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_issuer ism\n",
+        plugin_path().display(),
+        public_key_pem.display()
+    );
+    Broker::start(tempfile::tempdir().unwrap(), &settings)
 }
 
-const PLUGIN_FILE: &str = "libmosquitto_session_auth.so";
-
-impl Broker {
-    fn start(public_key_pem: &Path) -> Broker {
-        let mosquitto = Path::new("/usr/sbin/mosquitto");
-        assert!(
-            mosquitto.exists(),
-            "{} not found; install it: apt-get install -y mosquitto (scripts/test does)",
-            mosquitto.display()
-        );
-        // scripts/test builds the release plugin first; a plain `cargo test --workspace`
-        // links the plugin's cdylib into this profile's deps directory.
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let candidates = [
-            std::env::var_os("ISM_TEST_RELEASE_DIR").map(|dir| Path::new(&dir).join(PLUGIN_FILE)),
-            Some(deps.join(PLUGIN_FILE)),
-            deps.parent().map(|profile| profile.join(PLUGIN_FILE)),
-        ];
-        let plugin = candidates
-            .into_iter()
-            .flatten()
-            .find(|path| path.exists())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{PLUGIN_FILE} not found in $ISM_TEST_RELEASE_DIR or {}; build it: \
-                     cargo build -p mosquitto-session-auth (scripts/test does)",
-                    deps.display()
-                )
-            });
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous false\nplugin {}\nplugin_opt_public_key_file {}\nplugin_opt_issuer ism\npersistence false\nlog_dest stderr\n",
-                plugin.display(),
-                public_key_pem.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
-        let mut child = Command::new(mosquitto)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let log = std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default();
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "mosquitto exited: {log}"
-            );
-            assert!(Instant::now() < deadline, "mosquitto did not listen: {log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    /// Connects as `client` with `token`; Ok when the broker accepts.
-    fn connect(&self, client: &str, token: &str) -> Result<(), String> {
-        let mut options = rumqttc::MqttOptions::new(client, "127.0.0.1", self.port);
-        options.set_credentials(client, token);
-        options.set_max_packet_size(1 << 16, 1 << 16);
-        let (_client, mut connection) = rumqttc::Client::new(options, 8);
-        let (sender, outcome) = mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                let result = match event {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
-                        if ack.code == rumqttc::ConnectReturnCode::Success {
-                            Ok(())
-                        } else {
-                            Err(format!("{:?}", ack.code))
-                        }
-                    }
-                    Ok(_) => continue,
-                    Err(error) => Err(error.to_string()),
-                };
-                let _ = sender.send(result);
-                return;
-            }
-        });
-        outcome
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| Err("no CONNACK within 10 s".to_owned()))
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Connects to `broker` as `client` with `token`; Ok when the broker accepts.
+fn connect(broker: &Broker, client: &str, token: &str) -> Result<(), String> {
+    Device::connect(broker.port(), client, client, token).map(drop)
 }
 
 #[tokio::test]
@@ -600,13 +447,13 @@ async fn mosquitto_with_the_exported_kms_key_admits_the_device() {
         let session = service.create_session().await;
         let token = service.token(&session, "sensor-7").await;
         let exported = export_public_key(&moto, &key);
-        let broker = Broker::start(&exported.path().join("public_key.pem"));
+        let broker = broker_with_public_key(&exported.path().join("public_key.pem"));
 
         let admitted = tokio::task::spawn_blocking({
             let token = token.clone();
             move || {
-                let admitted = broker.connect("sensor-7", &token);
-                let impostor = broker.connect("sensor-8", &token);
+                let admitted = connect(&broker, "sensor-7", &token);
+                let impostor = connect(&broker, "sensor-8", &token);
                 (admitted, impostor)
             }
         })

@@ -9,21 +9,16 @@ mod control_observer;
 mod service;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use control_observer::{Observed, Observer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use test_support::now;
+use test_support::session_api;
 
 const TOKEN_TTL: u64 = 3600;
 const WAIT: Duration = Duration::from_secs(30);
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn env(observer: &Observer) -> Vec<(&'static str, String)> {
     vec![
@@ -40,22 +35,11 @@ async fn start(data_dir: &std::path::Path, observer: &Observer) -> service::Serv
 }
 
 async fn create(http: &reqwest::Client, admin: &str, body: Value) -> Value {
-    let response = http
-        .post(format!("{admin}/api/v1/sessions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    session_api::create_session(http, admin, &body).await.body
 }
 
 async fn close(http: &reqwest::Client, admin: &str, id: &str) {
-    let response = http
-        .delete(format!("{admin}/api/v1/sessions/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let response = session_api::close_session(http, admin, id).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 

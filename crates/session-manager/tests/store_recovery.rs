@@ -23,10 +23,7 @@ fn write_journal(dir: &Path, pin: &Pin, now: u64) -> usize {
 async fn hundred_thousand_sessions_recover() {
     let dir = tempfile::tempdir().unwrap();
     let pin = Pin::parse("424242").unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = test_support::now();
     let records = write_journal(dir.path(), &pin, now);
 
     let config = StoreConfig {

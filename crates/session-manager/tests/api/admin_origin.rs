@@ -6,18 +6,12 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use test_support::session_api;
+
 use crate::helpers::{error_code, start_service, ServiceProcess};
 
 async fn live_sessions(service: &ServiceProcess) -> usize {
-    let page: Value = service
-        .client
-        .get(format!("{}/api/v1/sessions", service.admin_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = session_api::list_sessions(&service.client, &service.admin_url).await;
     page["sessions"].as_array().unwrap().len()
 }
 

@@ -1,17 +1,16 @@
 //! The `session-manager` binary itself: `--help`, `keygen`, `hash-admin-key`, and `serve`
 //! started with no setup at all, announcing its ports and stopping cleanly on SIGTERM.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use session_token::KeySet;
-
-const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
+use test_support::service::{self, Launch, Service};
+use test_support::session_api;
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    Command::new(service::binary())
         .args(args)
         .output()
         .expect("run session-manager")
@@ -181,7 +180,7 @@ fn keygen_writes_es256_files_without_der() {
 
 #[test]
 fn hash_admin_key_reads_stdin_and_prints_an_argon2id_phc_string() {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(service::binary())
         .arg("hash-admin-key")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -207,7 +206,7 @@ fn hash_admin_key_reads_stdin_and_prints_an_argon2id_phc_string() {
 
 #[test]
 fn hash_admin_key_generates_a_key_when_stdin_is_empty() {
-    let output = Command::new(BIN)
+    let output = Command::new(service::binary())
         .arg("hash-admin-key")
         .stdin(Stdio::null())
         .output()
@@ -223,55 +222,17 @@ fn hash_admin_key_generates_a_key_when_stdin_is_empty() {
         .is_ok());
 }
 
-/// Starts `serve` in `dir` with no configuration but free ports; returns the child and
-/// the announced addresses.
-fn start_serve(dir: &std::path::Path) -> (std::process::Child, Value) {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
-        .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
-        .env("ISM_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addrs: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("start-up line {line:?}: {e}"));
-    (child, addrs)
-}
-
-fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
-    signal_and_wait(child, "-TERM")
-}
-
-fn signal_and_wait(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "no exit within 15 s of {signal}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Starts `serve` in `dir` with no configuration but free ports.
+fn start_serve(dir: &std::path::Path) -> Service {
+    Launch::new().current_dir(dir).start()
 }
 
 #[tokio::test]
 async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addrs) = start_serve(dir.path());
-    let admin = addrs["admin_addr"].as_str().unwrap().to_owned();
-    let public = addrs["public_addr"].as_str().unwrap().to_owned();
+    let mut service = start_serve(dir.path());
+    let admin = service.admin_addr;
+    let public = service.public_addr;
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("http://{admin}/api/v1/sessions"))
@@ -292,20 +253,12 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let jwks_before = client
-        .get(format!("http://{public}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jwks_before = session_api::jwks(&client, &format!("http://{public}")).await;
     assert!(dir.path().join("data/dev_signing_key_rs256.pem").exists());
 
-    let status = sigterm_and_wait(&mut child);
+    let status = service.signal_and_wait("-TERM");
     assert!(status.success(), "exit status {status}");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = service.log();
     assert!(
         stderr.contains("generated a development signing key"),
         "{stderr}"
@@ -320,16 +273,9 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
     }
 
     // Second start: same key, same session.
-    let (mut child, addrs) = start_serve(dir.path());
-    let public = addrs["public_addr"].as_str().unwrap();
-    let jwks_after = client
-        .get(format!("http://{public}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut service = start_serve(dir.path());
+    let public = service.public_addr;
+    let jwks_after = session_api::jwks(&client, &format!("http://{public}")).await;
     assert_eq!(jwks_before, jwks_after);
     let response = client
         .post(format!(
@@ -342,10 +288,9 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let token: Value = response.json().await.unwrap();
-    let status = sigterm_and_wait(&mut child);
+    let status = service.signal_and_wait("-TERM");
     assert!(status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = service.log();
     assert!(
         !stderr.contains(token["token"].as_str().unwrap()),
         "the token was logged"
@@ -355,7 +300,7 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
 #[test]
 fn bad_configuration_fails_with_a_message() {
     let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN)
+    let output = Command::new(service::binary())
         .args([
             "serve",
             "--admin-addr",
@@ -375,10 +320,9 @@ fn bad_configuration_fails_with_a_message() {
 #[test]
 fn serve_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _) = start_serve(dir.path());
-    let status = signal_and_wait(&mut child, "-INT");
+    let mut service = start_serve(dir.path());
+    let status = service.signal_and_wait("-INT");
     assert!(status.success(), "exit status {status}");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = service.log();
     assert!(stderr.contains("SIGINT"), "{stderr}");
 }

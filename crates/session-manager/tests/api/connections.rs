@@ -9,10 +9,13 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{start_service, start_service_with, SERVICE_BIN};
+use test_support::service::Launch;
+use test_support::session_api;
 
-/// `prlimit`, which runs the service under a lowered open-files limit.
-fn prlimit(open_files: u32) -> std::process::Command {
+use crate::helpers::{start_service, start_service_with};
+
+/// The service run through `prlimit`, under a lowered open-files limit.
+fn prlimit(open_files: u32) -> Launch {
     let found = std::process::Command::new("prlimit")
         .arg("--version")
         .output()
@@ -22,10 +25,8 @@ fn prlimit(open_files: u32) -> std::process::Command {
         "prlimit is missing: install it with `apt-get install -y util-linux`"
     );
     let mut command = std::process::Command::new("prlimit");
-    command
-        .arg(format!("--nofile={open_files}:{open_files}"))
-        .arg(SERVICE_BIN);
-    command
+    command.arg(format!("--nofile={open_files}:{open_files}"));
+    Launch::wrapped(command)
 }
 
 /// Waits until the server closes `stream` (EOF or reset), or panics after `limit`.
@@ -84,14 +85,7 @@ async fn idle_public_connections_do_not_starve_the_admin_port() {
             .await
             .expect("admin healthz");
         assert_eq!(health.status(), StatusCode::OK);
-        let response = fresh
-            .delete(format!(
-                "{}/api/v1/sessions/{}",
-                service.admin_url, created.id
-            ))
-            .send()
-            .await
-            .expect("admin close");
+        let response = session_api::close_session(&fresh, &service.admin_url, &created.id).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     })
     .await;

@@ -1,6 +1,8 @@
 //! The one harness every API test uses: `spawn_app()` builds the real `Application` on
 //! port 0 with a fresh temporary data directory, serves it in the background, and hands
-//! back URLs and a client. `spawn_app_with` changes the configuration first.
+//! back URLs and a client. `spawn_app_with` changes the configuration first. Tests that
+//! need the real binary use `start_service`, a [`ServiceProcess`] on top of the shared
+//! launcher (`test_support::service`).
 
 use std::path::PathBuf;
 
@@ -10,6 +12,9 @@ use session_manager::config::Config;
 use session_manager::shutdown::Shutdown;
 use session_manager::startup::Application;
 use tempfile::TempDir;
+use test_support::service::Launch;
+use test_support::session_api;
+pub use test_support::session_api::CreatedSession;
 
 pub struct TestApp {
     pub admin_url: String,
@@ -54,14 +59,6 @@ pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)
     }
 }
 
-/// A created session as the admin API returned it.
-#[derive(Debug, Clone)]
-pub struct CreatedSession {
-    pub id: String,
-    pub pin: String,
-    pub body: Value,
-}
-
 impl TestApp {
     /// Stops the app gracefully and returns its data directory.
     pub async fn stop(self) -> TempDir {
@@ -74,20 +71,7 @@ impl TestApp {
     }
 
     pub async fn create_session(&self, body: Value) -> CreatedSession {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.admin_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.expect("json");
-        CreatedSession {
-            id: body["id"].as_str().expect("id").to_owned(),
-            pin: body["pin"].as_str().expect("pin").to_owned(),
-            body,
-        }
+        session_api::create_session(&self.client, &self.admin_url, &body).await
     }
 
     pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
@@ -161,74 +145,44 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
         .to_owned()
 }
 
-/// The real `session-manager` binary, serving on free loopback ports; killed when dropped.
+/// The real `session-manager` binary (the shared launcher, `test_support::service`),
+/// serving on ports the kernel chose, with a client for it; killed when dropped.
 pub struct ServiceProcess {
-    pub child: std::process::Child,
+    pub process: test_support::service::Service,
     pub admin_url: String,
     pub public_url: String,
     pub admin_addr: std::net::SocketAddr,
     pub public_addr: std::net::SocketAddr,
     pub client: reqwest::Client,
-    /// The service's log (stderr), one JSON object per line.
-    pub log_path: PathBuf,
 }
-
-pub const SERVICE_BIN: &str = env!("CARGO_BIN_EXE_session-manager");
 
 /// Starts the binary with its data in `data_dir` and the given extra environment.
 pub fn start_service(data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServiceProcess {
-    start_service_with(std::process::Command::new(SERVICE_BIN), data_dir, env)
+    start_service_with(Launch::new(), data_dir, env)
 }
 
-/// As [`start_service`], from a prepared command (e.g. a wrapper such as `prlimit` whose
-/// last argument is the binary).
+/// As [`start_service`], from a prepared launch (e.g. [`Launch::wrapped`] in `prlimit`).
 pub fn start_service_with(
-    mut command: std::process::Command,
+    launch: Launch,
     data_dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> ServiceProcess {
-    use std::io::BufRead as _;
-    let log_path = data_dir.join(format!("service-{}.log", rand_suffix()));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ISM_DATA_DIR", data_dir.join("data"))
-        .env("ISM_ADMIN_ADDR", "127.0.0.1:0")
-        .env("ISM_PUBLIC_ADDR", "127.0.0.1:0")
-        .env("ISM_LOG_FORMAT", "json")
+    let process = launch
+        .data_dir(&data_dir.join("data"))
+        .log_file(data_dir.join(format!("service-{}.log", rand_suffix())))
         .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(log);
-    let mut child = command.spawn().expect("start session-manager");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("start-up line");
-    let addrs: Value = serde_json::from_str(&line).unwrap_or_else(|error| {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        panic!("no start-up line ({error}): {line:?}\n{log}")
-    });
-    let admin_addr: std::net::SocketAddr = addrs["admin_addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("admin_addr");
-    let public_addr: std::net::SocketAddr = addrs["public_addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("public_addr");
+        .envs(env)
+        .start();
     ServiceProcess {
-        child,
-        admin_url: format!("http://{admin_addr}"),
-        public_url: format!("http://{public_addr}"),
-        admin_addr,
-        public_addr,
+        admin_url: process.admin.clone(),
+        public_url: process.public.clone(),
+        admin_addr: process.admin_addr,
+        public_addr: process.public_addr,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client"),
-        log_path,
+        process,
     }
 }
 
@@ -242,64 +196,19 @@ fn rand_suffix() -> u64 {
 impl ServiceProcess {
     /// SIGTERM, then waits (up to 15 s) for a clean exit.
     pub fn stop(mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit within 15 s of SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let status = self.process.signal_and_wait("-TERM");
+        assert!(status.success(), "exit status {status}");
     }
 
     pub async fn create_session(&self, body: Value) -> CreatedSession {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.admin_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.expect("json");
-        CreatedSession {
-            id: body["id"].as_str().expect("id").to_owned(),
-            pin: body["pin"].as_str().expect("pin").to_owned(),
-            body,
-        }
+        session_api::create_session(&self.client, &self.admin_url, &body).await
     }
 
     pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
-        self.client
-            .post(format!(
-                "{}/api/v1/sessions/{session_id}/join",
-                self.public_url
-            ))
-            .json(&json!({ "pin": pin, "client": client }))
-            .send()
-            .await
-            .expect("request")
+        session_api::join(&self.client, &self.public_url, session_id, pin, client).await
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.log()
     }
 }
