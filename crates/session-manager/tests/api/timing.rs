@@ -97,11 +97,13 @@ async fn wrong_pins_for_live_and_unknown_sessions_are_indistinguishable_after_a_
     // After the restart no PIN has been checked yet: a wrong one costs argon2.
     let service = start_service(dir.path(), &env);
     let bad = wrong_pin(&live.pin);
-    let unknown_id = if live.id == "999999" {
-        "888888"
-    } else {
-        "999999"
+    // An id of the same length that no session has: the live id with its last digit changed.
+    let unknown_id = {
+        let (head, last) = live.id.split_at(live.id.len() - 1);
+        let other = if last == "9" { "8" } else { "9" };
+        format!("{head}{other}")
     };
+    let unknown_id = unknown_id.as_str();
     let argon2_before = argon2_verifications(&service).await;
 
     let (mut live_times, mut unknown_times) = (Vec::new(), Vec::new());
@@ -135,6 +137,9 @@ async fn wrong_pins_for_live_and_unknown_sessions_are_indistinguishable_after_a_
     let (live_median, unknown_median) = (median(&live_times), median(&unknown_times));
     // Critical value of the two-sample KS test at alpha = 0.001 for 200 + 200 samples.
     let critical = 1.95 * ((2 * SAMPLES) as f64 / (SAMPLES * SAMPLES) as f64).sqrt();
+    eprintln!(
+        "KS {statistic:.3} (critical {critical:.3}); medians {live_median:?} (live) vs {unknown_median:?} (unknown)"
+    );
     assert!(
         statistic < critical,
         "timing tells live from unknown sessions: KS {statistic:.3} >= {critical:.3}, medians {live_median:?} (live) vs {unknown_median:?} (unknown)"
