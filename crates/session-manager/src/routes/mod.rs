@@ -5,7 +5,7 @@
 //!
 //! - [`admin`]: the versioned admin API (`/api/v1/sessions...`), behind admin auth;
 //! - [`compat`]: the original service's routes with their original shapes;
-//! - [`public`]: joining;
+//! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
 //! - [`health`]: `/healthz` on both ports.
 //!
