@@ -5,7 +5,9 @@ use std::num::{NonZeroU32, NonZeroU64};
 use axum::extract::{Extension, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::SessionView;
@@ -143,4 +145,14 @@ pub async fn close_session(
     } else {
         Err(ApiError::NotFound(format!("no live session {id}")))
     }
+}
+
+/// The versioned admin API; [`super::admin_router`] puts admin auth in front of it.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sessions", post(create_session).get(list_sessions))
+        .route(
+            "/api/v1/sessions/{id}",
+            get(get_session).delete(close_session),
+        )
 }

@@ -8,7 +8,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::get;
 use axum::Json;
+use axum::Router;
 use serde::Serialize;
 
 use crate::signer::SignerHealth;
@@ -101,4 +103,14 @@ pub async fn admin_health(State(state): State<AppState>) -> (StatusCode, Json<Ad
             }),
         }),
     )
+}
+
+/// `/healthz` of the admin port: the whole report, open to probes (no admin auth).
+pub(crate) fn admin_router() -> Router<AppState> {
+    Router::new().route("/healthz", get(admin_health))
+}
+
+/// `/healthz` of the public port.
+pub(crate) fn public_router() -> Router<AppState> {
+    Router::new().route("/healthz", get(public_health))
 }

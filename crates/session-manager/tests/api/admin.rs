@@ -26,7 +26,7 @@ async fn create_returns_the_session_with_its_pin() {
 
 #[tokio::test]
 async fn create_with_an_empty_object_uses_the_defaults() {
-    let app = spawn_app_with(|config| config.default_max_clients = 0).await;
+    let app = spawn_app_with(|config| config.admin.default_max_clients = 0).await;
     let response = app
         .client
         .post(format!("{}/api/v1/sessions", app.admin_url))
@@ -49,8 +49,8 @@ async fn create_with_an_empty_object_uses_the_defaults() {
 #[tokio::test]
 async fn configured_id_and_pin_lengths_are_used() {
     let app = crate::helpers::spawn_app_with(|config| {
-        config.id_length = 12;
-        config.pin_length = 4;
+        config.store.id_length = 12;
+        config.store.pin_length = 4;
     })
     .await;
     let created = app.create_session(json!({})).await;

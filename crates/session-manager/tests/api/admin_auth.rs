@@ -14,7 +14,7 @@ const KEY: &str = "correct horse battery staple";
 #[tokio::test]
 async fn every_admin_route_needs_the_key() {
     let hash = hash_admin_key(KEY).unwrap();
-    let app = spawn_app_with(|config| config.admin_api_key_hash = Some(hash)).await;
+    let app = spawn_app_with(|config| config.admin.admin_api_key_hash = Some(hash)).await;
     let routes = [
         (reqwest::Method::POST, "/api/v1/sessions"),
         (reqwest::Method::GET, "/api/v1/sessions"),
@@ -80,14 +80,14 @@ async fn every_admin_route_needs_the_key() {
 async fn a_non_loopback_admin_bind_without_a_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().to_owned());
-    config.admin_addr = "0.0.0.0:0".parse().unwrap();
+    config.listen.admin_addr = "0.0.0.0:0".parse().unwrap();
     let error = Application::build(config.clone())
         .await
         .err()
         .expect("refused");
     assert!(error.to_string().contains("ISM_ADMIN_INSECURE"), "{error}");
 
-    config.admin_insecure = true;
+    config.admin.admin_insecure = true;
     let app = Application::build(config)
         .await
         .expect("allowed when insecure is explicit");
@@ -98,7 +98,7 @@ async fn a_non_loopback_admin_bind_without_a_key_is_refused() {
 async fn a_non_loopback_admin_bind_with_a_key_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().to_owned());
-    config.admin_addr = "0.0.0.0:0".parse().unwrap();
-    config.admin_api_key_hash = Some(hash_admin_key(KEY).unwrap());
+    config.listen.admin_addr = "0.0.0.0:0".parse().unwrap();
+    config.admin.admin_api_key_hash = Some(hash_admin_key(KEY).unwrap());
     assert!(Application::build(config).await.is_ok());
 }

@@ -45,7 +45,7 @@ async fn five_wrong_pins_lock_the_session_with_retry_after() {
 
 #[tokio::test]
 async fn the_lockout_ends_after_the_configured_back_off() {
-    let app = spawn_app_with(|config| config.lockout_secs = 1).await;
+    let app = spawn_app_with(|config| config.limits.lockout_secs = 1).await;
     let created = app.create_session(json!({})).await;
     for _ in 0..5 {
         app.join(&created.id, &wrong_pin(&created.pin), "guesser")
@@ -65,8 +65,8 @@ async fn the_lockout_ends_after_the_configured_back_off() {
 #[tokio::test]
 async fn the_per_address_limit_ignores_forwarded_for_from_untrusted_peers() {
     let app = spawn_app_with(|config| {
-        config.ip_max_failures = 3;
-        config.session_max_failures = 100;
+        config.limits.ip_max_failures = 3;
+        config.limits.session_max_failures = 100;
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -88,9 +88,9 @@ async fn the_per_address_limit_ignores_forwarded_for_from_untrusted_peers() {
 #[tokio::test]
 async fn the_per_address_limit_uses_forwarded_for_from_a_trusted_proxy() {
     let app = spawn_app_with(|config| {
-        config.ip_max_failures = 3;
-        config.session_max_failures = 100;
-        config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        config.limits.ip_max_failures = 3;
+        config.limits.session_max_failures = 100;
+        config.listen.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -113,7 +113,7 @@ async fn the_per_address_limit_uses_forwarded_for_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413() {
-    let app = spawn_app_with(|config| config.max_body_bytes = 1024).await;
+    let app = spawn_app_with(|config| config.listen.max_body_bytes = 1024).await;
     let created = app.create_session(json!({})).await;
     let huge = json!({"pin": created.pin, "client": "x".repeat(4096)});
     let response = app
@@ -208,10 +208,10 @@ async fn a_full_failure_table_still_locks_a_live_session() {
 #[tokio::test]
 async fn ipv6_clients_are_counted_per_64_behind_a_trusted_proxy() {
     let app = spawn_app_with(|config| {
-        config.ip_max_failures = 3;
-        config.session_max_failures = 100;
-        config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
-        config.join_refusal_floor_ms = Some(0);
+        config.limits.ip_max_failures = 3;
+        config.limits.session_max_failures = 100;
+        config.listen.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        config.limits.join_refusal_floor_ms = Some(0);
     })
     .await;
     let created = app.create_session(json!({})).await;

@@ -96,7 +96,7 @@ async fn an_expired_session_refuses_joins_and_leaves_the_listing() {
 #[tokio::test]
 async fn dev_no_auth_hands_out_the_client_name_as_token() {
     let app = spawn_app_with(|config| {
-        config.auth_mode = session_manager::config::AuthMode::DevNoAuth;
+        config.signing.auth_mode = session_manager::config::AuthMode::DevNoAuth;
     })
     .await;
     let created = app.create_session(json!({})).await;

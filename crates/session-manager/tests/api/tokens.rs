@@ -84,15 +84,15 @@ async fn rs256_tokens_verify_with_the_served_jwks() {
 
 #[tokio::test]
 async fn es256_tokens_verify_with_the_served_jwks() {
-    let app = spawn_app_with(|config| config.jwt_alg = JwtAlgorithm::Es256).await;
+    let app = spawn_app_with(|config| config.signing.jwt_alg = JwtAlgorithm::Es256).await;
     join_and_verify(&app, jsonwebtoken::Algorithm::ES256).await;
 }
 
 #[tokio::test]
 async fn a_configured_issuer_and_ttl_are_used() {
     let app = spawn_app_with(|config| {
-        config.issuer = "fleet-7".to_owned();
-        config.token_ttl_secs = 120;
+        config.signing.issuer = "fleet-7".to_owned();
+        config.signing.token_ttl_secs = 120;
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -121,7 +121,8 @@ async fn a_configured_issuer_and_ttl_are_used() {
 #[tokio::test]
 async fn an_explicit_signing_key_is_used_and_must_fit_the_algorithm() {
     let pem = include_str!("../../../session-token/tests/fixtures/rsa_private.pem");
-    let app = spawn_app_with(|config| config.signing_key = Some(pem.to_owned())).await;
+    let app =
+        spawn_app_with(|config| config.signing.signing_key = Some(pem.to_owned().into())).await;
     let created = app.create_session(json!({})).await;
     let body: Value = app
         .join(&created.id, &created.pin, "d")
@@ -145,8 +146,8 @@ async fn an_explicit_signing_key_is_used_and_must_fit_the_algorithm() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = session_manager::config::Config::for_tests(dir.path().to_owned());
-    config.signing_key = Some(pem.to_owned());
-    config.jwt_alg = JwtAlgorithm::Es256;
+    config.signing.signing_key = Some(pem.to_owned().into());
+    config.signing.jwt_alg = JwtAlgorithm::Es256;
     let error = session_manager::startup::Application::build(config)
         .await
         .err()
