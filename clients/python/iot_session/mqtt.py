@@ -159,10 +159,10 @@ class MqttConnection:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return got
-            message = self.next_message(remaining)
-            if message is None:
+            try:
+                got.append(self.messages.get(timeout=remaining))
+            except queue.Empty:
                 return got
-            got.append(message)
 
     def drop(self) -> None:
         """Loses the connection without a DISCONNECT, as a device that loses power would
