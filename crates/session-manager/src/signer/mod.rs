@@ -25,6 +25,7 @@ use session_token::Claims;
 
 use crate::config::{AuthMode, KmsConfig, SigningConfig};
 use crate::error::Error;
+pub(crate) use crate::error::SignError;
 
 #[async_trait::async_trait]
 pub trait TokenSigner: Send + Sync + 'static {
@@ -36,17 +37,6 @@ pub trait TokenSigner: Send + Sync + 'static {
     async fn sign(&self, claims: &Claims) -> Result<String, SignError>;
     /// Can the signer sign right now? (KMS reachability; local signers are always ready.)
     async fn health(&self) -> SignerHealth;
-}
-
-/// Why a token could not be signed.
-#[derive(Debug, thiserror::Error)]
-pub enum SignError {
-    /// The signer cannot be reached or is overloaded; the client may retry (503).
-    #[error("signer unavailable: {0}")]
-    Unavailable(String),
-    /// Signing failed for a reason a retry will not fix (500, logged).
-    #[error("signing failed: {0}")]
-    Failed(String),
 }
 
 /// Readiness of the signer, reported by `/healthz` on the admin port.
