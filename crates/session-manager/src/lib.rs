@@ -20,6 +20,9 @@
 //! - [`signer`] is a trait with one implementation per `MQTT_AUTH_MODE`; [`jwks`] serves
 //!   its public keys. [`signing_key`] and [`keygen`] deal with local key material;
 //!   [`export_key`] writes the public key of either signing mode for brokers.
+//! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
+//!   [`secrets`] checks hashed secrets (PINs, the admin key): argon2 once, then a keyed
+//!   per-process fast check.
 //! - [`admin_auth`] guards the admin port; [`telemetry`] sets up logging and request
 //!   spans; [`shutdown`] turns SIGTERM/SIGINT into a graceful stop.
 //! - [`revocation`] tells the broker about closed sessions so it disconnects their
@@ -30,6 +33,7 @@
 pub mod admin_auth;
 pub mod certs;
 pub mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod data_dir_lock;
 pub mod domain;
@@ -42,6 +46,7 @@ pub mod keygen;
 pub mod rate_limit;
 pub mod revocation;
 pub mod routes;
+pub mod secrets;
 pub mod shutdown;
 pub mod signer;
 pub mod signing_key;

@@ -11,7 +11,7 @@ mod http_listener;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, Method};
@@ -23,6 +23,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
 use crate::admin_auth::{require_admin_key, AdminAuth};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::{ApiError, Error};
@@ -58,6 +59,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, Error> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] on the given clock (tests drive time with a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let auth = AdminAuth::new(config.admin_api_key_hash.as_deref())?;
         if !auth.is_enabled() {
             if !config.admin_addr.ip().is_loopback() && !config.admin_insecure {
@@ -86,12 +92,15 @@ impl Application {
         );
 
         // The store logs its own recovery report (sessions, records, discarded tail).
-        let (store, _recovery) = SessionStore::open(StoreConfig {
-            data_dir: config.data_dir.clone(),
-            id_length: usize::try_from(config.id_length).unwrap_or(usize::MAX),
-            pin_length: usize::try_from(config.pin_length).unwrap_or(usize::MAX),
-            repair_journal_at: config.repair_journal_at,
-        })
+        let (store, _recovery) = SessionStore::open_with_clock(
+            StoreConfig {
+                data_dir: config.data_dir.clone(),
+                id_length: usize::try_from(config.id_length).unwrap_or(usize::MAX),
+                pin_length: usize::try_from(config.pin_length).unwrap_or(usize::MAX),
+                repair_journal_at: config.repair_journal_at,
+            },
+            Arc::clone(&clock),
+        )
         .await?;
         let signer = match signer::build(&config).await {
             Ok(signer) => signer,
@@ -144,6 +153,7 @@ impl Application {
             }),
             trusted_proxies: config.trusted_proxies.clone().into(),
             revocation: revocation_link,
+            clock,
         };
 
         let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
@@ -246,12 +256,13 @@ impl Application {
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);
+            let clock = Arc::clone(&state.clock);
             let shutdown = shutdown.clone();
             async move {
                 let mut ticks = tokio::time::interval(THROTTLE_SWEEP_INTERVAL);
                 loop {
                     tokio::select! {
-                        _ = ticks.tick() => throttle.sweep(Instant::now()),
+                        _ = ticks.tick() => throttle.sweep(clock.instant_now()),
                         _ = shutdown.wait() => break,
                     }
                 }

@@ -1,13 +1,18 @@
 //! The one harness every API test uses: `spawn_app()` builds the real `Application` on
 //! port 0 with a fresh temporary data directory, serves it in the background, and hands
-//! back URLs and a client. `spawn_app_with` changes the configuration first. Tests that
+//! back URLs and a client. `spawn_app_with` changes the configuration first; the app's
+//! clock is a [`ManualClock`] that moves only when a test calls [`TestApp::advance_clock`]
+//! (wall time never passes by itself, so expiry and lockouts need no sleeping). Tests that
 //! need the real binary use `start_service`, a [`ServiceProcess`] on top of the shared
 //! launcher (`test_support::service`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use session_manager::clock::ManualClock;
 use session_manager::config::Config;
 use session_manager::shutdown::Shutdown;
 use session_manager::startup::Application;
@@ -24,6 +29,8 @@ pub struct TestApp {
     pub server: tokio::task::JoinHandle<Result<(), session_manager::error::Error>>,
     /// Kept so the directory lives as long as the app.
     pub data_dir: TempDir,
+    /// The app's clock.
+    pub clock: Arc<ManualClock>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -39,7 +46,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::for_tests(PathBuf::from(data_dir.path()));
     configure(&mut config);
-    let app = Application::build(config)
+    let clock = Arc::new(ManualClock::new());
+    let app = Application::build_with_clock(config, clock.clone())
         .await
         .expect("application builds");
     let admin_url = format!("http://{}", app.admin_addr());
@@ -56,10 +64,16 @@ pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)
         shutdown,
         server,
         data_dir,
+        clock,
     }
 }
 
 impl TestApp {
+    /// Lets `by` pass on the app's clock (wall and monotonic time).
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
     /// Stops the app gracefully and returns its data directory.
     pub async fn stop(self) -> TempDir {
         self.shutdown.trigger();

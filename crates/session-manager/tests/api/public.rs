@@ -74,7 +74,7 @@ async fn an_expired_session_refuses_joins_and_leaves_the_listing() {
         body["expires_at"].as_u64().unwrap() <= created.body["expires_at"].as_u64().unwrap(),
         "a token must not outlive its session"
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance_clock(Duration::from_secs(2));
     let late = app.join(&created.id, &created.pin, "late").await;
     assert_eq!(
         error_code(late, StatusCode::UNAUTHORIZED).await,

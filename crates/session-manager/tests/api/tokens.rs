@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use session_manager::clock::Clock as _;
 use session_manager::config::JwtAlgorithm;
 use session_token::{Acl, KeySet, TokenVerifier};
 
@@ -22,7 +23,7 @@ async fn join_and_verify(app: &TestApp, algorithm: jsonwebtoken::Algorithm) {
         .unwrap()
         .contains("max-age"));
     let keys = KeySet::from_jwks_json(&jwks.text().await.unwrap()).unwrap();
-    let now = session_manager::state::unix_now();
+    let now = app.clock.unix_now();
     let claims = TokenVerifier::new(keys)
         .with_issuer("ism")
         .verify(token, now)
@@ -110,7 +111,7 @@ async fn a_configured_issuer_and_ttl_are_used() {
             .unwrap(),
     )
     .unwrap();
-    let now = session_manager::state::unix_now();
+    let now = app.clock.unix_now();
     let claims = TokenVerifier::new(keys)
         .with_issuer("fleet-7")
         .verify(body["token"].as_str().unwrap(), now)
@@ -132,10 +133,7 @@ async fn an_explicit_signing_key_is_used_and_must_fit_the_algorithm() {
     let public = include_str!("../../../session-token/tests/fixtures/rsa_public.pem");
     let keys = KeySet::from_public_key_pem(public.as_bytes()).unwrap();
     TokenVerifier::new(keys)
-        .verify(
-            body["token"].as_str().unwrap(),
-            session_manager::state::unix_now(),
-        )
+        .verify(body["token"].as_str().unwrap(), app.clock.unix_now())
         .expect("signed with the configured key");
     assert!(!app
         .data_dir
