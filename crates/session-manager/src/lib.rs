@@ -31,6 +31,9 @@
 //!   all assembling tokens with `signer::jws`; [`signing_key`] holds local key material
 //!   and [`new_file`] writes key and certificate files that must not exist yet.
 //! - [`admin_auth`] guards the admin port.
+//! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
+//!   [`secrets`] checks hashed secrets (PINs, the admin key): argon2 once, then a keyed
+//!   per-process fast check.
 //! - [`revocation`] tells the broker about closed sessions so it disconnects their
 //!   devices at once (`ISM_BROKER_CONTROL_URL`).
 //!
@@ -39,6 +42,7 @@
 
 // Public because the integration tests and benches name items by these paths.
 pub mod admin_auth;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -56,6 +60,7 @@ pub(crate) mod new_file;
 pub(crate) mod rate_limit;
 pub(crate) mod revocation;
 pub(crate) mod routes;
+pub(crate) mod secrets;
 pub(crate) mod signer;
 pub(crate) mod signing_key;
 pub(crate) mod telemetry;

@@ -30,11 +30,11 @@ use session_token::{Claims, ClosedSession, ControlMessage, CONTROL_TOPIC};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::clock::unix_now;
 use crate::config::BrokerUrl;
 use crate::domain::SessionId;
 use crate::shutdown::Shutdown;
 use crate::signer::TokenSigner;
-use crate::state::unix_now;
 use crate::store::{Revocation, SessionStore};
 
 /// Lifetime of the service's own broker token.

@@ -11,13 +11,14 @@ mod http_listener;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::admin_auth::request_origin::AllowedHosts;
 use crate::admin_auth::AdminAuth;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
@@ -53,6 +54,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, Error> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] on the given clock (tests drive time with a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
         if !auth.is_enabled() {
             if !config.listen.admin_addr.ip().is_loopback() && !config.admin.admin_insecure {
@@ -82,12 +88,15 @@ impl Application {
         );
 
         // The store logs its own recovery report (sessions, records, discarded tail).
-        let (store, _recovery) = SessionStore::open(StoreConfig {
-            data_dir: config.store.data_dir.clone(),
-            id_length: usize::try_from(config.store.id_length).unwrap_or(usize::MAX),
-            pin_length: usize::try_from(config.store.pin_length).unwrap_or(usize::MAX),
-            repair_journal_at: config.store.repair_journal_at,
-        })
+        let (store, _recovery) = SessionStore::open_with_clock(
+            StoreConfig {
+                data_dir: config.store.data_dir.clone(),
+                id_length: usize::try_from(config.store.id_length).unwrap_or(usize::MAX),
+                pin_length: usize::try_from(config.store.pin_length).unwrap_or(usize::MAX),
+                repair_journal_at: config.store.repair_journal_at,
+            },
+            Arc::clone(&clock),
+        )
         .await?;
         let signer = match signer::build(&config.signing, &config.kms, &config.store.data_dir).await
         {
@@ -141,6 +150,7 @@ impl Application {
             }),
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
+            clock,
         };
 
         let body_limit = usize::try_from(config.listen.max_body_bytes).unwrap_or(usize::MAX);
@@ -243,12 +253,13 @@ impl Application {
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);
+            let clock = Arc::clone(&state.clock);
             let shutdown = shutdown.clone();
             async move {
                 let mut ticks = tokio::time::interval(THROTTLE_SWEEP_INTERVAL);
                 loop {
                     tokio::select! {
-                        _ = ticks.tick() => throttle.sweep(Instant::now()),
+                        _ = ticks.tick() => throttle.sweep(clock.instant_now()),
                         _ = shutdown.wait() => break,
                     }
                 }

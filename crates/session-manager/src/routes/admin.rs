@@ -14,7 +14,7 @@ use super::SessionView;
 use crate::domain::{SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::NewSession;
 
 /// Page size of `GET /api/v1/sessions` when no `limit` is given, and the most allowed.
@@ -64,7 +64,7 @@ pub async fn create_session(
                     .or(defaults.max_clients)
                     .map(NonZeroU32::get),
             },
-            unix_now(),
+            state.clock.unix_now(),
         )
         .await?;
     tracing::info!(session_id = %created.session.id, "session created");
@@ -108,7 +108,7 @@ pub async fn list_sessions(
     // One more than asked tells whether another page follows.
     let mut sessions = state
         .store
-        .list(unix_now(), query.after.as_ref(), limit + 1);
+        .list(state.clock.unix_now(), query.after.as_ref(), limit + 1);
     let next = if sessions.len() > limit {
         sessions.truncate(limit);
         sessions
@@ -129,7 +129,7 @@ pub async fn get_session(
 ) -> Result<Json<SessionView>, ApiError> {
     state
         .store
-        .get(&id, unix_now())
+        .get(&id, state.clock.unix_now())
         .map(|session| Json(session.into()))
         .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
 }

@@ -19,7 +19,7 @@ use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
 use crate::join::{join_session, JoinAttempt};
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::{ClientInfo, NewSession};
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +50,7 @@ pub async fn create_session(
                 ttl_secs: None,
                 max_clients: defaults.max_clients.map(std::num::NonZeroU32::get),
             },
-            unix_now(),
+            state.clock.unix_now(),
         )
         .await?;
     tracing::info!(session_id = %created.session.id, "session created (compat route)");

@@ -14,7 +14,7 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::signer::SignerHealth;
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::SkippedRange;
 
 #[derive(Debug, Serialize)]
@@ -91,7 +91,7 @@ pub async fn admin_health(State(state): State<AppState>) -> (StatusCode, Json<Ad
                 } else {
                     "ok"
                 },
-                live_sessions: state.store.live_count(unix_now()),
+                live_sessions: state.store.live_count(state.clock.unix_now()),
                 argon2_verifications: stats.argon2_verifications,
                 write_fault,
                 skipped: state.store.skipped_ranges().to_vec(),
