@@ -1,24 +1,24 @@
 """Harness of the end-to-end tests: each stack fixture runs `scripts/dev-stack` (the
 session manager, Mosquitto with our plugin and nginx, on free loopback ports, from the
-same config templates as the compose stack) and stops it afterwards; `Device` is a real
-MQTT client (paho) over plain TCP, TLS or WebSocket through nginx.
+same config templates as the compose stack) and stops it afterwards; `Device` is the client
+library's MQTT connection (`iot_session.MqttConnection`, paho) over plain TCP, TLS or
+WebSocket through nginx.
 
 A missing dependency (mosquitto, nginx, ...) makes dev-stack fail with a message saying
 how to install it, and so fails the tests: nothing is skipped.
 """
 
 import os
-import queue
 import sys
-import threading
-import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from devstack import ROOT, RunningStack, finish_stack  # noqa: E402,F401  (shared harness)
+
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+from iot_session import MqttConnection  # noqa: E402  (the one MQTT wrapper)
 
 
 @pytest.fixture(scope="session")
@@ -49,114 +49,42 @@ def unique_name(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-class Device:
-    """A real MQTT client; `transport` is "tcp", "tls" or "ws" (through nginx's /mqtt)."""
+def broker_url(stack, transport):
+    """The stack's broker address for `transport`: "tcp", "tls", or "ws"/"wss" (nginx's /mqtt)."""
+    if transport == "tcp":
+        return f"mqtt://{stack['mqtt_host']}:{stack['mqtt_port']}"
+    if transport == "tls":
+        return f"mqtts://{stack['mqtt_host']}:{stack['mqtt_tls_port']}"
+    # ws_url is ws://127.0.0.1:PORT/mqtt (dev) or wss://... (prod)
+    return stack["ws_url"]
+
+
+class Device(MqttConnection):
+    """The client library's MQTT connection, started at once, speaking QoS 0 and text
+    payloads: messages are `(topic, text)` pairs."""
 
     def __init__(self, stack, transport, username, password, client_id=None, ca_file="stack",
                  will=None, clean_session=True):
-        self.messages = queue.Queue()
-        self.connected = threading.Event()
-        self.subscribed = {}
-        self.connect_result = None
-        self.disconnected_at = None
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or username,
-            protocol=mqtt.MQTTv311, clean_session=clean_session,
-            transport="websockets" if transport in ("ws", "wss") else "tcp")
-        if will is not None:
-            self.client.will_set(will[0], will[1], qos=0)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = lambda *args: self._on_disconnect()
-        host = stack["mqtt_host"]
-        if transport == "tcp":
-            port = stack["mqtt_port"]
-        elif transport == "tls":
-            port = stack["mqtt_tls_port"]
-            self.client.tls_set(ca_certs=stack["ca_file"] if ca_file == "stack" else ca_file)
-        else:
-            # ws_url is ws://127.0.0.1:PORT/mqtt (dev) or wss://... (prod)
-            scheme, rest = stack["ws_url"].split("://", 1)
-            hostport, path = rest.split("/", 1)
-            host, port = hostport.rsplit(":", 1)
-            port = int(port)
-            self.client.ws_set_options(path="/" + path)
-            if scheme == "wss":
-                self.client.tls_set(ca_certs=stack["ca_file"])
-        self.client.connect(host, port, keepalive=30)
-        self.client.loop_start()
-
-    def _on_connect(self, _client, _userdata, _flags, reason_code, _properties):
-        self.connect_result = reason_code
-        if not reason_code.is_failure:
-            self.connected.set()
-
-    def _on_disconnect(self):
-        if self.connected.is_set():
-            self.disconnected_at = time.monotonic()
-        self.connected.clear()
-
-    def _on_message(self, _client, _userdata, message):
-        self.messages.put((message.topic, message.payload.decode()))
-
-    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties):
-        self.subscribed[mid] = [not code.is_failure for code in reason_codes]
-
-    def wait_connected(self, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.connected.is_set():
-                return True
-            if self.connect_result is not None and self.connect_result.is_failure:
-                return False
-            time.sleep(0.02)
-        return False
+        super().__init__(broker_url(stack, transport), username, password,
+                         client_id or username,
+                         ca_file=stack["ca_file"] if ca_file == "stack" else ca_file,
+                         will=will, clean_session=clean_session)
+        self.start()
 
     def subscribe(self, topic_filter, timeout=5):
         """True when the broker granted the subscription."""
-        _, mid = self.client.subscribe(topic_filter, qos=0)
-        deadline = time.monotonic() + timeout
-        while mid not in self.subscribed:
-            assert time.monotonic() < deadline, f"no SUBACK for {topic_filter}"
-            time.sleep(0.02)
-        return all(self.subscribed[mid])
+        return super().subscribe(topic_filter, qos=0, timeout=timeout)
 
     def publish(self, topic, payload):
-        self.client.publish(topic, payload, qos=0).wait_for_publish(timeout=5)
+        super().publish(topic, payload, qos=0, timeout=5)
 
     def received(self, timeout):
         """Every message that arrives within `timeout` seconds."""
-        got = []
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return got
-            try:
-                got.append(self.messages.get(timeout=remaining))
-            except queue.Empty:
-                return got
+        return [(m.topic, m.payload.decode()) for m in self.received_within(timeout)]
 
     def next_message(self, timeout=5):
-        try:
-            return self.messages.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def drop(self):
-        """Loses the connection without a DISCONNECT, as a device that loses power would
-        (the broker then sends its will)."""
-        self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
+        message = super().next_message(timeout)
+        return None if message is None else (message.topic, message.payload.decode())
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,15 @@ writes ``device.publish("lamp/state", b"on")`` and the message goes to
 ``/{session_id}/lamp/state``, the only tree its token allows.
 """
 
-import queue
-import ssl
-import threading
 from dataclasses import dataclass
-from typing import Optional
-from urllib.parse import urlparse
+from typing import Optional, Tuple, Union
 
-import paho.mqtt.client as mqtt
 import requests
 
 from .errors import check
+from .mqtt import Message, MqttConnection
+
+__all__ = ["Credentials", "Message", "SessionDevice", "join"]
 
 
 @dataclass
@@ -44,77 +42,28 @@ def join(public_url: str, session_id: str, pin: str, client: str, timeout: float
     )
 
 
-@dataclass
-class Message:
-    topic: str
-    """Topic relative to the session root."""
-    payload: bytes
-
-
-class SessionDevice:
+class SessionDevice(MqttConnection):
     """An MQTT connection confined to one session.
 
     ``broker`` is ``mqtt://host:port``, ``mqtts://host:port`` or ``ws(s)://host:port/path``.
-    ``ca_file`` pins the CA for TLS connections.
+    ``ca_file`` pins the CA for TLS connections. ``will`` (a topic relative to the session
+    root, and a payload) and ``clean_session`` are passed on to :class:`MqttConnection`.
     """
 
-    def __init__(self, credentials: Credentials, broker: str, ca_file: Optional[str] = None):
+    def __init__(self, credentials: Credentials, broker: str, ca_file: Optional[str] = None,
+                 will: Optional[Tuple[str, Union[str, bytes]]] = None, clean_session: bool = True):
         self.credentials = credentials
-        url = urlparse(broker)
-        websockets = url.scheme in ("ws", "wss")
-        tls = url.scheme in ("mqtts", "wss")
-        self._host = url.hostname or "localhost"
-        self._port = url.port or {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}[url.scheme]
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=credentials.client_id,
-            transport="websockets" if websockets else "tcp",
-        )
-        if websockets:
-            self._client.ws_set_options(path=url.path or "/mqtt")
-        if tls:
-            self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        self._client.username_pw_set(credentials.username, credentials.token)
-        self._connected = threading.Event()
-        self._connect_result = None
-        # SUBACKs can arrive before subscribe() returns its message id: the lock makes the
-        # callback wait until the waiter is registered.
-        self._subscribe_lock = threading.Lock()
-        self._subscribed = {}
-        self.messages: "queue.Queue[Message]" = queue.Queue()
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+        if will is not None:
+            will = (self._absolute(will[0]), will[1])
+        super().__init__(broker, credentials.username, credentials.token, credentials.client_id,
+                         ca_file=ca_file, will=will, clean_session=clean_session)
 
     def _absolute(self, relative: str) -> str:
         return self.credentials.topic_root + relative.lstrip("/")
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
-        self._connect_result = reason_code
-        self._connected.set()
-
-    def _on_message(self, client, userdata, message):
-        topic = message.topic
+    def _message_topic(self, topic: str) -> str:
         root = self.credentials.topic_root
-        self.messages.put(Message(topic[len(root):] if topic.startswith(root) else topic, message.payload))
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        with self._subscribe_lock:
-            event = self._subscribed.pop(mid, None)
-        if event is not None:
-            event[1].extend(reason_codes)
-            event[0].set()
-
-    def connect(self, timeout: float = 10.0) -> None:
-        """Connect and wait for the broker's answer; raises ConnectionRefusedError on refusal."""
-        self._client.connect(self._host, self._port, keepalive=30)
-        self._client.loop_start()
-        if not self._connected.wait(timeout):
-            self.close()
-            raise TimeoutError("no CONNACK from the broker")
-        if self._connect_result is None or self._connect_result.is_failure:
-            self.close()
-            raise ConnectionRefusedError(f"broker refused the connection: {self._connect_result}")
+        return topic[len(root):] if topic.startswith(root) else topic
 
     def subscribe(self, relative_filter: str, qos: int = 1, timeout: float = 10.0) -> bool:
         """Subscribe inside the session; returns whether the broker granted it."""
@@ -122,30 +71,13 @@ class SessionDevice:
 
     def subscribe_absolute(self, topic_filter: str, qos: int = 1, timeout: float = 10.0) -> bool:
         """Subscribe to a filter as given (not rooted in the session); the broker decides."""
-        done = threading.Event()
-        codes = []
-        with self._subscribe_lock:
-            _, mid = self._client.subscribe(topic_filter, qos)
-            self._subscribed[mid] = (done, codes)
-        if not done.wait(timeout):
-            raise TimeoutError("no SUBACK from the broker")
-        return all(not code.is_failure for code in codes)
+        return super().subscribe(topic_filter, qos, timeout)
 
-    def publish(self, relative_topic: str, payload: bytes, qos: int = 1, timeout: float = 10.0) -> None:
-        info = self._client.publish(self._absolute(relative_topic), payload, qos)
-        info.wait_for_publish(timeout)
-
-    def receive(self, timeout: float = 5.0) -> Message:
-        """The next message for this device; raises queue.Empty after ``timeout``."""
-        return self.messages.get(timeout=timeout)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    def publish(self, relative_topic: str, payload: Union[str, bytes], qos: int = 1,
+                timeout: float = 10.0) -> None:
+        """Publish inside the session."""
+        super().publish(self._absolute(relative_topic), payload, qos, timeout)
 
     def __enter__(self) -> "SessionDevice":
         self.connect()
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

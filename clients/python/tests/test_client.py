@@ -84,3 +84,19 @@ def test_a_forged_token_is_refused_by_the_broker(stack, admin):
     credentials.token = credentials.token[:-4] + ("AAAA" if not credentials.token.endswith("AAAA") else "BBBB")
     with pytest.raises(ConnectionRefusedError):
         SessionDevice(credentials, brokers(stack)["tcp"]).connect()
+
+
+def test_a_device_that_loses_its_connection_leaves_its_will_in_its_session(stack, admin):
+    session = admin.create_session()
+    broker = brokers(stack)["tcp"]
+    lamp = join(stack["public_url"], session.id, session.pin, unique("lamp"))
+    watcher = join(stack["public_url"], session.id, session.pin, unique("watcher"))
+    with SessionDevice(watcher, broker) as watching:
+        assert watching.subscribe("status/#")
+        dying = SessionDevice(lamp, broker, will=("status/lamp", b"lost"))
+        dying.connect()
+        assert dying.connected.is_set()
+        dying.drop()
+        message = watching.receive(timeout=10)
+        assert (message.topic, message.payload) == ("status/lamp", b"lost")
+        assert watching.next_message(timeout=0.5) is None, "the will is sent once"

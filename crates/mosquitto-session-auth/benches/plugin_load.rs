@@ -6,6 +6,9 @@
 //! broker, not the load generator, is what gets measured. Run it with
 //! `cargo bench -p mosquitto-session-auth --bench plugin_load`.
 
+// Test code: a failed expectation is a failed test, so helpers may `expect` too.
+#![allow(clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 

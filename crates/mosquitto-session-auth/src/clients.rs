@@ -23,9 +23,11 @@
 //! (token expiry of connected clients, forgetting of offline ones) sit in an ordered index,
 //! so the periodic sweep looks only at entries that are due.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use session_token::Acl;
+
+use crate::expiring::ExpiringSet;
 
 /// The broker's identity for one connection (the address of its client context). Used only
 /// to tell whether a disconnect is that of the connection currently holding a client id.
@@ -72,8 +74,6 @@ struct Entry {
     client: ConnectedClient,
     /// The connection holding the id, `None` once it disconnected.
     connection: Option<ClientHandle>,
-    /// This entry's place in the deadline index.
-    deadline: Option<u64>,
 }
 
 /// The map behind every ACL check: foldhash is several times faster than the standard
@@ -84,9 +84,9 @@ type ClientMap = HashMap<String, Entry, foldhash::fast::RandomState>;
 #[derive(Debug, Default)]
 pub struct ClientRegistry {
     clients: ClientMap,
-    /// (deadline, client id): a connected client is reported as expired at its `exp`; an
-    /// offline one is forgotten at its deadline.
-    deadlines: BTreeSet<(u64, String)>,
+    /// A connected client is reported as expired at its `exp`; an offline one is forgotten
+    /// at its deadline. An entry leaves this set when its deadline is swept.
+    deadlines: ExpiringSet,
     /// A persistent client was added, changed or dropped since the last `take_changed`.
     changed: bool,
 }
@@ -121,20 +121,11 @@ impl ClientRegistry {
 
     fn insert(&mut self, client: ConnectedClient, connection: Option<ClientHandle>, deadline: u64) {
         self.changed |= client.persistent;
-        self.deadlines.insert((deadline, client.client_id.clone()));
-        let entry = Entry {
-            client,
-            connection,
-            deadline: Some(deadline),
-        };
-        let key = entry.client.client_id.clone();
+        self.deadlines.set(&client.client_id, deadline);
+        let key = client.client_id.clone();
+        let entry = Entry { client, connection };
         if let Some(previous) = self.clients.insert(key, entry) {
             self.changed |= previous.client.persistent;
-            if let Some(old) = previous.deadline {
-                if old != deadline {
-                    self.deadlines.remove(&(old, previous.client.client_id));
-                }
-            }
         }
     }
 
@@ -159,10 +150,7 @@ impl ClientRegistry {
         } else {
             now.saturating_add(CLEAN_SESSION_GRACE_SECS)
         };
-        if let Some(old) = entry.deadline.replace(deadline) {
-            self.deadlines.remove(&(old, client_id.to_owned()));
-        }
-        self.deadlines.insert((deadline, client_id.to_owned()));
+        self.deadlines.set(client_id, deadline);
     }
 
     /// The deadline sweep: forgets offline entries that can no longer matter, and returns
@@ -170,17 +158,10 @@ impl ClientRegistry {
     /// once; they stay registered, and are refused every access, until they are gone).
     pub fn sweep(&mut self, now: u64) -> Vec<String> {
         let mut expired = Vec::new();
-        while let Some((deadline, _)) = self.deadlines.first() {
-            if *deadline > now {
-                break;
-            }
-            let Some((_, client_id)) = self.deadlines.pop_first() else {
-                break;
-            };
-            let Some(entry) = self.clients.get_mut(&client_id) else {
+        while let Some((client_id, _)) = self.deadlines.pop_due(now) {
+            let Some(entry) = self.clients.get(&client_id) else {
                 continue;
             };
-            entry.deadline = None;
             if entry.connection.is_some() {
                 expired.push(client_id);
             } else if let Some(gone) = self.clients.remove(&client_id) {
@@ -231,18 +212,6 @@ impl ClientRegistry {
     pub fn len(&self) -> usize {
         self.clients.len()
     }
-
-    /// How many client ids are held by a connection.
-    pub fn connected(&self) -> usize {
-        self.clients
-            .values()
-            .filter(|entry| entry.connection.is_some())
-            .count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -291,7 +260,7 @@ mod tests {
             "but it holds the id no more"
         );
         registry.sweep(10 + CLEAN_SESSION_GRACE_SECS);
-        assert!(registry.is_empty());
+        assert_eq!(registry.len(), 0);
         assert!(
             !registry.take_changed(),
             "clean sessions never touch the state file"
@@ -309,7 +278,7 @@ mod tests {
         assert!(registry.get("a").is_some());
         assert_eq!(registry.holder_of("a", 100), None);
         registry.sweep(100);
-        assert!(registry.is_empty());
+        assert_eq!(registry.len(), 0);
         assert!(registry.take_changed());
     }
 

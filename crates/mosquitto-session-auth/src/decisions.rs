@@ -30,7 +30,6 @@ pub struct ConnectAttempt<'a> {
 pub enum Refusal {
     NoPassword,
     NoUsername,
-    PasswordNotText,
     InvalidToken(VerifyError),
     Expired {
         exp: u64,
@@ -51,7 +50,6 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::NoPassword => f.write_str("no password (the token) was sent"),
             Refusal::NoUsername => f.write_str("no username was sent"),
-            Refusal::PasswordNotText => f.write_str("the password is not UTF-8 text"),
             Refusal::InvalidToken(error) => error.fmt(f),
             Refusal::Expired { exp } => write!(f, "token expired at {exp}"),
             Refusal::UsernameIsNotSubject => f.write_str("username is not the token's sub"),

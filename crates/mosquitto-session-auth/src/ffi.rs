@@ -24,6 +24,8 @@ use crate::plugin::Plugin;
 use crate::revocation::CONTROL_TOPIC;
 
 pub const MOSQ_PLUGIN_VERSION: c_int = 5;
+/// `mosquitto_plugin_version`'s answer when the broker does not support [`MOSQ_PLUGIN_VERSION`].
+pub const MOSQ_PLUGIN_VERSION_REFUSED: c_int = -1;
 
 pub const MOSQ_ERR_SUCCESS: c_int = 0;
 pub const MOSQ_ERR_INVAL: c_int = 3;
@@ -263,12 +265,76 @@ unsafe fn instance<'a>(userdata: *mut c_void) -> Option<&'a Instance> {
     unsafe { userdata.cast::<Instance>().as_ref() }
 }
 
-#[no_mangle]
-pub extern "C" fn mosquitto_plugin_version(
-    _supported_version_count: c_int,
-    _supported_versions: *const c_int,
+/// The opening every event callback shares: runs `body` with the plugin instance, answering
+/// `refusal` when there is none or when `body` panics.
+///
+/// # Safety
+/// As for [`instance`].
+unsafe fn with_instance(
+    userdata: *mut c_void,
+    refusal: c_int,
+    body: impl FnOnce(&Instance) -> c_int,
 ) -> c_int {
-    MOSQ_PLUGIN_VERSION
+    guarded(refusal, || {
+        // SAFETY: guaranteed by the caller.
+        match unsafe { instance(userdata) } {
+            Some(instance) => body(instance),
+            None => refusal,
+        }
+    })
+}
+
+/// [`with_instance`] for an event whose data `body` reads: the broker's `event_data` cast
+/// to the struct `T` mirrored for that event; `refusal` when it is null.
+///
+/// # Safety
+/// As for [`instance`]; `event_data` must be null or point to the `T` the broker passes
+/// for the event the callback was registered for, alive for the call.
+unsafe fn with_event<T>(
+    userdata: *mut c_void,
+    event_data: *mut c_void,
+    refusal: c_int,
+    body: impl FnOnce(&Instance, &T) -> c_int,
+) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        with_instance(userdata, refusal, |instance| {
+            // SAFETY: guaranteed by the caller.
+            match event_data.cast::<T>().as_ref() {
+                Some(event) => body(instance, event),
+                None => refusal,
+            }
+        })
+    }
+}
+
+/// The broker's first call: it lists the plugin interface versions it supports (Mosquitto
+/// 2.0 lists 5, 4, 3, 2) and the plugin answers the one it implements, or -1 when the
+/// broker does not list it, so that a broker without the v5 interface refuses to load the
+/// plugin instead of calling functions it does not have.
+///
+/// # Safety
+/// `supported_versions` must be null or point to `supported_version_count` integers, alive
+/// for the call.
+#[no_mangle]
+pub unsafe extern "C" fn mosquitto_plugin_version(
+    supported_version_count: c_int,
+    supported_versions: *const c_int,
+) -> c_int {
+    // Nothing here can panic, so unlike the callbacks it needs no `guarded`.
+    let count = usize::try_from(supported_version_count).unwrap_or(0);
+    let supported: &[c_int] = if supported_versions.is_null() || count == 0 {
+        &[]
+    } else {
+        // SAFETY: the broker passes an array of `supported_version_count` integers
+        // that lives for the whole call.
+        unsafe { std::slice::from_raw_parts(supported_versions, count) }
+    };
+    if supported.contains(&MOSQ_PLUGIN_VERSION) {
+        MOSQ_PLUGIN_VERSION
+    } else {
+        MOSQ_PLUGIN_VERSION_REFUSED
+    }
 }
 
 /// # Safety
@@ -320,7 +386,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 "started with {} key(s): {}; state file {} (sessions refused: {}, persistent clients: {})",
                 plugin.key_ids().len(),
                 plugin.key_ids().join(", "),
-                plugin.config().state_file.display(),
+                plugin.state_file().display(),
                 plugin.revoked_sessions(),
                 plugin.known_clients()
             ),
@@ -404,84 +470,80 @@ unsafe extern "C" fn on_basic_auth(
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    guarded(MOSQ_ERR_AUTH, || {
-        // SAFETY: registered with our instance as userdata; the broker passes a valid
-        // `mosquitto_evt_basic_auth` for this event, alive for the call.
-        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
-            event_data.cast::<EvtBasicAuth>().as_ref()
-        }) else {
-            return MOSQ_ERR_AUTH;
-        };
-        // SAFETY: the username, password and client id are NUL-terminated strings owned by
-        // the client context, which outlives the callback.
-        let (username, password, client_id) = unsafe {
-            (
-                c_str(event.username),
-                c_str(event.password),
-                c_str(mosquitto_client_id(event.client)),
-            )
-        };
-        let username = username.map(|s| s.to_str().map_err(|_| ()));
-        let client_id = client_id.and_then(|s| s.to_str().ok());
-        let password = match password.map(CStr::to_str) {
-            Some(Err(_)) => {
-                log(
-                    MOSQ_LOG_NOTICE,
-                    &format!(
-                        "refused client {}: the password is not UTF-8 text",
-                        loggable(client_id)
-                    ),
-                );
-                return MOSQ_ERR_AUTH;
-            }
-            Some(Ok(token)) => Some(token),
-            None => None,
-        };
-        let Ok(username) = username.transpose() else {
+    // SAFETY: registered for MOSQ_EVT_BASIC_AUTH with our instance as userdata; the broker passes a valid
+    // `mosquitto_evt_basic_auth` as the event data, alive for the call.
+    unsafe { with_event(userdata, event_data, MOSQ_ERR_AUTH, basic_auth) }
+}
+
+fn basic_auth(instance: &Instance, event: &EvtBasicAuth) -> c_int {
+    // SAFETY: the username, password and client id are NUL-terminated strings owned by
+    // the client context, which outlives the callback.
+    let (username, password, client_id) = unsafe {
+        (
+            c_str(event.username),
+            c_str(event.password),
+            c_str(mosquitto_client_id(event.client)),
+        )
+    };
+    let username = username.map(|s| s.to_str().map_err(|_| ()));
+    let client_id = client_id.and_then(|s| s.to_str().ok());
+    let password = match password.map(CStr::to_str) {
+        Some(Err(_)) => {
             log(
                 MOSQ_LOG_NOTICE,
                 &format!(
-                    "refused client {}: the username is not UTF-8 text",
+                    "refused client {}: the password is not UTF-8 text",
                     loggable(client_id)
                 ),
             );
             return MOSQ_ERR_AUTH;
-        };
-        // SAFETY: `event.client` is the broker's live client context for this CONNECT.
-        let (clean_session, protocol_version) = unsafe {
-            (
-                mosquitto_client_clean_session(event.client),
-                mosquitto_client_protocol_version(event.client),
-            )
-        };
-        let attempt = ConnectAttempt {
-            username,
-            password,
-            client_id,
-            // MQTT 5 keeps a session past the disconnect whenever its session expiry is
-            // above 0, which the plugin API does not show: assume it does.
-            persistent: !clean_session || protocol_version == 5,
-        };
-        let outcome = instance.plugin().authenticate(
-            ClientHandle(event.client as usize),
-            attempt,
-            now_secs(),
-        );
-        match outcome {
-            Ok(()) => MOSQ_ERR_SUCCESS,
-            Err(refusal) => {
-                log(
-                    MOSQ_LOG_NOTICE,
-                    &format!(
-                        "refused client {} (username {}): {refusal}",
-                        loggable(client_id),
-                        loggable(username)
-                    ),
-                );
-                MOSQ_ERR_AUTH
-            }
         }
-    })
+        Some(Ok(token)) => Some(token),
+        None => None,
+    };
+    let Ok(username) = username.transpose() else {
+        log(
+            MOSQ_LOG_NOTICE,
+            &format!(
+                "refused client {}: the username is not UTF-8 text",
+                loggable(client_id)
+            ),
+        );
+        return MOSQ_ERR_AUTH;
+    };
+    // SAFETY: `event.client` is the broker's live client context for this CONNECT.
+    let (clean_session, protocol_version) = unsafe {
+        (
+            mosquitto_client_clean_session(event.client),
+            mosquitto_client_protocol_version(event.client),
+        )
+    };
+    let attempt = ConnectAttempt {
+        username,
+        password,
+        client_id,
+        // MQTT 5 keeps a session past the disconnect whenever its session expiry is
+        // above 0, which the plugin API does not show: assume it does.
+        persistent: !clean_session || protocol_version == 5,
+    };
+    let outcome =
+        instance
+            .plugin()
+            .authenticate(ClientHandle(event.client as usize), attempt, now_secs());
+    match outcome {
+        Ok(()) => MOSQ_ERR_SUCCESS,
+        Err(refusal) => {
+            log(
+                MOSQ_LOG_NOTICE,
+                &format!(
+                    "refused client {} (username {}): {refusal}",
+                    loggable(client_id),
+                    loggable(username)
+                ),
+            );
+            MOSQ_ERR_AUTH
+        }
+    }
 }
 
 unsafe extern "C" fn on_acl_check(
@@ -489,42 +551,39 @@ unsafe extern "C" fn on_acl_check(
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    guarded(MOSQ_ERR_ACL_DENIED, || {
-        // SAFETY: registered with our instance as userdata; the broker passes a valid
-        // `mosquitto_evt_acl_check` for this event, alive for the call.
-        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
-            event_data.cast::<EvtAclCheck>().as_ref()
-        }) else {
-            return MOSQ_ERR_ACL_DENIED;
-        };
-        let access = match event.access {
-            MOSQ_ACL_SUBSCRIBE => Access::Subscribe,
-            MOSQ_ACL_UNSUBSCRIBE => Access::Unsubscribe,
-            MOSQ_ACL_WRITE => Access::Publish,
-            MOSQ_ACL_READ => Access::Receive,
-            _ => return MOSQ_ERR_ACL_DENIED,
-        };
-        // SAFETY: the topic is a NUL-terminated string owned by the broker for the call.
-        let Some(Ok(topic)) = (unsafe { c_str(event.topic) }).map(CStr::to_str) else {
-            return MOSQ_ERR_ACL_DENIED;
-        };
-        // SAFETY: the client id is a NUL-terminated string owned by the client context (a
-        // connected client, or an offline one whose will or queue is being handled), which
-        // outlives the callback.
-        let Some(Ok(client_id)) =
-            (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
-        else {
-            return MOSQ_ERR_ACL_DENIED;
-        };
-        let allowed = instance
-            .plugin()
-            .may_access(client_id, access, topic, now_secs());
-        if allowed {
-            MOSQ_ERR_SUCCESS
-        } else {
-            MOSQ_ERR_ACL_DENIED
-        }
-    })
+    // SAFETY: registered for MOSQ_EVT_ACL_CHECK with our instance as userdata; the broker passes a valid
+    // `mosquitto_evt_acl_check` as the event data, alive for the call.
+    unsafe { with_event(userdata, event_data, MOSQ_ERR_ACL_DENIED, acl_check) }
+}
+
+fn acl_check(instance: &Instance, event: &EvtAclCheck) -> c_int {
+    let access = match event.access {
+        MOSQ_ACL_SUBSCRIBE => Access::Subscribe,
+        MOSQ_ACL_UNSUBSCRIBE => Access::Unsubscribe,
+        MOSQ_ACL_WRITE => Access::Publish,
+        MOSQ_ACL_READ => Access::Receive,
+        _ => return MOSQ_ERR_ACL_DENIED,
+    };
+    // SAFETY: the topic is a NUL-terminated string owned by the broker for the call.
+    let Some(Ok(topic)) = (unsafe { c_str(event.topic) }).map(CStr::to_str) else {
+        return MOSQ_ERR_ACL_DENIED;
+    };
+    // SAFETY: the client id is a NUL-terminated string owned by the client context (a
+    // connected client, or an offline one whose will or queue is being handled), which
+    // outlives the callback.
+    let Some(Ok(client_id)) =
+        (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
+    else {
+        return MOSQ_ERR_ACL_DENIED;
+    };
+    let allowed = instance
+        .plugin()
+        .may_access(client_id, access, topic, now_secs());
+    if allowed {
+        MOSQ_ERR_SUCCESS
+    } else {
+        MOSQ_ERR_ACL_DENIED
+    }
 }
 
 unsafe extern "C" fn on_tick(
@@ -532,19 +591,18 @@ unsafe extern "C" fn on_tick(
     _event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    guarded(MOSQ_ERR_SUCCESS, || {
-        // SAFETY: registered with our instance as userdata.
-        let Some(instance) = (unsafe { instance(userdata) }) else {
-            return MOSQ_ERR_SUCCESS;
-        };
-        // The lock is dropped at the end of this statement, before the kicks re-enter.
-        let tick = instance.plugin().tick(now_secs());
-        if let Some(error) = tick.save_error {
-            log(MOSQ_LOG_ERR, &format!("{error}; retrying"));
-        }
-        kick(&tick.expired, "token expired");
-        MOSQ_ERR_SUCCESS
-    })
+    // SAFETY: registered for MOSQ_EVT_TICK with our instance as userdata.
+    unsafe { with_instance(userdata, MOSQ_ERR_SUCCESS, tick) }
+}
+
+fn tick(instance: &Instance) -> c_int {
+    // The lock is dropped at the end of this statement, before the kicks re-enter.
+    let tick = instance.plugin().tick(now_secs());
+    if let Some(error) = tick.save_error {
+        log(MOSQ_LOG_ERR, &format!("{error}; retrying"));
+    }
+    kick(&tick.expired, "token expired");
+    MOSQ_ERR_SUCCESS
 }
 
 unsafe extern "C" fn on_disconnect(
@@ -552,28 +610,25 @@ unsafe extern "C" fn on_disconnect(
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    guarded(MOSQ_ERR_SUCCESS, || {
-        // SAFETY: registered with our instance as userdata; the broker passes a valid
-        // `mosquitto_evt_disconnect` for this event, alive for the call.
-        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
-            event_data.cast::<EvtDisconnect>().as_ref()
-        }) else {
-            return MOSQ_ERR_SUCCESS;
-        };
-        // SAFETY: the client id is a NUL-terminated string owned by the client context,
-        // which outlives the callback; it is null for a client refused at CONNECT.
-        let Some(Ok(client_id)) =
-            (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
-        else {
-            return MOSQ_ERR_SUCCESS;
-        };
-        instance.plugin().client_disconnected(
-            ClientHandle(event.client as usize),
-            client_id,
-            now_secs(),
-        );
-        MOSQ_ERR_SUCCESS
-    })
+    // SAFETY: registered for MOSQ_EVT_DISCONNECT with our instance as userdata; the broker passes a valid
+    // `mosquitto_evt_disconnect` as the event data, alive for the call.
+    unsafe { with_event(userdata, event_data, MOSQ_ERR_SUCCESS, disconnect) }
+}
+
+fn disconnect(instance: &Instance, event: &EvtDisconnect) -> c_int {
+    // SAFETY: the client id is a NUL-terminated string owned by the client context,
+    // which outlives the callback; it is null for a client refused at CONNECT.
+    let Some(Ok(client_id)) =
+        (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
+    else {
+        return MOSQ_ERR_SUCCESS;
+    };
+    instance.plugin().client_disconnected(
+        ClientHandle(event.client as usize),
+        client_id,
+        now_secs(),
+    );
+    MOSQ_ERR_SUCCESS
 }
 
 unsafe extern "C" fn on_reload(
@@ -584,27 +639,26 @@ unsafe extern "C" fn on_reload(
     // Mosquitto 2.0 stops running the remaining reload steps (other plugins, its own
     // password and ACL files) when a RELOAD callback answers anything but DEFER, so DEFER
     // is the answer whatever happened here.
-    guarded(MOSQ_ERR_PLUGIN_DEFER, || {
-        // SAFETY: registered with our instance as userdata.
-        let Some(instance) = (unsafe { instance(userdata) }) else {
-            return MOSQ_ERR_PLUGIN_DEFER;
-        };
-        let outcome = instance.plugin().reload_keys(now_secs());
-        match outcome {
-            Ok(reloaded) => {
-                log(
-                    MOSQ_LOG_INFO,
-                    &format!("reloaded {} key(s)", reloaded.key_count),
-                );
-                kick(&reloaded.revoked_clients, "its token's key was withdrawn");
-            }
-            Err(error) => log(
-                MOSQ_LOG_WARNING,
-                &format!("reload failed, keeping the previous keys: {error}"),
-            ),
+    // SAFETY: registered for MOSQ_EVT_RELOAD with our instance as userdata.
+    unsafe { with_instance(userdata, MOSQ_ERR_PLUGIN_DEFER, reload) }
+}
+
+fn reload(instance: &Instance) -> c_int {
+    let outcome = instance.plugin().reload_keys(now_secs());
+    match outcome {
+        Ok(reloaded) => {
+            log(
+                MOSQ_LOG_INFO,
+                &format!("reloaded {} key(s)", reloaded.key_count),
+            );
+            kick(&reloaded.revoked_clients, "its token's key was withdrawn");
         }
-        MOSQ_ERR_PLUGIN_DEFER
-    })
+        Err(error) => log(
+            MOSQ_LOG_WARNING,
+            &format!("reload failed, keeping the previous keys: {error}"),
+        ),
+    }
+    MOSQ_ERR_PLUGIN_DEFER
 }
 
 unsafe extern "C" fn on_control(
@@ -612,79 +666,97 @@ unsafe extern "C" fn on_control(
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    guarded(MOSQ_ERR_SUCCESS, || {
-        // SAFETY: registered with our instance as userdata; the broker passes a valid
-        // `mosquitto_evt_control` for this event, alive for the call.
-        let (Some(instance), Some(event)) = (unsafe { instance(userdata) }, unsafe {
-            event_data.cast::<EvtControl>().as_ref()
-        }) else {
-            return MOSQ_ERR_SUCCESS;
-        };
-        let length = usize::try_from(event.payloadlen).unwrap_or(0);
-        let payload: &[u8] = if event.payload.is_null() || length == 0 {
-            &[]
-        } else {
-            // SAFETY: the broker's message store holds `payloadlen` bytes at `payload` for
-            // the whole call.
-            unsafe { std::slice::from_raw_parts(event.payload.cast::<u8>(), length) }
-        };
-        // SAFETY: the client id is a NUL-terminated string owned by the client context,
-        // which outlives the callback.
-        let sender = unsafe { c_str(mosquitto_client_id(event.client)) }
-            .map(|id| id.to_string_lossy().into_owned());
-        // The refusals are saved before anyone is disconnected, and before the broker
-        // acknowledges the message (it sends the PUBACK after this callback returns). The
-        // lock is dropped at the end of this block, before the kicks re-enter.
-        let outcome = {
-            let now = now_secs();
-            let mut plugin = instance.plugin();
-            let outcome = plugin.control(sender.as_deref(), payload, now);
-            if outcome
-                .as_ref()
-                .is_ok_and(|revoked| !revoked.sessions.is_empty())
-            {
-                if let Err(error) = plugin.save_state(now) {
-                    log(
-                        MOSQ_LOG_ERR,
-                        &format!(
-                            "{error}; the closed sessions are refused but not yet saved, retrying"
-                        ),
-                    );
-                }
-            }
-            outcome
-        };
-        match outcome {
-            Ok(revoked) => {
+    // SAFETY: registered for MOSQ_EVT_CONTROL with our instance as userdata; the broker passes a valid
+    // `mosquitto_evt_control` as the event data, alive for the call.
+    unsafe { with_event(userdata, event_data, MOSQ_ERR_SUCCESS, control) }
+}
+
+fn control(instance: &Instance, event: &EvtControl) -> c_int {
+    let length = usize::try_from(event.payloadlen).unwrap_or(0);
+    let payload: &[u8] = if event.payload.is_null() || length == 0 {
+        &[]
+    } else {
+        // SAFETY: the broker's message store holds `payloadlen` bytes at `payload` for
+        // the whole call.
+        unsafe { std::slice::from_raw_parts(event.payload.cast::<u8>(), length) }
+    };
+    // SAFETY: the client id is a NUL-terminated string owned by the client context,
+    // which outlives the callback.
+    let sender = unsafe { c_str(mosquitto_client_id(event.client)) }
+        .map(|id| id.to_string_lossy().into_owned());
+    // The refusals are saved before anyone is disconnected, and before the broker
+    // acknowledges the message (it sends the PUBACK after this callback returns). The
+    // lock is dropped at the end of this block, before the kicks re-enter.
+    let outcome = {
+        let now = now_secs();
+        let mut plugin = instance.plugin();
+        let outcome = plugin.control(sender.as_deref(), payload, now);
+        if outcome
+            .as_ref()
+            .is_ok_and(|revoked| !revoked.sessions.is_empty())
+        {
+            if let Err(error) = plugin.save_state(now) {
                 log(
-                    MOSQ_LOG_NOTICE,
+                    MOSQ_LOG_ERR,
                     &format!(
-                        "client {} closed session(s) {:?}: disconnecting {} client(s)",
-                        loggable(sender.as_deref()),
-                        revoked.sessions,
-                        revoked.clients.len()
+                        "{error}; the closed sessions are refused but not yet saved, retrying"
                     ),
                 );
-                kick(&revoked.clients, "its session was closed");
-                MOSQ_ERR_SUCCESS
-            }
-            Err(refusal) => {
-                log(
-                    MOSQ_LOG_WARNING,
-                    &format!(
-                        "ignored a message on {CONTROL_TOPIC} from client {}: {refusal}",
-                        loggable(sender.as_deref())
-                    ),
-                );
-                MOSQ_ERR_SUCCESS
             }
         }
-    })
+        outcome
+    };
+    match outcome {
+        Ok(revoked) => {
+            log(
+                MOSQ_LOG_NOTICE,
+                &format!(
+                    "client {} closed session(s) {:?}: disconnecting {} client(s)",
+                    loggable(sender.as_deref()),
+                    revoked.sessions,
+                    revoked.clients.len()
+                ),
+            );
+            kick(&revoked.clients, "its session was closed");
+            MOSQ_ERR_SUCCESS
+        }
+        Err(refusal) => {
+            log(
+                MOSQ_LOG_WARNING,
+                &format!(
+                    "ignored a message on {CONTROL_TOPIC} from client {}: {refusal}",
+                    loggable(sender.as_deref())
+                ),
+            );
+            MOSQ_ERR_SUCCESS
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn negotiated(supported: &[c_int]) -> c_int {
+        let count = c_int::try_from(supported.len()).expect("a short list");
+        // SAFETY: the pointer and count describe `supported`, alive for the call.
+        unsafe { mosquitto_plugin_version(count, supported.as_ptr()) }
+    }
+
+    #[test]
+    fn the_plugin_speaks_version_5_only_to_a_broker_that_lists_it() {
+        assert_eq!(negotiated(&[5, 4, 3, 2]), MOSQ_PLUGIN_VERSION);
+        assert_eq!(negotiated(&[2, 5]), MOSQ_PLUGIN_VERSION);
+        assert_eq!(negotiated(&[4, 3, 2]), MOSQ_PLUGIN_VERSION_REFUSED);
+        assert_eq!(negotiated(&[6]), MOSQ_PLUGIN_VERSION_REFUSED);
+        assert_eq!(negotiated(&[]), MOSQ_PLUGIN_VERSION_REFUSED);
+        // SAFETY: a null list with a count is the broker's fault; it must not be read.
+        let from_null = unsafe { mosquitto_plugin_version(3, std::ptr::null()) };
+        assert_eq!(from_null, MOSQ_PLUGIN_VERSION_REFUSED);
+        // SAFETY: a negative count is never read either.
+        let negative = unsafe { mosquitto_plugin_version(-1, [5].as_ptr()) };
+        assert_eq!(negative, MOSQ_PLUGIN_VERSION_REFUSED);
+    }
 
     #[test]
     fn the_control_topic_c_string_is_the_control_topic() {

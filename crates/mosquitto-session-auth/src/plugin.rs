@@ -1,14 +1,21 @@
-//! The plugin's state and its answer to each broker event, in safe Rust. The FFI shell
-//! ([`crate::ffi`]) only converts the broker's C data into these calls and carries out
-//! what they return (log lines, client ids to disconnect).
+//! The plugin's state and its answer to each broker event, in safe Rust: every broker
+//! event has exactly one method here (BASIC_AUTH, ACL_CHECK, CONTROL, RELOAD, TICK,
+//! DISCONNECT, and the start and stop of the plugin). The FFI shell ([`crate::ffi`]) only
+//! converts the broker's C data into these calls and carries out what they return (log
+//! lines, client ids to disconnect). The data each event works on lives in its own module
+//! ([`crate::clients`], [`crate::revocation`], [`crate::reload`], [`crate::state_file`]);
+//! a new event is a new method here and a new callback in the shell.
 
-use session_token::TokenVerifier;
+use std::collections::HashSet;
+
+use session_token::{ClosedSession, ControlMessage, TokenVerifier};
 
 use crate::clients::{ClientHandle, ClientRegistry};
 use crate::config::PluginConfig;
 use crate::decisions::{self, Access, ConnectAttempt, Refusal};
 use crate::error::PluginError;
-use crate::revocation::RevokedSessions;
+use crate::reload::Reloaded;
+use crate::revocation::{ControlRefusal, Revoked, RevokedSessions, CONTROL_TOPIC};
 use crate::state_file::{self, SavedClient, SavedState, STATE_FILE_VERSION};
 
 /// How often, at most, a change of persistent client sessions alone is written to the state
@@ -64,8 +71,9 @@ impl Plugin {
         Ok(plugin)
     }
 
-    pub fn config(&self) -> &PluginConfig {
-        &self.config
+    /// Where the state file is kept, for the start-up log line.
+    pub fn state_file(&self) -> &std::path::Path {
+        &self.config.state_file
     }
 
     /// The ids of the keys currently accepted.
@@ -110,6 +118,59 @@ impl Plugin {
     /// token work.
     pub fn may_access(&self, client_id: &str, access: Access, topic: &str, now: u64) -> bool {
         decisions::may_access(self.clients.get(client_id), access, topic, now)
+    }
+
+    /// A message on [`CONTROL_TOPIC`] from the client with id `sender`. The refusals are
+    /// in force when this returns; the caller saves them ([`Plugin::save_state`]) and then
+    /// disconnects the returned clients.
+    pub fn control(
+        &mut self,
+        sender: Option<&str>,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Revoked, ControlRefusal> {
+        let granted = sender
+            .and_then(|id| self.clients.get(id))
+            .is_some_and(|client| {
+                client.grants_valid_at(now) && client.acl.may_publish(CONTROL_TOPIC)
+            });
+        if !granted {
+            return Err(ControlRefusal::NotGranted);
+        }
+        let message = ControlMessage::from_payload(payload)
+            .map_err(|error| ControlRefusal::Malformed(error.to_string()))?;
+        let closed: Vec<ClosedSession> = message
+            .closed
+            .into_iter()
+            .filter(|closed| !closed.sid.is_empty())
+            .collect();
+        for session in &closed {
+            self.revoked.insert(&session.sid, session.until);
+        }
+        self.state_changed |= !closed.is_empty();
+        let ids: HashSet<&str> = closed.iter().map(|closed| closed.sid.as_str()).collect();
+        let clients = self
+            .clients
+            .revoke(now, |client| ids.contains(client.session_id.as_str()));
+        Ok(Revoked {
+            sessions: closed.into_iter().map(|closed| closed.sid).collect(),
+            clients,
+        })
+    }
+
+    /// Re-reads the configured keys and swaps them in.
+    /// Clients of a withdrawn key lose their grants (connected or offline) at `now`.
+    pub fn reload_keys(&mut self, now: u64) -> Result<Reloaded, PluginError> {
+        let verifier = self.config.load_verifier()?;
+        let revoked_clients = self
+            .clients
+            .revoke(now, |client| verifier.keys().find(&client.kid).is_none());
+        let key_count = verifier.keys().len();
+        self.verifier = verifier;
+        Ok(Reloaded {
+            key_count,
+            revoked_clients,
+        })
     }
 
     /// TICK: forgets what can no longer matter, saves the state file when due, and returns
@@ -185,11 +246,6 @@ impl Plugin {
     /// How many client ids the plugin currently remembers (connected or not).
     pub fn known_clients(&self) -> usize {
         self.clients.len()
-    }
-
-    /// How many clients are connected.
-    pub fn connected_clients(&self) -> usize {
-        self.clients.connected()
     }
 }
 

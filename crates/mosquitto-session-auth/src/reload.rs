@@ -5,9 +5,6 @@
 //! A key file that cannot be read or parsed leaves the old keys in force: a half-written
 //! JWKS during a deployment must not lock every device out.
 
-use crate::error::PluginError;
-use crate::plugin::Plugin;
-
 /// The result of a successful reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reloaded {
@@ -15,23 +12,6 @@ pub struct Reloaded {
     pub key_count: usize,
     /// Client ids to disconnect: their token's key is no longer listed.
     pub revoked_clients: Vec<String>,
-}
-
-impl Plugin {
-    /// Re-reads the configured keys and swaps them in.
-    /// Clients of a withdrawn key lose their grants (connected or offline) at `now`.
-    pub fn reload_keys(&mut self, now: u64) -> Result<Reloaded, PluginError> {
-        let verifier = self.config.load_verifier()?;
-        let revoked_clients = self
-            .clients
-            .revoke(now, |client| verifier.keys().find(&client.kid).is_none());
-        let key_count = verifier.keys().len();
-        self.verifier = verifier;
-        Ok(Reloaded {
-            key_count,
-            revoked_clients,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -14,12 +14,11 @@
 //! before it hands a `$CONTROL/...` message to the plugin; the check here does not rely
 //! on that.)
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
-use session_token::{ClosedSession, ControlMessage};
+use session_token::ClosedSession;
 
-use crate::plugin::Plugin;
+use crate::expiring::ExpiringSet;
 
 /// The topic the plugin listens on for revocations.
 pub const CONTROL_TOPIC: &str = session_token::CONTROL_TOPIC;
@@ -56,104 +55,51 @@ pub struct Revoked {
 
 /// Closed session ids and until when they are refused.
 #[derive(Debug, Default)]
-pub struct RevokedSessions {
-    until: HashMap<String, u64>,
-    /// (forget at, session id), for the sweep on TICK.
-    by_expiry: BTreeSet<(u64, String)>,
+pub(crate) struct RevokedSessions {
+    until: ExpiringSet,
 }
 
 impl RevokedSessions {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Refuses `session_id` until `until` (a later close extends, never shortens it).
-    pub fn insert(&mut self, session_id: &str, until: u64) {
-        let previous = self.until.get(session_id).copied();
-        if previous.is_some_and(|previous| previous >= until) {
+    pub(crate) fn insert(&mut self, session_id: &str, until: u64) {
+        if self
+            .until
+            .get(session_id)
+            .is_some_and(|previous| previous >= until)
+        {
             return;
         }
-        if let Some(previous) = previous {
-            self.by_expiry.remove(&(previous, session_id.to_owned()));
-        }
-        self.until.insert(session_id.to_owned(), until);
-        self.by_expiry.insert((until, session_id.to_owned()));
+        self.until.set(session_id, until);
     }
 
     /// Is `session_id` refused at `now`?
-    pub fn is_revoked(&self, session_id: &str, now: u64) -> bool {
-        self.until.get(session_id).is_some_and(|&until| now < until)
+    pub(crate) fn is_revoked(&self, session_id: &str, now: u64) -> bool {
+        self.until.get(session_id).is_some_and(|until| now < until)
     }
 
     /// Forgets the entries whose end has passed; true when any was forgotten.
-    pub fn forget_expired(&mut self, now: u64) -> bool {
+    pub(crate) fn forget_expired(&mut self, now: u64) -> bool {
         let mut forgot = false;
-        while let Some((until, _)) = self.by_expiry.first() {
-            if *until > now {
-                break;
-            }
-            if let Some((_, session_id)) = self.by_expiry.pop_first() {
-                self.until.remove(&session_id);
-                forgot = true;
-            }
+        while self.until.pop_due(now).is_some() {
+            forgot = true;
         }
         forgot
     }
 
     /// Every refused session and its end, for the state file.
-    pub fn closed_sessions(&self) -> impl Iterator<Item = ClosedSession> + '_ {
-        self.until.iter().map(|(sid, &until)| ClosedSession {
-            sid: sid.clone(),
+    pub(crate) fn closed_sessions(&self) -> impl Iterator<Item = ClosedSession> + '_ {
+        self.until.iter().map(|(sid, until)| ClosedSession {
+            sid: sid.to_owned(),
             until,
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.until.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.until.is_empty()
-    }
-}
-
-impl Plugin {
-    /// A message on [`CONTROL_TOPIC`] from the client with id `sender`. The refusals are
-    /// in force when this returns; the caller saves them ([`Plugin::save_state`]) and then
-    /// disconnects the returned clients.
-    pub fn control(
-        &mut self,
-        sender: Option<&str>,
-        payload: &[u8],
-        now: u64,
-    ) -> Result<Revoked, ControlRefusal> {
-        let granted = sender
-            .and_then(|id| self.clients.get(id))
-            .is_some_and(|client| {
-                client.grants_valid_at(now) && client.acl.may_publish(CONTROL_TOPIC)
-            });
-        if !granted {
-            return Err(ControlRefusal::NotGranted);
-        }
-        let message = ControlMessage::from_payload(payload)
-            .map_err(|error| ControlRefusal::Malformed(error.to_string()))?;
-        let closed: Vec<ClosedSession> = message
-            .closed
-            .into_iter()
-            .filter(|closed| !closed.sid.is_empty())
-            .collect();
-        for session in &closed {
-            self.revoked.insert(&session.sid, session.until);
-        }
-        self.state_changed |= !closed.is_empty();
-        let ids: HashSet<&str> = closed.iter().map(|closed| closed.sid.as_str()).collect();
-        let clients = self
-            .clients
-            .revoke(now, |client| ids.contains(client.session_id.as_str()));
-        Ok(Revoked {
-            sessions: closed.into_iter().map(|closed| closed.sid).collect(),
-            clients,
-        })
     }
 }
 
@@ -163,7 +109,9 @@ mod tests {
     use crate::clients::ClientHandle;
     use crate::config::PluginConfig;
     use crate::decisions::{ConnectAttempt, Refusal};
+    use crate::plugin::Plugin;
     use jsonwebtoken::{encode, EncodingKey, Header};
+    use session_token::ControlMessage;
     use session_token::{Algorithm, Claims, DeviceGrant};
 
     const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
@@ -352,6 +300,6 @@ mod tests {
         assert!(revoked.is_revoked("1", 150));
         assert!(!revoked.is_revoked("1", 200));
         revoked.forget_expired(200);
-        assert!(revoked.is_empty());
+        assert_eq!(revoked.len(), 0);
     }
 }

@@ -6,6 +6,9 @@
 //! checked from the holder's side: it stays connected, its will is not published, its
 //! queued messages still reach it.
 
+// Test code: a failed expectation is a failed test, so helpers may `expect` too.
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use test_support::fixture_tokens::{jwks, SigningKey};

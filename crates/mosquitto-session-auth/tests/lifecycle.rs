@@ -1,6 +1,9 @@
 //! End to end: what happens to connected clients over time — their token expires, or the
 //! key set is rotated with SIGHUP.
 
+// Test code: a failed expectation is a failed test, so helpers may `expect` too.
+#![allow(clippy::expect_used)]
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};

@@ -2,9 +2,12 @@
 //! control topic disconnects that session's devices at once and refuses their tokens;
 //! other sessions carry on, and devices cannot close sessions.
 
+// Test code: a failed expectation is a failed test, so helpers may `expect` too.
+#![allow(clippy::expect_used)]
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mosquitto_session_auth::revocation::CONTROL_TOPIC;
+use mosquitto_session_auth::CONTROL_TOPIC;
 use rumqttc::QoS;
 use session_token::{Claims, ClosedSession, ControlMessage};
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};

@@ -3,6 +3,9 @@
 //! tokens talk inside their session only; closing a session through the admin API
 //! disconnects its devices within a second (the service's revocation link).
 
+// Test code: a failed expectation is a failed test, so helpers may `expect` too.
+#![allow(clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Token signing cost, to decide how the local signer signs:
 //!
 //! - `jsonwebtoken::encode`, which re-parses the private key on every call;
+//! - `SigningKey::sign` over a signing input from the service's `JwsHeader` (the
+//!   signature alone, what every other figure is compared with);
 //! - `LocalSigner::sign_now`, which keeps a parsed aws-lc-rs key pair;
 //! - `TokenSigner::sign` awaited on the runtime (RSA goes through `spawn_blocking`),
 //!   sequentially and with 64 concurrent callers.
@@ -12,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_manager::config::JwtAlgorithm;
-use session_manager::signer::local::LocalSigner;
-use session_manager::signer::TokenSigner;
-use session_manager::signing_key::SigningKey;
+use session_manager::{JwsHeader, LocalSigner, SigningKey, TokenSigner};
 use session_token::{Claims, DeviceGrant};
 
 const RUN_FOR: Duration = Duration::from_secs(3);
@@ -57,6 +57,16 @@ fn main() {
             &format!("{algorithm:?} jsonwebtoken::encode (key parsed per call)"),
             || {
                 jsonwebtoken::encode(&header, &claims, &encoding).expect("encode");
+            },
+        );
+
+        let jws = JwsHeader::new(algorithm.as_jwt(), None).expect("header");
+        rate(
+            &format!("{algorithm:?} JwsHeader + SigningKey::sign (parsed key pair)"),
+            || {
+                let input = jws.signing_input(&claims).expect("input");
+                let signature = key.sign(input.as_bytes()).expect("sign");
+                input.into_token(&signature);
             },
         );
 

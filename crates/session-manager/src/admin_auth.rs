@@ -1,11 +1,10 @@
 //! Admin API authentication: `Authorization: Bearer <key>` checked against the argon2id
 //! PHC string in `ISM_ADMIN_API_KEY_HASH`, and the `hash-admin-key` command that makes one.
 //!
-//! argon2 is deliberately slow, far too slow to run per request. The first request with
-//! the right key pays for one argon2 verification; from then on the process keeps an
-//! HMAC-SHA256 tag of the key under a random per-process secret and compares tags in
-//! constant time. Before that first success, argon2 runs one at a time, so a flood of
-//! wrong keys cannot pin every core.
+//! The key is a hashed secret ([`crate::secrets`]): the first request with the right key
+//! pays for one argon2 verification; from then on the process compares a keyed per-process
+//! tag in constant time. Before that first success, argon2 runs one at a time, so a flood
+//! of wrong keys cannot pin every core.
 //!
 //! [`request_origin`] refuses what a browser sends on behalf of other sites (foreign
 //! `Host`, cross-site `Origin`/`Sec-Fetch-Site`), with or without a key.
@@ -15,24 +14,18 @@ pub mod request_origin;
 use std::io::{IsTerminal as _, Read as _};
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use tokio::sync::Semaphore;
 
 use crate::error::{ApiError, Error};
+use crate::secrets::{self, SecretChecker, SecretTag};
 
 /// Longer keys are refused without hashing them.
 const MAX_KEY_BYTES: usize = 512;
-
-type KeyMac = Hmac<Sha256>;
 
 /// Checks admin API keys. Without a configured hash every request is let through.
 pub struct AdminAuth {
@@ -40,12 +33,11 @@ pub struct AdminAuth {
 }
 
 struct ExpectedKey {
-    phc: String,
-    /// Per-process secret for the fast check's tags.
-    mac_secret: [u8; 32],
+    phc: Arc<str>,
+    /// One argon2 run at a time; makes and compares the fast check's tags.
+    checker: SecretChecker,
     /// Tag of the key argon2 accepted, once one has been seen.
-    accepted_tag: OnceLock<[u8; 32]>,
-    argon2_gate: Semaphore,
+    accepted_tag: OnceLock<SecretTag>,
 }
 
 impl AdminAuth {
@@ -54,14 +46,13 @@ impl AdminAuth {
         let expected = match phc.map(str::trim).filter(|phc| !phc.is_empty()) {
             None => None,
             Some(phc) => {
-                PasswordHash::new(phc).map_err(|e| {
+                secrets::check_phc(phc).map_err(|e| {
                     Error::Config(format!("ISM_ADMIN_API_KEY_HASH is not a PHC string: {e}"))
                 })?;
                 Some(ExpectedKey {
-                    phc: phc.to_owned(),
-                    mac_secret: rand::random(),
+                    phc: phc.into(),
+                    checker: SecretChecker::new(1),
                     accepted_tag: OnceLock::new(),
-                    argon2_gate: Semaphore::new(1),
                 })
             }
         };
@@ -85,58 +76,37 @@ impl AdminAuth {
             return Ok(());
         }
         let _permit = expected
-            .argon2_gate
-            .acquire()
+            .checker
+            .argon2_slot()
             .await
-            .map_err(|_| ApiError::Internal("admin key check closed".to_owned()))?;
+            .map_err(|e| ApiError::Internal(format!("admin key check failed: {e}")))?;
         // Another request may have been accepted while this one waited.
         if expected.fast_check(key)? {
             return Ok(());
         }
-        let phc = expected.phc.clone();
-        let candidate = key.to_owned();
-        let accepted = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&phc)
-                .map(|hash| {
-                    Argon2::default()
-                        .verify_password(candidate.as_bytes(), &hash)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("admin key check failed: {e}")))?;
+        let accepted = expected
+            .checker
+            .verify_hash(Arc::clone(&expected.phc), key.as_bytes().to_vec())
+            .await
+            .map_err(|e| ApiError::Internal(format!("admin key check failed: {e}")))?;
         if !accepted {
             return Err(ApiError::Unauthorized);
         }
-        let _ = expected.accepted_tag.set(expected.tag(key));
+        let _ = expected
+            .accepted_tag
+            .set(expected.checker.tag(&[key.as_bytes()]));
         Ok(())
     }
 }
 
 impl ExpectedKey {
-    fn tag(&self, key: &str) -> [u8; 32] {
-        self.mac(key).finalize().into_bytes().into()
-    }
-
-    fn mac(&self, key: &str) -> KeyMac {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac =
-            <KeyMac as Mac>::new_from_slice(&self.mac_secret).unwrap_or_else(|_| unreachable!());
-        mac.update(key.as_bytes());
-        mac
-    }
-
     /// Ok(true): the accepted key; Err: a key is known and this is not it; Ok(false):
     /// no key has been accepted yet, so argon2 must decide.
     fn fast_check(&self, key: &str) -> Result<bool, ApiError> {
         match self.accepted_tag.get() {
             None => Ok(false),
-            Some(tag) => self
-                .mac(key)
-                .verify_slice(tag)
-                .map(|()| true)
-                .map_err(|_| ApiError::Unauthorized),
+            Some(tag) if self.checker.matches_tag(&[key.as_bytes()], tag) => Ok(true),
+            Some(_) => Err(ApiError::Unauthorized),
         }
     }
 }
@@ -167,11 +137,7 @@ pub async fn require_admin_key(
 
 /// The argon2id PHC string of `key`.
 pub fn hash_admin_key(key: &str) -> Result<String, Error> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|e| Error::Config(format!("cannot make a salt: {e}")))?;
-    Argon2::default()
-        .hash_password(key.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
+    secrets::hash_secret_blocking(key.as_bytes())
         .map_err(|e| Error::Config(format!("cannot hash the key: {e}")))
 }
 

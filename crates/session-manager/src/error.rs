@@ -17,7 +17,6 @@ use axum::Json;
 use serde_json::json;
 
 use crate::domain::DomainError;
-use crate::signer::SignError;
 use crate::store::{JoinError, StoreError};
 
 /// Why the service cannot start, or a command cannot complete.
@@ -45,6 +44,18 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("server: {0}")]
     Serve(std::io::Error),
+}
+
+/// Why a token could not be signed (defined here, with the other errors, so that the
+/// signers depend on this module and not the other way round).
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The signer cannot be reached or is overloaded; the client may retry (503).
+    #[error("signer unavailable: {0}")]
+    Unavailable(String),
+    /// Signing failed for a reason a retry will not fix (500, logged).
+    #[error("signing failed: {0}")]
+    Failed(String),
 }
 
 /// What one request gets back when it fails.

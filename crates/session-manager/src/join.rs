@@ -8,6 +8,9 @@
 //! the PIN itself is never logged. Every refused join is answered no earlier than the
 //! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
 //! session from an unknown one.
+//!
+//! Time comes from the state's clock; only the refusal floor measures real time, since
+//! what it shapes is how long a real response takes.
 
 pub mod refusal_floor;
 
@@ -18,7 +21,7 @@ use session_token::{Claims, DeviceGrant};
 
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::JoinError;
 
 /// A device's request to join.
@@ -51,25 +54,33 @@ async fn decide_join(state: &AppState, attempt: JoinAttempt) -> Result<IssuedTok
         client,
         client_ip,
     } = attempt;
-    if let Err(retry_after) = state.throttle.check(&session_id, client_ip, Instant::now()) {
+    let clock = &state.clock;
+    if let Err(retry_after) = state
+        .throttle
+        .check(&session_id, client_ip, clock.instant_now())
+    {
         tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: locked after too many failures");
         return Err(ApiError::TooManyAttempts { retry_after });
     }
-    let now = unix_now();
+    let now = clock.unix_now();
     let session = match state.store.join(&session_id, &pin, &client, now).await {
         Ok(session) => session,
         Err(JoinError::InvalidCredentials) => {
             tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: unknown session or wrong PIN");
             state
                 .throttle
-                .record_failure(&session_id, client_ip, Instant::now(), |id| {
-                    state.store.get(id, unix_now()).is_some()
+                .record_failure(&session_id, client_ip, clock.instant_now(), |id| {
+                    state.store.get(id, clock.unix_now()).is_some()
                 });
             return Err(ApiError::InvalidCredentials);
         }
         Err(error) => return Err(error.into()),
     };
-    if let Err(retry_after) = state.throttle.joins.try_take(&session_id, Instant::now()) {
+    if let Err(retry_after) = state
+        .throttle
+        .joins
+        .try_take(&session_id, clock.instant_now())
+    {
         tracing::warn!(session_id = %session_id, client = %client, "join refused: the session's join quota is used up");
         return Err(ApiError::TooManyJoins { retry_after });
     }

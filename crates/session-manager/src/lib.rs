@@ -4,48 +4,71 @@
 //! that knows both joins it on the public port and receives a short-lived JWT, which the
 //! MQTT broker (with our plugin) checks to confine the device to the session's topics.
 //!
-//! How a request flows:
+//! The map of the crate, by the kind of change each room takes:
 //!
-//! - [`startup`] builds the [`startup::Application`]: two axum routers on two listeners
-//!   (admin and public), sharing one [`state::AppState`].
-//! - [`routes`] holds thin handlers. Extractors from [`extract`] parse input straight into
-//!   the [`domain`] newtypes (`SessionId`, `Pin`, `ClientName`, `SessionType`), so a
-//!   handler only ever sees valid values; every failure becomes an [`error::ApiError`],
-//!   the one place that decides status codes and the JSON error body.
+//! - Starting: `main.rs` hands the command line to [`cli`] (one file per subcommand:
+//!   keygen, certs, export-public-key); `serve` reads its settings from [`config`], one
+//!   group per part of the service (listen, signing, KMS, limits, broker link, store,
+//!   admin, logging), secrets wrapped so they never print. A new setting goes into the
+//!   group of the part it tunes.
+//! - [`startup`] builds the [`Application`]: the store, the signer, the broker link and
+//!   two listeners (admin and public, port 0 in tests) sharing one [`state::AppState`];
+//!   [`shutdown`] turns SIGTERM/SIGINT into a graceful stop; [`telemetry`] sets up
+//!   logging and request spans.
+//! - [`routes`]: one module per resource (admin, compat, public, jwks, health), each with
+//!   its handlers and its own `router()`, composed there into the two ports' routers. A
+//!   new endpoint goes into its resource's module. Handlers are thin: extractors from
+//!   [`extract`] parse input into the [`domain`] newtypes (`SessionId`, `Pin`,
+//!   `ClientName`, `SessionType`), and every failure becomes an [`error::ApiError`], the
+//!   one place that decides status codes and the JSON error body.
 //! - [`join`] is the device's path: [`rate_limit`] (brute-force lockout per session and
 //!   per [`client_ip`]), then the [`store`] (PIN check, expiry, `max_clients`, durable
 //!   join record), then a [`signer`] mints the token from `session_token::Claims`.
 //! - [`store`] keeps sessions in memory and in an append-only journal under the data
-//!   directory; every acknowledged change is fsynced first.
-//! - [`signer`] is a trait with one implementation per `MQTT_AUTH_MODE`; [`jwks`] serves
-//!   its public keys. [`signing_key`] and [`keygen`] deal with local key material;
-//!   [`export_key`] writes the public key of either signing mode for brokers.
-//! - [`admin_auth`] guards the admin port; [`telemetry`] sets up logging and request
-//!   spans; [`shutdown`] turns SIGTERM/SIGINT into a graceful stop.
+//!   directory; every acknowledged change is fsynced first. [`data_dir_lock`] keeps a
+//!   second process off the same directory.
+//! - [`signer`]: the `TokenSigner` trait with one implementation per `MQTT_AUTH_MODE`,
+//!   all assembling tokens with `signer::jws`; [`signing_key`] holds local key material
+//!   and [`new_file`] writes key and certificate files that must not exist yet.
+//! - [`admin_auth`] guards the admin port.
+//! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
+//!   [`secrets`] checks hashed secrets (PINs, the admin key): argon2 once, then a keyed
+//!   per-process fast check.
 //! - [`revocation`] tells the broker about closed sessions so it disconnects their
 //!   devices at once (`ISM_BROKER_CONTROL_URL`).
-//! - [`data_dir_lock`] keeps a second process off the same data directory.
-//! - [`config`] is the command line; every option is also an environment variable.
+//!
+//! The public surface is what the binary, the integration tests and the benches use;
+//! everything else is `pub(crate)`, so unused code shows up as a warning.
 
+// Public because the integration tests and benches name items by these paths.
 pub mod admin_auth;
-pub mod certs;
-pub mod client_ip;
+pub mod clock;
 pub mod config;
-pub mod data_dir_lock;
 pub mod domain;
 pub mod error;
-pub mod export_key;
-pub mod extract;
-pub mod join;
-pub mod jwks;
-pub mod keygen;
-pub mod rate_limit;
-pub mod revocation;
-pub mod routes;
 pub mod shutdown;
-pub mod signer;
-pub mod signing_key;
 pub mod startup;
 pub mod state;
 pub mod store;
-pub mod telemetry;
+
+pub(crate) mod cli;
+pub(crate) mod client_ip;
+pub(crate) mod data_dir_lock;
+pub(crate) mod extract;
+pub(crate) mod join;
+pub(crate) mod new_file;
+pub(crate) mod rate_limit;
+pub(crate) mod revocation;
+pub(crate) mod routes;
+pub(crate) mod secrets;
+pub(crate) mod signer;
+pub(crate) mod signing_key;
+pub(crate) mod telemetry;
+
+pub use cli::{run, Cli};
+pub use config::Config;
+pub use signer::jws::{JwsHeader, SigningInput};
+pub use signer::local::LocalSigner;
+pub use signer::TokenSigner;
+pub use signing_key::SigningKey;
+pub use startup::Application;

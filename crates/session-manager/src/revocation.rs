@@ -19,8 +19,6 @@
 //! Sessions that merely expire need no message: no token outlives its session.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -32,10 +30,11 @@ use session_token::{Claims, ClosedSession, ControlMessage, CONTROL_TOPIC};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::clock::unix_now;
+use crate::config::BrokerUrl;
 use crate::domain::SessionId;
 use crate::shutdown::Shutdown;
 use crate::signer::TokenSigner;
-use crate::state::unix_now;
 use crate::store::{Revocation, SessionStore};
 
 /// Lifetime of the service's own broker token.
@@ -55,51 +54,6 @@ const CLIENT_QUEUE: usize = 256;
 const BEHIND_WARNING_EVERY: usize = 1000;
 /// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity.
 pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
-
-/// `mqtt://host[:port]` (or `tcp://`): the broker listener the service connects to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub host: String,
-    pub port: u16,
-}
-
-impl FromStr for BrokerUrl {
-    type Err = String;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let rest = input
-            .trim()
-            .strip_prefix("mqtt://")
-            .or_else(|| input.trim().strip_prefix("tcp://"))
-            .ok_or_else(|| format!("{input:?} is not an mqtt://host:port URL"))?;
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                let port = port
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p > 0)
-                    .ok_or_else(|| format!("{input:?} has an invalid port"))?;
-                (host, port)
-            }
-            _ => (rest, 1883),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host.contains('/') || host.contains('@') {
-            return Err(format!("{input:?} is not an mqtt://host:port URL"));
-        }
-        Ok(BrokerUrl {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
-    }
-}
 
 /// Closed sessions not yet handed to the MQTT client.
 #[derive(Debug, Default)]
@@ -373,31 +327,6 @@ async fn drain(events: &mut EventLoop) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls_parse() {
-        let url = |s: &str| s.parse::<BrokerUrl>();
-        assert_eq!(
-            url("mqtt://127.0.0.1:1883"),
-            Ok(BrokerUrl {
-                host: "127.0.0.1".into(),
-                port: 1883
-            })
-        );
-        assert_eq!(url("mqtt://mosquitto").map(|u| u.port), Ok(1883));
-        assert_eq!(url("tcp://broker:1884/").map(|u| u.port), Ok(1884));
-        assert_eq!(url("mqtt://[::1]:1883").map(|u| u.host), Ok("::1".into()));
-        for bad in [
-            "",
-            "http://x:1",
-            "mqtt://",
-            "mqtt://x:0",
-            "mqtt://x:port",
-            "mqtt://u@x:1",
-        ] {
-            assert!(url(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn a_full_batch_of_the_longest_ids_fits_a_packet() {

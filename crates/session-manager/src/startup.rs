@@ -4,37 +4,33 @@
 //! finishes the requests in flight and flushes the store.
 //!
 //! Each listener is served with connection limits and timeouts ([`http_listener`]); the
-//! admin router refuses foreign hosts and cross-site requests before anything else.
+//! routers come from [`crate::routes`].
 
 mod http_listener;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, Method};
-use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{Any, CorsLayer};
 
-use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
-use crate::admin_auth::{require_admin_key, AdminAuth};
+use crate::admin_auth::request_origin::AllowedHosts;
+use crate::admin_auth::AdminAuth;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
-use crate::error::{ApiError, Error};
+use crate::error::Error;
 use crate::join::refusal_floor;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::revocation::{self, RevocationTask};
 use crate::routes::admin::SessionDefaults;
-use crate::routes::{admin, compat, health, method_not_allowed, not_found, public};
+use crate::routes::{admin_router, public_router};
 use crate::shutdown::Shutdown;
+use crate::signer;
 use crate::state::{AppState, TokenPolicy};
 use crate::store::{SessionStore, StoreConfig};
-use crate::{jwks, signer, telemetry};
 use http_listener::ConnectionLimits;
 
 /// How long requests in flight may take to finish once a shutdown starts.
@@ -58,12 +54,17 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, Error> {
-        let auth = AdminAuth::new(config.admin_api_key_hash.as_deref())?;
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] on the given clock (tests drive time with a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
         if !auth.is_enabled() {
-            if !config.admin_addr.ip().is_loopback() && !config.admin_insecure {
+            if !config.listen.admin_addr.ip().is_loopback() && !config.admin.admin_insecure {
                 return Err(Error::Config(format!(
                     "refusing to serve the admin API on {} without authentication; set ISM_ADMIN_API_KEY_HASH (see `session-manager hash-admin-key`) or ISM_ADMIN_INSECURE=1",
-                    config.admin_addr
+                    config.listen.admin_addr
                 )));
             }
             tracing::warn!(
@@ -71,12 +72,13 @@ impl Application {
             );
         }
 
-        let data_dir_lock = DataDirLock::acquire(&config.data_dir)
+        let data_dir_lock = DataDirLock::acquire(&config.store.data_dir)
             .map_err(|error| Error::Config(error.to_string()))?;
 
-        let allowed_hosts = AllowedHosts::new(&config.admin_allowed_hosts, config.admin_addr)
-            .map_err(|reason| Error::Config(format!("ISM_ADMIN_ALLOWED_HOSTS: {reason}")))?;
-        let refusal_floor = match config.join_refusal_floor_ms {
+        let allowed_hosts =
+            AllowedHosts::new(&config.admin.admin_allowed_hosts, config.listen.admin_addr)
+                .map_err(|reason| Error::Config(format!("ISM_ADMIN_ALLOWED_HOSTS: {reason}")))?;
+        let refusal_floor = match config.limits.join_refusal_floor_ms {
             Some(millis) => Duration::from_millis(millis),
             None => refusal_floor::calibrate().await?,
         };
@@ -86,27 +88,31 @@ impl Application {
         );
 
         // The store logs its own recovery report (sessions, records, discarded tail).
-        let (store, _recovery) = SessionStore::open(StoreConfig {
-            data_dir: config.data_dir.clone(),
-            id_length: usize::try_from(config.id_length).unwrap_or(usize::MAX),
-            pin_length: usize::try_from(config.pin_length).unwrap_or(usize::MAX),
-            repair_journal_at: config.repair_journal_at,
-        })
+        let (store, _recovery) = SessionStore::open_with_clock(
+            StoreConfig {
+                data_dir: config.store.data_dir.clone(),
+                id_length: usize::try_from(config.store.id_length).unwrap_or(usize::MAX),
+                pin_length: usize::try_from(config.store.pin_length).unwrap_or(usize::MAX),
+                repair_journal_at: config.store.repair_journal_at,
+            },
+            Arc::clone(&clock),
+        )
         .await?;
-        let signer = match signer::build(&config).await {
+        let signer = match signer::build(&config.signing, &config.kms, &config.store.data_dir).await
+        {
             Ok(signer) => signer,
             Err(error) => {
                 store.shutdown().await;
                 return Err(error);
             }
         };
-        let (revocation_link, revocation_task) = match &config.broker_control_url {
+        let (revocation_link, revocation_task) = match &config.broker.broker_control_url {
             Some(url) if signer.algorithm().is_some() => {
                 let (link, task) = revocation::link(
                     url.clone(),
                     Arc::clone(&signer),
-                    config.issuer.clone(),
-                    config.token_ttl_secs,
+                    config.signing.issuer.clone(),
+                    config.signing.token_ttl_secs,
                     store.clone(),
                 );
                 (Some(link), Some(task))
@@ -117,38 +123,39 @@ impl Application {
             }
             None => (None, None),
         };
-        let window = Duration::from_secs(config.failure_window_secs);
-        let lockout = Duration::from_secs(config.lockout_secs);
+        let window = Duration::from_secs(config.limits.failure_window_secs);
+        let lockout = Duration::from_secs(config.limits.lockout_secs);
         let state = AppState {
             store,
             signer,
             throttle: Arc::new(JoinThrottle::new(ThrottleSettings {
                 session_policy: FailurePolicy {
-                    max_failures: config.session_max_failures,
+                    max_failures: config.limits.session_max_failures,
                     window,
                     lockout,
                 },
                 client_policy: FailurePolicy {
-                    max_failures: config.ip_max_failures,
+                    max_failures: config.limits.ip_max_failures,
                     window,
                     lockout,
                 },
-                capacity: usize::try_from(config.throttle_capacity).unwrap_or(usize::MAX),
-                ipv6_prefix_len: config.ipv6_prefix_len,
-                joins_per_session_per_minute: config.join_quota_per_session,
+                capacity: usize::try_from(config.limits.throttle_capacity).unwrap_or(usize::MAX),
+                ipv6_prefix_len: config.limits.ipv6_prefix_len,
+                joins_per_session_per_minute: config.limits.join_quota_per_session,
                 refusal_floor,
             })),
             tokens: Arc::new(TokenPolicy {
-                issuer: config.issuer.clone(),
-                ttl_secs: config.token_ttl_secs,
+                issuer: config.signing.issuer.clone(),
+                ttl_secs: config.signing.token_ttl_secs,
             }),
-            trusted_proxies: config.trusted_proxies.clone().into(),
+            trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
+            clock,
         };
 
-        let body_limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        let body_limit = usize::try_from(config.listen.max_body_bytes).unwrap_or(usize::MAX);
         let defaults = SessionDefaults {
-            max_clients: NonZeroU32::new(config.default_max_clients),
+            max_clients: NonZeroU32::new(config.admin.default_max_clients),
         };
         let admin_router = admin_router(
             state.clone(),
@@ -167,8 +174,8 @@ impl Application {
             })
         };
         let listeners = async {
-            let admin = bind("admin", config.admin_addr).await?;
-            let public = bind("public", config.public_addr).await?;
+            let admin = bind("admin", config.listen.admin_addr).await?;
+            let public = bind("public", config.listen.public_addr).await?;
             Ok::<_, Error>((admin, public))
         }
         .await;
@@ -179,17 +186,17 @@ impl Application {
                 return Err(error);
             }
         };
-        let header_timeout = Duration::from_secs(config.http_header_timeout_secs);
-        let idle_timeout = Duration::from_secs(config.http_idle_timeout_secs);
+        let header_timeout = Duration::from_secs(config.listen.http_header_timeout_secs);
+        let idle_timeout = Duration::from_secs(config.listen.http_idle_timeout_secs);
         let admin_limits = ConnectionLimits {
-            max_connections: config.admin_max_connections,
+            max_connections: config.listen.admin_max_connections,
             header_timeout,
             idle_timeout,
         };
         let public_limits = ConnectionLimits {
             max_connections: http_listener::fit_to_open_files_limit(
-                config.public_max_connections,
-                config.admin_max_connections,
+                config.listen.public_max_connections,
+                config.listen.admin_max_connections,
             ),
             header_timeout,
             idle_timeout,
@@ -246,12 +253,13 @@ impl Application {
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);
+            let clock = Arc::clone(&state.clock);
             let shutdown = shutdown.clone();
             async move {
                 let mut ticks = tokio::time::interval(THROTTLE_SWEEP_INTERVAL);
                 loop {
                     tokio::select! {
-                        _ = ticks.tick() => throttle.sweep(Instant::now()),
+                        _ = ticks.tick() => throttle.sweep(clock.instant_now()),
                         _ = shutdown.wait() => break,
                     }
                 }
@@ -324,65 +332,4 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         })
     );
     app.run_until_stopped().await
-}
-
-fn admin_router(
-    state: AppState,
-    auth: Arc<AdminAuth>,
-    allowed_hosts: Arc<AllowedHosts>,
-    defaults: SessionDefaults,
-    body_limit: usize,
-) -> Router {
-    let guarded = Router::new()
-        .route(
-            "/api/v1/sessions",
-            post(admin::create_session).get(admin::list_sessions),
-        )
-        .route(
-            "/api/v1/sessions/{id}",
-            get(admin::get_session).delete(admin::close_session),
-        )
-        .route("/api/createSession", get(compat::create_session))
-        .route("/api/closeSession", get(compat::close_session))
-        .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
-        // Outermost: a foreign page is refused before its key (if any) is even looked at.
-        .route_layer(middleware::from_fn_with_state(
-            allowed_hosts,
-            refuse_foreign_requests,
-        ))
-        .layer(axum::Extension(defaults));
-    Router::new()
-        .merge(guarded)
-        .route("/healthz", get(health::admin_health))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(telemetry::trace_request))
-}
-
-fn public_router(state: AppState, body_limit: usize) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE])
-        .max_age(Duration::from_secs(3600));
-    Router::new()
-        .route("/api/v1/sessions/{id}/join", post(public::join))
-        .route("/api/joinSession", post(compat::join_session_compat))
-        .route("/.well-known/jwks.json", get(jwks::jwks))
-        .route("/healthz", get(health::public_health))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(cors)
-        .layer(middleware::from_fn(telemetry::trace_request))
-}
-
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    ApiError::Internal("a request handler panicked".to_owned()).into_response()
 }

@@ -2,10 +2,10 @@
 //! they need, plus the clock.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
+use crate::clock::Clock;
 use crate::rate_limit::JoinThrottle;
 use crate::revocation::RevocationLink;
 use crate::signer::TokenSigner;
@@ -20,6 +20,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<[IpNet]>,
     /// The link that tells the broker about closed sessions, when configured.
     pub revocation: Option<RevocationLink>,
+    /// The one source of time for handlers, the join path and the store.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -39,11 +41,4 @@ pub struct TokenPolicy {
     pub issuer: String,
     /// Token lifetime; a session that ends sooner shortens it.
     pub ttl_secs: u64,
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }

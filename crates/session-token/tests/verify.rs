@@ -1,6 +1,9 @@
 //! Token verification against real keys: what verifies, and every way a forged or stale
 //! token is refused.
 
+// Test code: a failed expectation is a failed test, so helpers may `expect` too.
+#![allow(clippy::expect_used)]
+
 use base64::Engine;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use session_token::keys::{public_jwk_from_pem, public_jwk_of_signing_key};

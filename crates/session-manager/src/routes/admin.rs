@@ -5,14 +5,16 @@ use std::num::{NonZeroU32, NonZeroU64};
 use axum::extract::{Extension, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::SessionView;
 use crate::domain::{SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::NewSession;
 
 /// Page size of `GET /api/v1/sessions` when no `limit` is given, and the most allowed.
@@ -62,7 +64,7 @@ pub async fn create_session(
                     .or(defaults.max_clients)
                     .map(NonZeroU32::get),
             },
-            unix_now(),
+            state.clock.unix_now(),
         )
         .await?;
     tracing::info!(session_id = %created.session.id, "session created");
@@ -106,7 +108,7 @@ pub async fn list_sessions(
     // One more than asked tells whether another page follows.
     let mut sessions = state
         .store
-        .list(unix_now(), query.after.as_ref(), limit + 1);
+        .list(state.clock.unix_now(), query.after.as_ref(), limit + 1);
     let next = if sessions.len() > limit {
         sessions.truncate(limit);
         sessions
@@ -127,7 +129,7 @@ pub async fn get_session(
 ) -> Result<Json<SessionView>, ApiError> {
     state
         .store
-        .get(&id, unix_now())
+        .get(&id, state.clock.unix_now())
         .map(|session| Json(session.into()))
         .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
 }
@@ -143,4 +145,14 @@ pub async fn close_session(
     } else {
         Err(ApiError::NotFound(format!("no live session {id}")))
     }
+}
+
+/// The versioned admin API; [`super::admin_router`] puts admin auth in front of it.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sessions", post(create_session).get(list_sessions))
+        .route(
+            "/api/v1/sessions/{id}",
+            get(get_session).delete(close_session),
+        )
 }

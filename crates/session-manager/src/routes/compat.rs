@@ -8,7 +8,9 @@
 //! The original clients sent ids and PINs as strings or numbers, so both are accepted.
 
 use axum::extract::{Extension, State};
+use axum::routing::{get, post};
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::admin::SessionDefaults;
@@ -17,7 +19,7 @@ use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
 use crate::join::{join_session, JoinAttempt};
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::{ClientInfo, NewSession};
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +50,7 @@ pub async fn create_session(
                 ttl_secs: None,
                 max_clients: defaults.max_clients.map(std::num::NonZeroU32::get),
             },
-            unix_now(),
+            state.clock.unix_now(),
         )
         .await?;
     tracing::info!(session_id = %created.session.id, "session created (compat route)");
@@ -125,4 +127,16 @@ pub async fn join_session_compat(
     Ok(Json(CompatJoinResponse {
         token: issued.token,
     }))
+}
+
+/// The original service's admin routes (behind admin auth, like the v1 API).
+pub(crate) fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/api/createSession", get(create_session))
+        .route("/api/closeSession", get(close_session))
+}
+
+/// The original service's join route, on the public port.
+pub(crate) fn public_router() -> Router<AppState> {
+    Router::new().route("/api/joinSession", post(join_session_compat))
 }

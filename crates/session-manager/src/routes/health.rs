@@ -8,11 +8,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::get;
 use axum::Json;
+use axum::Router;
 use serde::Serialize;
 
 use crate::signer::SignerHealth;
-use crate::state::{unix_now, AppState};
+use crate::state::AppState;
 use crate::store::SkippedRange;
 
 #[derive(Debug, Serialize)]
@@ -89,7 +91,7 @@ pub async fn admin_health(State(state): State<AppState>) -> (StatusCode, Json<Ad
                 } else {
                     "ok"
                 },
-                live_sessions: state.store.live_count(unix_now()),
+                live_sessions: state.store.live_count(state.clock.unix_now()),
                 argon2_verifications: stats.argon2_verifications,
                 write_fault,
                 skipped: state.store.skipped_ranges().to_vec(),
@@ -101,4 +103,14 @@ pub async fn admin_health(State(state): State<AppState>) -> (StatusCode, Json<Ad
             }),
         }),
     )
+}
+
+/// `/healthz` of the admin port: the whole report, open to probes (no admin auth).
+pub(crate) fn admin_router() -> Router<AppState> {
+    Router::new().route("/healthz", get(admin_health))
+}
+
+/// `/healthz` of the public port.
+pub(crate) fn public_router() -> Router<AppState> {
+    Router::new().route("/healthz", get(public_health))
 }

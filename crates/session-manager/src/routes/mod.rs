@@ -1,24 +1,100 @@
 //! HTTP routes of the two ports, and the JSON views of sessions they return.
 //!
+//! One module per resource, each with the handlers and its own `router()`; this module
+//! composes them into the two ports' routers, with the layers every request passes:
+//!
 //! - [`admin`]: the versioned admin API (`/api/v1/sessions...`), behind admin auth;
 //! - [`compat`]: the original service's routes with their original shapes;
-//! - [`public`]: joining and the JWKS;
+//! - [`public`]: joining a session;
+//! - [`jwks`]: the public keys brokers verify tokens with;
 //! - [`health`]: `/healthz` on both ports.
+//!
+//! A new resource is a new module with a `router()`, merged into [`admin_router`] or
+//! [`public_router`] below.
 
-pub mod admin;
-pub mod compat;
-pub mod health;
-pub mod public;
+pub(crate) mod admin;
+pub(crate) mod compat;
+pub(crate) mod health;
+pub(crate) mod jwks;
+pub(crate) mod public;
 
-use axum::http::Method;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, Method};
+use axum::{middleware, Router};
 use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
 
+use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
+use crate::admin_auth::{require_admin_key, AdminAuth};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{ClientInfo, SessionInfo};
+use crate::telemetry;
+use admin::SessionDefaults;
+
+/// The admin port: the admin and compat APIs behind the host/origin check and admin
+/// auth, `/healthz` open for probes.
+pub(crate) fn admin_router(
+    state: AppState,
+    auth: Arc<AdminAuth>,
+    allowed_hosts: Arc<AllowedHosts>,
+    defaults: SessionDefaults,
+    body_limit: usize,
+) -> Router {
+    let guarded = Router::new()
+        .merge(admin::router())
+        .merge(compat::admin_router())
+        .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
+        // Outermost: a foreign page is refused before its key (if any) is even looked at.
+        .route_layer(middleware::from_fn_with_state(
+            allowed_hosts,
+            refuse_foreign_requests,
+        ))
+        .layer(axum::Extension(defaults));
+    Router::new()
+        .merge(guarded)
+        .merge(health::admin_router())
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(telemetry::trace_request))
+}
+
+/// The public port: joining, the JWKS and `/healthz`, open to any origin (CORS).
+pub(crate) fn public_router(state: AppState, body_limit: usize) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600));
+    Router::new()
+        .merge(public::router())
+        .merge(compat::public_router())
+        .merge(jwks::router())
+        .merge(health::public_router())
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors)
+        .layer(middleware::from_fn(telemetry::trace_request))
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    ApiError::Internal("a request handler panicked".to_owned()).into_response()
+}
 
 /// A session as the admin API shows it (never with its PIN).
 #[derive(Debug, Serialize)]
-pub struct SessionView {
+pub(crate) struct SessionView {
     pub id: String,
     #[serde(rename = "type")]
     pub session_type: String,
@@ -44,11 +120,11 @@ impl From<SessionInfo> for SessionView {
 }
 
 /// Fallback of both routers: JSON 404 instead of an empty body.
-pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }
 
 /// Fallback for a known path with the wrong method: JSON 405.
-pub async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }

@@ -1,7 +1,9 @@
 //! The public API devices use: `POST /api/v1/sessions/{id}/join`.
 
 use axum::extract::State;
+use axum::routing::post;
 use axum::Json;
+use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::client_ip::ClientIp;
@@ -52,4 +54,9 @@ pub async fn join(
         session_id: claims.sid,
         expires_at: claims.exp,
     }))
+}
+
+/// Joining a session, on the public port.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/sessions/{id}/join", post(join))
 }

@@ -15,7 +15,7 @@
 //! - each attempt is bounded by `ISM_KMS_TIMEOUT_MS`; the SDK retries transient failures
 //!   (throttling, 5xx, connection errors) at most twice with short jittered backoff;
 //! - the whole call, waiting for a concurrency permit included, is bounded by twice that
-//!   timeout ([`KmsSigner::call_budget`]);
+//!   timeout (the call budget);
 //! - at most `ISM_KMS_MAX_CONCURRENCY` calls are in flight, which keeps a join burst from
 //!   tripping KMS's per-account request quota (throttled calls are retried, then 503);
 //! - nothing is cached about the failure: the next join simply tries again, so the service
@@ -37,16 +37,15 @@ use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyUsageType, MessageType};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, Header};
+use jsonwebtoken::Algorithm;
 use session_token::Claims;
 use tokio::sync::Semaphore;
 
 use self::public_key::KmsPublicKey;
+use super::jws::JwsHeader;
 use super::{SignError, SignerHealth, TokenSigner};
-use crate::config::Config;
+use crate::config::KmsConfig;
 use crate::error::Error;
 
 /// Largest message KMS signs with `MessageType=RAW`.
@@ -77,8 +76,7 @@ pub struct KmsSigner {
     /// As configured (id, ARN, alias name or alias ARN): KMS resolves it on every call.
     key_id: String,
     public_key: KmsPublicKey,
-    /// `base64url(header) + "."`, the constant prefix of every token.
-    header_segment: String,
+    header: JwsHeader,
     permits: Semaphore,
     call_budget: Duration,
     last_outcome: Mutex<Option<Outcome>>,
@@ -96,7 +94,7 @@ struct Outcome {
 impl KmsSigner {
     /// Connects to KMS with the standard AWS configuration chain (environment, profile,
     /// container or instance role; `AWS_ENDPOINT_URL` honoured) and checks the key.
-    pub async fn connect(config: &Config) -> Result<Self, Error> {
+    pub async fn connect(config: &KmsConfig) -> Result<Self, Error> {
         let key_id = config
             .kms_key_id
             .as_deref()
@@ -158,14 +156,11 @@ impl KmsSigner {
         max_concurrency: u32,
         call_budget: Duration,
     ) -> Result<Self, Error> {
-        let mut header = Header::new(public_key.algorithm());
-        header.kid = public_key.kid().map(str::to_owned);
-        let header_json = serde_json::to_vec(&header)
-            .map_err(|e| Error::Key(format!("cannot encode the JWT header: {e}")))?;
+        let header = JwsHeader::new(public_key.algorithm(), public_key.kid().map(str::to_owned))?;
         Ok(KmsSigner {
             client,
             key_id,
-            header_segment: format!("{}.", URL_SAFE_NO_PAD.encode(header_json)),
+            header,
             public_key,
             permits: Semaphore::new(
                 usize::try_from(max_concurrency)
@@ -181,11 +176,6 @@ impl KmsSigner {
     /// The key's SubjectPublicKeyInfo PEM (`public_key.pem` for brokers).
     pub fn public_key_pem(&self) -> &str {
         self.public_key.pem()
-    }
-
-    /// Longest a signing call may take, waiting for a permit and retries included.
-    pub fn call_budget(&self) -> Duration {
-        self.call_budget
     }
 
     async fn check_signing(&self) -> Result<(), Error> {
@@ -328,21 +318,15 @@ impl TokenSigner for KmsSigner {
     }
 
     async fn sign(&self, claims: &Claims) -> Result<String, SignError> {
-        let payload = serde_json::to_vec(claims)
-            .map_err(|e| SignError::Failed(format!("cannot encode claims: {e}")))?;
-        let mut token = String::with_capacity(self.header_segment.len() + payload.len() * 2 + 360);
-        token.push_str(&self.header_segment);
-        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-        if token.len() > KMS_RAW_MESSAGE_LIMIT {
+        let input = self.header.signing_input(claims)?;
+        if input.as_bytes().len() > KMS_RAW_MESSAGE_LIMIT {
             return Err(SignError::Failed(format!(
                 "the token's signing input has {} bytes; KMS signs at most {KMS_RAW_MESSAGE_LIMIT}",
-                token.len()
+                input.as_bytes().len()
             )));
         }
-        let signature = self.sign_bytes(token.as_bytes()).await?;
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-        Ok(token)
+        let signature = self.sign_bytes(input.as_bytes()).await?;
+        Ok(input.into_token(&signature))
     }
 
     async fn health(&self) -> SignerHealth {

@@ -18,15 +18,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, Header};
+use jsonwebtoken::Algorithm;
 use session_token::Claims;
 
+use super::jws::JwsHeader;
 use super::{SignError, SignerHealth, TokenSigner};
-use crate::config::{Config, JwtAlgorithm};
+use crate::config::{JwtAlgorithm, SigningConfig};
 use crate::error::Error;
+use crate::new_file::write_private_file;
 use crate::signing_key::SigningKey;
 
 pub struct LocalSigner {
@@ -36,16 +36,15 @@ pub struct LocalSigner {
 struct Inner {
     key: SigningKey,
     algorithm: Algorithm,
-    /// `base64url(header) + "."`, the constant prefix of every token.
-    header_segment: String,
+    header: JwsHeader,
     jwks: JwkSet,
 }
 
 impl LocalSigner {
-    /// The signer `config` describes (explicit key, or the data directory's dev key).
-    pub fn from_config(config: &Config) -> Result<Self, Error> {
+    /// The signer `config` describes (explicit key, or `data_dir`'s development key).
+    pub fn from_config(config: &SigningConfig, data_dir: &Path) -> Result<Self, Error> {
         let key = match (&config.signing_key, &config.signing_key_file) {
-            (Some(text), _) => SigningKey::from_pem(&unescape_newlines(text))?,
+            (Some(text), _) => SigningKey::from_pem(&unescape_newlines(text.expose()))?,
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
                     action: "read the signing key",
@@ -54,7 +53,7 @@ impl LocalSigner {
                 })?;
                 SigningKey::from_pem(&text)?
             }
-            (None, None) => load_or_generate_dev_key(&config.data_dir, config.jwt_alg)?,
+            (None, None) => load_or_generate_dev_key(data_dir, config.jwt_alg)?,
         };
         if key.algorithm() != config.jwt_alg {
             return Err(Error::Key(format!(
@@ -79,16 +78,12 @@ impl LocalSigner {
     pub fn new(key: SigningKey) -> Result<Self, Error> {
         let algorithm = key.algorithm().as_jwt();
         let jwk = key.public_jwk()?;
-        let mut header = Header::new(algorithm);
-        header.kid = jwk.common.key_id.clone();
-        let header_json = serde_json::to_vec(&header)
-            .map_err(|e| Error::Key(format!("cannot encode the JWT header: {e}")))?;
-        let header_segment = format!("{}.", URL_SAFE_NO_PAD.encode(header_json));
+        let header = JwsHeader::new(algorithm, jwk.common.key_id.clone())?;
         Ok(LocalSigner {
             inner: Arc::new(Inner {
                 key,
                 algorithm,
-                header_segment,
+                header,
                 jwks: JwkSet { keys: vec![jwk] },
             }),
         })
@@ -97,18 +92,12 @@ impl LocalSigner {
 
 impl Inner {
     fn sign(&self, claims: &Claims) -> Result<String, SignError> {
-        let payload = serde_json::to_vec(claims)
-            .map_err(|e| SignError::Failed(format!("cannot encode claims: {e}")))?;
-        let mut token = String::with_capacity(self.header_segment.len() + payload.len() * 2 + 360);
-        token.push_str(&self.header_segment);
-        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let input = self.header.signing_input(claims)?;
         let signature = self
             .key
-            .sign(token.as_bytes())
+            .sign(input.as_bytes())
             .map_err(|_| SignError::Failed("the signing key refused to sign".to_owned()))?;
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-        Ok(token)
+        Ok(input.into_token(&signature))
     }
 }
 
@@ -153,7 +142,7 @@ fn unescape_newlines(text: &str) -> String {
 }
 
 /// Where the development key for `algorithm` lives in the data directory.
-pub fn dev_key_path(data_dir: &Path, algorithm: JwtAlgorithm) -> PathBuf {
+fn dev_key_path(data_dir: &Path, algorithm: JwtAlgorithm) -> PathBuf {
     let name = match algorithm {
         JwtAlgorithm::Rs256 => "dev_signing_key_rs256.pem",
         JwtAlgorithm::Es256 => "dev_signing_key_es256.pem",
@@ -183,7 +172,7 @@ fn load_or_generate_dev_key(data_dir: &Path, algorithm: JwtAlgorithm) -> Result<
         source,
     })?;
     let key = SigningKey::generate(algorithm)?;
-    crate::keygen::write_private_file(&path, key.private_pkcs8_pem()?.as_bytes())?;
+    write_private_file(&path, key.private_pkcs8_pem()?.as_bytes())?;
     tracing::warn!(path = %path.display(), "generated a development signing key; set ISM_SIGNING_KEY in production");
     Ok(key)
 }

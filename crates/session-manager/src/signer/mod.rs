@@ -8,21 +8,24 @@
 //! - [`kms::KmsSigner`] (`kms_jwt_auth`): signed by AWS KMS, so the private key never
 //!   leaves it.
 //!
-//! Signing is async because a remote signer waits on the network; local signers run the
+//! Every signer assembles its tokens with [`jws`]. Signing is async because a remote signer waits on the network; local signers run the
 //! CPU-bound part off the async executor where that pays (see `local`).
 
+pub mod jws;
 pub mod kms;
 pub mod local;
 pub mod no_auth;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 use serde::Serialize;
 use session_token::Claims;
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, KmsConfig, SigningConfig};
 use crate::error::Error;
+pub(crate) use crate::error::SignError;
 
 #[async_trait::async_trait]
 pub trait TokenSigner: Send + Sync + 'static {
@@ -36,17 +39,6 @@ pub trait TokenSigner: Send + Sync + 'static {
     async fn health(&self) -> SignerHealth;
 }
 
-/// Why a token could not be signed.
-#[derive(Debug, thiserror::Error)]
-pub enum SignError {
-    /// The signer cannot be reached or is overloaded; the client may retry (503).
-    #[error("signer unavailable: {0}")]
-    Unavailable(String),
-    /// Signing failed for a reason a retry will not fix (500, logged).
-    #[error("signing failed: {0}")]
-    Failed(String),
-}
-
 /// Readiness of the signer, reported by `/healthz` on the admin port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignerHealth {
@@ -54,11 +46,18 @@ pub struct SignerHealth {
     pub detail: String,
 }
 
-/// The signer `config` asks for.
-pub async fn build(config: &Config) -> Result<Arc<dyn TokenSigner>, Error> {
-    match config.auth_mode {
+/// The signer `signing.auth_mode` asks for; the development key, if one is needed, lives
+/// in `data_dir`.
+pub async fn build(
+    signing: &SigningConfig,
+    kms: &KmsConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn TokenSigner>, Error> {
+    match signing.auth_mode {
         AuthMode::DevNoAuth => Ok(Arc::new(no_auth::NoAuthSigner)),
-        AuthMode::DevJwtAuth => Ok(Arc::new(local::LocalSigner::from_config(config)?)),
-        AuthMode::KmsJwtAuth => Ok(Arc::new(kms::KmsSigner::connect(config).await?)),
+        AuthMode::DevJwtAuth => Ok(Arc::new(local::LocalSigner::from_config(
+            signing, data_dir,
+        )?)),
+        AuthMode::KmsJwtAuth => Ok(Arc::new(kms::KmsSigner::connect(kms).await?)),
     }
 }

@@ -35,7 +35,8 @@ use dashmap::DashMap;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{compaction, unix_now, Slot, StoreError};
+use super::{compaction, Slot, StoreError};
+use crate::clock::Clock;
 use crate::domain::SessionId;
 
 /// Name of the journal file inside the data directory.
@@ -107,13 +108,14 @@ impl PendingWrite {
 impl Journal {
     /// Starts the writer thread on `file`, the journal in `data_dir` opened for appending,
     /// which holds `records_in_file` records in `file_len` bytes; `sessions` is what a
-    /// compaction snapshots.
+    /// compaction snapshots, as of `clock`'s time.
     pub(crate) fn start(
         file: File,
         file_len: u64,
         data_dir: PathBuf,
         sessions: Arc<DashMap<SessionId, Slot>>,
         records_in_file: usize,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
@@ -125,6 +127,7 @@ impl Journal {
             durable_len: file_len,
             dir_unsynced: false,
             sessions,
+            clock,
             records_in_file,
             next_compaction_check: compaction::next_check_after(records_in_file),
         };
@@ -195,6 +198,8 @@ struct Writer {
     /// A compaction's rename is not known to be durable yet.
     dir_unsynced: bool,
     sessions: Arc<DashMap<SessionId, Slot>>,
+    /// Decides which sessions have expired when a compaction drops them.
+    clock: Arc<dyn Clock>,
     records_in_file: usize,
     /// Counting the live state costs a pass over all sessions, so it is only done when
     /// the file has grown past this many records (see `compaction::next_check_after`).
@@ -264,7 +269,7 @@ impl Writer {
     }
 
     fn compact_if_worth_it(&mut self) {
-        let now = unix_now();
+        let now = self.clock.unix_now();
         let live = compaction::snapshot_len(&self.sessions, now);
         if !compaction::worth_compacting(self.records_in_file, live) {
             self.next_compaction_check = compaction::next_check_after(self.records_in_file);
@@ -399,7 +404,15 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        Journal::start(file, 0, dir.to_owned(), Arc::default(), 0).unwrap()
+        Journal::start(
+            file,
+            0,
+            dir.to_owned(),
+            Arc::default(),
+            0,
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap()
     }
 
     fn frame(n: usize) -> Vec<u8> {
@@ -459,8 +472,15 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         // A read-only handle makes every write fail, as a broken disk would.
         let read_only = std::fs::File::open(&path).unwrap();
-        let journal =
-            Journal::start(read_only, 0, dir.path().to_owned(), Arc::default(), 0).unwrap();
+        let journal = Journal::start(
+            read_only,
+            0,
+            dir.path().to_owned(),
+            Arc::default(),
+            0,
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
         assert_eq!(journal.fault(), None);
         assert!(matches!(
             journal.submit(frame(1)).durable().await,

@@ -16,7 +16,8 @@
 //! whose tokens may still be alive ([`SessionStore::revocations`]) after any restart.
 //!
 //! Time is passed in (`now`, seconds since the epoch) rather than read here, so expiry is
-//! testable; only start-up reads the clock, to drop sessions that expired while down.
+//! testable; what the store decides on its own (dropping sessions that expired while down,
+//! a close's time, what a compaction keeps) asks the [`Clock`] it was opened with.
 
 mod compaction;
 pub mod journal;
@@ -28,13 +29,14 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use indexmap::IndexMap;
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, DomainError, Pin, SessionId, SessionType};
 use journal::{Journal, JournalStats};
 use pin_check::{PinChecker, PinTag};
@@ -326,21 +328,31 @@ struct Inner {
     skipped: Vec<SkippedRange>,
     /// Bytes of torn tail the start-up recovery cut off, for `/healthz`.
     torn_tail_bytes: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl SessionStore {
-    /// Opens (or creates) the store in `config.data_dir`, replaying its journal.
+    /// Opens (or creates) the store in `config.data_dir`, replaying its journal, on the
+    /// system clock.
     pub async fn open(config: StoreConfig) -> Result<(SessionStore, RecoveryReport), StoreError> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`SessionStore::open`] with the clock that decides expiry and close times.
+    pub async fn open_with_clock(
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(SessionStore, RecoveryReport), StoreError> {
         // Refuse impossible lengths now rather than at the first `create`.
         SessionId::generate(config.id_length)?;
         Pin::generate(config.pin_length)?;
         let data_dir = config.data_dir.clone();
         let repair_at = config.repair_journal_at;
-        let recovered = tokio::task::spawn_blocking(move || {
-            recovery::recover(&data_dir, unix_now(), repair_at)
-        })
-        .await
-        .map_err(|error| StoreError::Task(error.to_string()))??;
+        let now = clock.unix_now();
+        let recovered =
+            tokio::task::spawn_blocking(move || recovery::recover(&data_dir, now, repair_at))
+                .await
+                .map_err(|error| StoreError::Task(error.to_string()))??;
         let sessions = Arc::new(recovered.sessions);
         let journal = Journal::start(
             recovered.journal_file,
@@ -348,6 +360,7 @@ impl SessionStore {
             config.data_dir.clone(),
             Arc::clone(&sessions),
             recovered.journal_records,
+            Arc::clone(&clock),
         )?;
         let report = recovered.report;
         tracing::info!(
@@ -368,6 +381,7 @@ impl SessionStore {
                 pins: PinChecker::new(),
                 skipped: report.skipped.clone(),
                 torn_tail_bytes: report.discarded_tail_bytes,
+                clock,
             }),
         };
         Ok((store, report))
@@ -484,7 +498,7 @@ impl SessionStore {
     /// Durable before it returns.
     pub async fn close(&self, id: &SessionId) -> Result<bool, StoreError> {
         let inner = &*self.inner;
-        let now = unix_now();
+        let now = inner.clock.unix_now();
         let (previous, pending) = {
             let Some(mut slot) = inner.sessions.get_mut(id) else {
                 return Ok(false);
@@ -706,12 +720,6 @@ pub(crate) fn io_error<'a>(
         path: path.to_owned(),
         source,
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 #[cfg(test)]

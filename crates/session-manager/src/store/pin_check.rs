@@ -1,124 +1,88 @@
-//! PIN storage and checking: argon2id hashes on disk, a fast keyed check in memory.
-//!
-//! Why two mechanisms: a PIN is short (6 digits by default), so anyone who reads the
-//! journal or a backup could try all of them against a fast hash in a blink. On disk a
-//! PIN therefore exists only as an argon2id PHC string (default parameters), which makes
-//! every guess expensive. But that same cost would cap joins at a few dozen per second per
-//! core if paid on every join, and every wrong guess would burn the CPU an attacker asks
-//! for.
-//!
-//! So the store keeps, per session, an HMAC-SHA256 tag of (session id, PIN) under a random
-//! key that lives only in this process's memory. The tag is made when the PIN is known
-//! anyway (at creation) or after the first successful argon2 verification of a session in
-//! this process. From then on a join costs one HMAC, compared in constant time, and a
-//! wrong PIN costs no argon2 at all. The tags are worthless outside the process: the key
-//! is never written anywhere and is new on every start, which is also why sessions
-//! recovered from the journal fall back to argon2 once.
-//!
-//! argon2 runs on the blocking pool and at most one verification per core at a time: each
-//! takes about 19 MiB, and unbounded concurrent verifications (a burst of joins after a
-//! restart, or wrong PINs sprayed at uncached sessions) would exhaust memory.
+//! PIN storage and checking for the store: each PIN is a hashed secret
+//! ([`crate::secrets`]): an argon2id hash in the journal, and once this process has seen
+//! the right PIN, a keyed fast check of (session id, PIN) in memory, so that a join costs
+//! one HMAC and a wrong PIN no argon2 at all. Sessions recovered from the journal fall
+//! back to argon2 once per process. At most one argon2 run per core at a time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 
 use super::StoreError;
 use crate::domain::{Pin, SessionId};
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::secrets::{self, SecretChecker, SecretError, SecretTag};
 
 /// The in-memory fast check of one session's PIN.
-#[derive(Clone)]
-pub(crate) struct PinTag([u8; 32]);
+pub(crate) type PinTag = SecretTag;
+
+impl From<SecretError> for StoreError {
+    fn from(error: SecretError) -> Self {
+        match error {
+            SecretError::Hash(detail) => StoreError::PinHash(detail),
+            SecretError::UnreadableHash(detail) => {
+                StoreError::PinHash(format!("stored PIN hash is unreadable: {detail}"))
+            }
+            SecretError::Task(detail) => StoreError::Task(detail),
+        }
+    }
+}
 
 /// Argon2id PHC hash of `pin` with a fresh random salt. Blocking and slow by design: call
 /// it from `spawn_blocking` (or [`hash_pin`]) in async code.
 pub fn hash_pin_blocking(pin: &Pin) -> Result<String, StoreError> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|error| StoreError::PinHash(error.to_string()))?;
-    Argon2::default()
-        .hash_password(pin.as_str().as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|error| StoreError::PinHash(error.to_string()))
+    Ok(secrets::hash_secret_blocking(pin.as_str().as_bytes())?)
 }
 
 /// [`hash_pin_blocking`] on the blocking thread pool.
 pub async fn hash_pin(pin: Pin) -> Result<String, StoreError> {
-    tokio::task::spawn_blocking(move || hash_pin_blocking(&pin))
-        .await
-        .map_err(|error| StoreError::Task(error.to_string()))?
+    Ok(secrets::hash_secret(PinBytes(pin)).await?)
+}
+
+/// A PIN as the bytes the hash covers.
+struct PinBytes(Pin);
+
+impl AsRef<[u8]> for PinBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_str().as_bytes()
+    }
 }
 
 pub(crate) struct PinChecker {
-    key: [u8; 32],
-    argon2_verifications: AtomicU64,
-    argon2_slots: Semaphore,
+    secrets: SecretChecker,
 }
 
 impl PinChecker {
     pub(crate) fn new() -> Self {
         Self {
-            key: rand::random(),
-            argon2_verifications: AtomicU64::new(0),
-            argon2_slots: Semaphore::new(
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            ),
+            secrets: SecretChecker::one_per_core(),
         }
     }
 
     /// Waits for a turn to run argon2; hold it across the hashing or verification.
     pub(crate) async fn argon2_slot(&self) -> Result<SemaphorePermit<'_>, StoreError> {
-        self.argon2_slots
-            .acquire()
-            .await
-            .map_err(|error| StoreError::Task(error.to_string()))
-    }
-
-    fn mac(&self, id: &SessionId, pin: &Pin) -> HmacSha256 {
-        // HMAC accepts keys of any length, so this cannot fail for our 32-byte key; the
-        // fallback only exists to avoid a panic path.
-        let mut mac = HmacSha256::new_from_slice(&self.key)
-            .unwrap_or_else(|_| HmacSha256::new(&Default::default()));
-        // Ids and PINs are digits only, so a NUL separator keeps the pair unambiguous.
-        mac.update(id.as_str().as_bytes());
-        mac.update(&[0]);
-        mac.update(pin.as_str().as_bytes());
-        mac
+        Ok(self.secrets.argon2_slot().await?)
     }
 
     pub(crate) fn tag(&self, id: &SessionId, pin: &Pin) -> PinTag {
-        PinTag(self.mac(id, pin).finalize().into_bytes().into())
+        // Ids and PINs are digits only, so the checker's NUL separator keeps them apart.
+        self.secrets
+            .tag(&[id.as_str().as_bytes(), pin.as_str().as_bytes()])
     }
 
     /// Constant-time comparison of `pin` against a session's cached tag.
     pub(crate) fn matches_tag(&self, id: &SessionId, pin: &Pin, tag: &PinTag) -> bool {
-        self.mac(id, pin).verify_slice(&tag.0).is_ok()
+        self.secrets
+            .matches_tag(&[id.as_str().as_bytes(), pin.as_str().as_bytes()], tag)
     }
 
     /// The slow path: argon2 verification of `pin` against the stored PHC hash.
     pub(crate) async fn verify_hash(&self, hash: Arc<str>, pin: Pin) -> Result<bool, StoreError> {
-        self.argon2_verifications.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(|error| {
-                StoreError::PinHash(format!("stored PIN hash is unreadable: {error}"))
-            })?;
-            Ok(Argon2::default()
-                .verify_password(pin.as_str().as_bytes(), &parsed)
-                .is_ok())
-        })
-        .await
-        .map_err(|error| StoreError::Task(error.to_string()))?
+        Ok(self.secrets.verify_hash(hash, PinBytes(pin)).await?)
     }
 
     /// How many times argon2 verification ran in this process.
     pub(crate) fn argon2_verifications(&self) -> u64 {
-        self.argon2_verifications.load(Ordering::Relaxed)
+        self.secrets.argon2_verifications()
     }
 }
 

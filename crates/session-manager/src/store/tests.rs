@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use super::*;
+use crate::clock::unix_now;
 
 const NOW: u64 = 1_700_000_000;
 

@@ -26,14 +26,8 @@ async fn create_returns_the_session_with_its_pin() {
 
 #[tokio::test]
 async fn create_with_an_empty_object_uses_the_defaults() {
-    let app = spawn_app_with(|config| config.default_max_clients = 0).await;
-    let response = app
-        .client
-        .post(format!("{}/api/v1/sessions", app.admin_url))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let app = spawn_app_with(|config| config.admin.default_max_clients = 0).await;
+    let response = app.create(json!({})).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
@@ -49,8 +43,8 @@ async fn create_with_an_empty_object_uses_the_defaults() {
 #[tokio::test]
 async fn configured_id_and_pin_lengths_are_used() {
     let app = crate::helpers::spawn_app_with(|config| {
-        config.id_length = 12;
-        config.pin_length = 4;
+        config.store.id_length = 12;
+        config.store.pin_length = 4;
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -70,9 +64,7 @@ async fn get_shows_joined_clients_but_never_the_pin() {
         app.join(&created.id, &created.pin, "lamp-2").await.status(),
         StatusCode::OK
     );
-    let response = app
-        .admin_get(&format!("/api/v1/sessions/{}", created.id))
-        .await;
+    let response = app.get_session(&created.id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert!(body.get("pin").is_none());
@@ -95,9 +87,9 @@ async fn list_pages_through_every_live_session_without_pins() {
     }
     ids.sort();
     let mut seen = Vec::new();
-    let mut path = "/api/v1/sessions?limit=2".to_owned();
+    let mut query = "?limit=2".to_owned();
     loop {
-        let response = app.admin_get(&path).await;
+        let response = app.list(&query).await;
         assert_eq!(response.status(), StatusCode::OK);
         let page: Value = response.json().await.unwrap();
         let sessions = page["sessions"].as_array().unwrap();
@@ -107,7 +99,7 @@ async fn list_pages_through_every_live_session_without_pins() {
             seen.push(session["id"].as_str().unwrap().to_owned());
         }
         match page["next"].as_str() {
-            Some(next) => path = format!("/api/v1/sessions?limit=2&after={next}"),
+            Some(next) => query = format!("?limit=2&after={next}"),
             None => break,
         }
     }
@@ -118,7 +110,7 @@ async fn list_pages_through_every_live_session_without_pins() {
 async fn list_rejects_a_bad_limit() {
     let app = spawn_app().await;
     for query in ["limit=0", "limit=100000", "limit=abc", "after=x1"] {
-        let response = app.admin_get(&format!("/api/v1/sessions?{query}")).await;
+        let response = app.list(&format!("?{query}")).await;
         assert_eq!(
             error_code(response, StatusCode::BAD_REQUEST).await,
             "invalid_request",
@@ -131,33 +123,24 @@ async fn list_rejects_a_bad_limit() {
 async fn delete_closes_once_then_404_and_the_session_refuses_joins() {
     let app = spawn_app().await;
     let created = app.create_session(json!({})).await;
-    let url = format!("{}/api/v1/sessions/{}", app.admin_url, created.id);
-    let response = app.client.delete(&url).send().await.unwrap();
+    let response = app.close(&created.id).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let again = app.client.delete(&url).send().await.unwrap();
+    let again = app.close(&created.id).await;
     assert_eq!(error_code(again, StatusCode::NOT_FOUND).await, "not_found");
-    let get = app
-        .admin_get(&format!("/api/v1/sessions/{}", created.id))
-        .await;
+    let get = app.get_session(&created.id).await;
     assert_eq!(error_code(get, StatusCode::NOT_FOUND).await, "not_found");
     let join = app.join(&created.id, &created.pin, "late").await;
     assert_eq!(
         error_code(join, StatusCode::UNAUTHORIZED).await,
         "invalid_credentials"
     );
-    let listed: Value = app
-        .admin_get("/api/v1/sessions")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["sessions"], json!([]));
+    assert_eq!(app.listed_sessions().await, json!([]));
 }
 
 #[tokio::test]
 async fn unknown_sessions_are_404_on_the_admin_side() {
     let app = spawn_app().await;
-    let response = app.admin_get("/api/v1/sessions/999999").await;
+    let response = app.get_session("999999").await;
     assert_eq!(
         error_code(response, StatusCode::NOT_FOUND).await,
         "not_found"

@@ -7,14 +7,14 @@ use session_manager::admin_auth::hash_admin_key;
 use session_manager::config::Config;
 use session_manager::startup::Application;
 
-use crate::helpers::{error_code, spawn_app_with};
+use crate::helpers::{error_code, send, spawn_app_with};
 
 const KEY: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn every_admin_route_needs_the_key() {
     let hash = hash_admin_key(KEY).unwrap();
-    let app = spawn_app_with(|config| config.admin_api_key_hash = Some(hash)).await;
+    let app = spawn_app_with(|config| config.admin.admin_api_key_hash = Some(hash)).await;
     let routes = [
         (reqwest::Method::POST, "/api/v1/sessions"),
         (reqwest::Method::GET, "/api/v1/sessions"),
@@ -24,9 +24,8 @@ async fn every_admin_route_needs_the_key() {
         (reqwest::Method::GET, "/api/closeSession?id=123456"),
     ];
     for (method, path) in &routes {
-        let url = format!("{}{path}", app.admin_url);
         for authorization in [None, Some("Bearer wrong"), Some("Basic Zm9vOmJhcg==")] {
-            let mut request = app.client.request(method.clone(), &url);
+            let mut request = app.admin(method.clone(), path);
             if let Some(authorization) = authorization {
                 request = request.header("authorization", authorization);
             }
@@ -38,13 +37,7 @@ async fn every_admin_route_needs_the_key() {
                 "{method} {path} with {authorization:?}"
             );
         }
-        let response = app
-            .client
-            .request(method.clone(), &url)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap();
+        let response = send(app.admin(method.clone(), path).bearer_auth(KEY)).await;
         assert_ne!(
             response.status(),
             StatusCode::UNAUTHORIZED,
@@ -53,19 +46,17 @@ async fn every_admin_route_needs_the_key() {
         assert!(!response.status().is_server_error(), "{method} {path}");
     }
     // Probes need no key.
-    assert_eq!(app.admin_get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(app.admin_healthz().await.status(), StatusCode::OK);
     // And the public port needs none either.
-    let created = app
-        .client
-        .post(format!("{}/api/v1/sessions", app.admin_url))
-        .bearer_auth(KEY)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let created = send(
+        app.admin(reqwest::Method::POST, "/api/v1/sessions")
+            .bearer_auth(KEY)
+            .json(&json!({})),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap();
     let response = app
         .join(
             created["id"].as_str().unwrap(),
@@ -80,14 +71,14 @@ async fn every_admin_route_needs_the_key() {
 async fn a_non_loopback_admin_bind_without_a_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().to_owned());
-    config.admin_addr = "0.0.0.0:0".parse().unwrap();
+    config.listen.admin_addr = "0.0.0.0:0".parse().unwrap();
     let error = Application::build(config.clone())
         .await
         .err()
         .expect("refused");
     assert!(error.to_string().contains("ISM_ADMIN_INSECURE"), "{error}");
 
-    config.admin_insecure = true;
+    config.admin.admin_insecure = true;
     let app = Application::build(config)
         .await
         .expect("allowed when insecure is explicit");
@@ -98,7 +89,7 @@ async fn a_non_loopback_admin_bind_without_a_key_is_refused() {
 async fn a_non_loopback_admin_bind_with_a_key_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().to_owned());
-    config.admin_addr = "0.0.0.0:0".parse().unwrap();
-    config.admin_api_key_hash = Some(hash_admin_key(KEY).unwrap());
+    config.listen.admin_addr = "0.0.0.0:0".parse().unwrap();
+    config.admin.admin_api_key_hash = Some(hash_admin_key(KEY).unwrap());
     assert!(Application::build(config).await.is_ok());
 }

@@ -1,16 +1,16 @@
 //! Bad input never yields a 500: every malformed request gets the right 4xx and the JSON
 //! error body.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{error_code, spawn_app};
+use crate::helpers::{error_code, send, spawn_app, with_raw_body};
 
 #[tokio::test]
 async fn malformed_join_bodies_get_400() {
     let app = spawn_app().await;
     let created = app.create_session(json!({})).await;
-    let url = format!("{}/api/v1/sessions/{}/join", app.public_url, created.id);
+    let join_path = format!("/api/v1/sessions/{}/join", created.id);
     let bodies = [
         "not json",
         "{",
@@ -31,14 +31,8 @@ async fn malformed_join_bodies_get_400() {
         r#"{"pin": "123456", "client": "a\nb"}"#,
     ];
     for body in bodies {
-        let response = app
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let request = app.public(Method::POST, &join_path);
+        let response = send(with_raw_body(request, Some("application/json"), body)).await;
         assert_eq!(
             error_code(response, StatusCode::BAD_REQUEST).await,
             "invalid_request",
@@ -46,7 +40,7 @@ async fn malformed_join_bodies_get_400() {
         );
     }
     let too_long = json!({"pin": created.pin, "client": "x".repeat(65)});
-    let response = app.client.post(&url).json(&too_long).send().await.unwrap();
+    let response = send(app.join_request(&created.id, &too_long)).await;
     assert_eq!(
         error_code(response, StatusCode::BAD_REQUEST).await,
         "invalid_request"
@@ -63,31 +57,24 @@ async fn the_wrong_content_type_gets_415() {
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
     ] {
-        let mut request = app
-            .client
-            .post(format!(
-                "{}/api/v1/sessions/{}/join",
-                app.public_url, created.id
-            ))
-            .body(body.clone());
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        let response = request.send().await.unwrap();
+        let request = app.public(
+            Method::POST,
+            &format!("/api/v1/sessions/{}/join", created.id),
+        );
+        let response = send(with_raw_body(request, content_type, body.clone())).await;
         assert_eq!(
             error_code(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
             "unsupported_media_type",
             "{content_type:?}"
         );
     }
-    let response = app
-        .client
-        .post(format!("{}/api/v1/sessions", app.admin_url))
-        .header("content-type", "text/plain")
-        .body(r#"{"type":"x"}"#)
-        .send()
-        .await
-        .unwrap();
+    let request = app.admin(Method::POST, "/api/v1/sessions");
+    let response = send(with_raw_body(
+        request,
+        Some("text/plain"),
+        r#"{"type":"x"}"#,
+    ))
+    .await;
     assert_eq!(
         error_code(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
         "unsupported_media_type"
@@ -136,14 +123,8 @@ async fn malformed_create_bodies_get_400() {
         r#"{"unknown_field": 1}"#,
     ];
     for body in bodies {
-        let response = app
-            .client
-            .post(format!("{}/api/v1/sessions", app.admin_url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let request = app.admin(Method::POST, "/api/v1/sessions");
+        let response = send(with_raw_body(request, Some("application/json"), body)).await;
         assert_eq!(
             error_code(response, StatusCode::BAD_REQUEST).await,
             "invalid_request",
@@ -160,7 +141,6 @@ async fn malformed_create_bodies_get_400() {
 #[tokio::test]
 async fn malformed_compat_joins_get_400() {
     let app = spawn_app().await;
-    let url = format!("{}/api/joinSession", app.public_url);
     for body in [
         json!({}),
         json!({"id": "123456", "pin": "123456"}),
@@ -169,7 +149,7 @@ async fn malformed_compat_joins_get_400() {
         json!({"id": [1], "pin": "123456", "client": "x"}),
         json!({"id": "123456", "pin": "123456", "client": "a/b"}),
     ] {
-        let response = app.client.post(&url).json(&body).send().await.unwrap();
+        let response = app.compat_join(body.clone()).await;
         assert_eq!(
             error_code(response, StatusCode::BAD_REQUEST).await,
             "invalid_request",
@@ -203,18 +183,7 @@ async fn client_names_the_broker_refuses_or_that_hide_characters_get_400_at_join
         assert!(message.contains(says), "{name:?}: {message}");
     }
     // Nothing was recorded for the refused names.
-    let view: serde_json::Value = service
-        .client
-        .get(format!(
-            "{}/api/v1/sessions/{}",
-            service.admin_url, created.id
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = service.get_session(&created.id).await.json().await.unwrap();
     assert_eq!(view["clients"].as_array().unwrap().len(), 0);
     service.stop();
 }

@@ -3,47 +3,30 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, wrong_pin};
+use crate::helpers::{error_code, sorted_keys, spawn_app, wrong_pin};
 
 #[tokio::test]
 async fn create_session_compat_returns_the_original_shape() {
     let app = spawn_app().await;
-    let response = app.admin_get("/api/createSession?type=chat").await;
+    let response = app.compat_create("?type=chat").await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
-    assert_eq!(keys, ["clients", "id", "pin", "type"]);
+    assert_eq!(sorted_keys(&body), ["clients", "id", "pin", "type"]);
     assert_eq!(body["type"], "chat");
     assert_eq!(body["clients"], json!([]));
-    let default: Value = app
-        .admin_get("/api/createSession")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let default: Value = app.compat_create("").await.json().await.unwrap();
     assert_eq!(default["type"], "default");
 }
 
 #[tokio::test]
 async fn close_session_compat_answers_success_or_error() {
     let app = spawn_app().await;
-    let created: Value = app
-        .admin_get("/api/createSession")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.compat_create("").await.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
     let close = |id: String| {
         let app = &app;
         async move {
-            let response = app.admin_get(&format!("/api/closeSession?id={id}")).await;
+            let response = app.compat_close(&id).await;
             assert_eq!(response.status(), StatusCode::OK);
             response.json::<Value>().await.unwrap()
         }
@@ -65,12 +48,8 @@ async fn join_session_compat_returns_only_the_token() {
     let app = spawn_app().await;
     let created = app.create_session(json!({})).await;
     let response = app
-        .client
-        .post(format!("{}/api/joinSession", app.public_url))
-        .json(&json!({"id": created.id, "pin": created.pin, "client": "old-client"}))
-        .send()
-        .await
-        .unwrap();
+        .compat_join(json!({"id": created.id, "pin": created.pin, "client": "old-client"}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body.as_object().unwrap().len(), 1);
@@ -79,21 +58,13 @@ async fn join_session_compat_returns_only_the_token() {
     // The original clients sent the id as a number.
     let numeric_id: u64 = created.id.parse().unwrap();
     let response = app
-        .client
-        .post(format!("{}/api/joinSession", app.public_url))
-        .json(&json!({"id": numeric_id, "pin": created.pin, "client": "old-client-2"}))
-        .send()
-        .await
-        .unwrap();
+        .compat_join(json!({"id": numeric_id, "pin": created.pin, "client": "old-client-2"}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
 
     let response = app
-        .client
-        .post(format!("{}/api/joinSession", app.public_url))
-        .json(&json!({"id": created.id, "pin": wrong_pin(&created.pin), "client": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .compat_join(json!({"id": created.id, "pin": wrong_pin(&created.pin), "client": "x"}))
+        .await;
     assert_eq!(
         error_code(response, StatusCode::UNAUTHORIZED).await,
         "invalid_credentials"

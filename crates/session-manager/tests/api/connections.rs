@@ -95,14 +95,7 @@ async fn idle_public_connections_do_not_starve_the_admin_port() {
         service.log()
     );
     // The public port is saturated: a further request is not served.
-    let public = tokio::time::timeout(
-        Duration::from_secs(1),
-        service
-            .client
-            .get(format!("{}/healthz", service.public_url))
-            .send(),
-    )
-    .await;
+    let public = tokio::time::timeout(Duration::from_secs(1), service.public_healthz()).await;
     assert!(public.is_err(), "the public port was not saturated");
     assert!(
         service.log().contains("connection limit reached"),
@@ -112,16 +105,9 @@ async fn idle_public_connections_do_not_starve_the_admin_port() {
 
     // Once the idle connections go, the public port serves again.
     drop(idle);
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        service
-            .client
-            .get(format!("{}/healthz", service.public_url))
-            .send(),
-    )
-    .await
-    .expect("public port serves again")
-    .expect("public healthz");
+    let response = tokio::time::timeout(Duration::from_secs(10), service.public_healthz())
+        .await
+        .expect("public port serves again");
     assert_eq!(response.status(), StatusCode::OK);
     service.stop();
 }

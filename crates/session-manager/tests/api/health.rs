@@ -9,14 +9,14 @@ use crate::helpers::spawn_app;
 async fn both_ports_report_health_and_the_admin_port_adds_detail() {
     let app = spawn_app().await;
     app.create_session(json!({})).await;
-    let public = app.public_get("/healthz").await;
+    let public = app.public_healthz().await;
     assert_eq!(public.status(), StatusCode::OK);
     assert_eq!(
         public.json::<Value>().await.unwrap(),
         json!({"status": "ok"})
     );
 
-    let admin = app.admin_get("/healthz").await;
+    let admin = app.admin_healthz().await;
     assert_eq!(admin.status(), StatusCode::OK);
     let body: Value = admin.json().await.unwrap();
     assert_eq!(body["status"], "ok");

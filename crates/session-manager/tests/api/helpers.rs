@@ -1,13 +1,20 @@
 //! The one harness every API test uses: `spawn_app()` builds the real `Application` on
 //! port 0 with a fresh temporary data directory, serves it in the background, and hands
-//! back URLs and a client. `spawn_app_with` changes the configuration first. Tests that
+//! back URLs and a client. `spawn_app_with` changes the configuration first; the app's
+//! clock is a [`ManualClock`] that moves only when a test calls [`TestApp::advance_clock`]
+//! (wall time never passes by itself, so expiry and lockouts need no sleeping). Tests that
 //! need the real binary use `start_service`, a [`ServiceProcess`] on top of the shared
-//! launcher (`test_support::service`).
+//! launcher (`test_support::service`). Both give access to [`Api`], one method per
+//! endpoint, so a test says which endpoint it calls rather than how to build the request.
 
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
+use session_manager::clock::ManualClock;
 use session_manager::config::Config;
 use session_manager::shutdown::Shutdown;
 use session_manager::startup::Application;
@@ -16,14 +23,192 @@ use test_support::service::Launch;
 use test_support::session_api;
 pub use test_support::session_api::CreatedSession;
 
-pub struct TestApp {
+/// The service's HTTP API as tests call it: one method per endpoint, and [`Api::admin`] /
+/// [`Api::public`] for requests a test shapes itself (odd headers, bodies, methods).
+pub struct Api {
     pub admin_url: String,
     pub public_url: String,
     pub client: reqwest::Client,
+}
+
+impl Api {
+    fn new(admin_url: String, public_url: String) -> Self {
+        Api {
+            admin_url,
+            public_url,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// A request to `path` on the admin port.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.admin_url))
+    }
+
+    /// A request to `path` on the public port.
+    pub fn public(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.public_url))
+    }
+
+    /// Creates a session and checks the answer's shape.
+    pub async fn create_session(&self, body: Value) -> CreatedSession {
+        session_api::create_session(&self.client, &self.admin_url, &body).await
+    }
+
+    /// `POST /api/v1/sessions` with `body`, whatever the answer.
+    pub async fn create(&self, body: Value) -> Response {
+        send(self.admin(Method::POST, "/api/v1/sessions").json(&body)).await
+    }
+
+    /// `GET /api/v1/sessions/{id}`.
+    pub async fn get_session(&self, session_id: &str) -> Response {
+        self.admin_get(&format!("/api/v1/sessions/{session_id}"))
+            .await
+    }
+
+    /// `GET /api/v1/sessions{query}` (`query` empty or starting with `?`).
+    pub async fn list(&self, query: &str) -> Response {
+        self.admin_get(&format!("/api/v1/sessions{query}")).await
+    }
+
+    /// The sessions the first page lists (a JSON array).
+    pub async fn listed_sessions(&self) -> Value {
+        session_api::list_sessions(&self.client, &self.admin_url).await["sessions"].take()
+    }
+
+    /// The number of live sessions the first page lists.
+    pub async fn live_sessions(&self) -> usize {
+        self.listed_sessions()
+            .await
+            .as_array()
+            .expect("sessions")
+            .len()
+    }
+
+    /// `DELETE /api/v1/sessions/{id}`.
+    pub async fn close(&self, session_id: &str) -> Response {
+        session_api::close_session(&self.client, &self.admin_url, session_id).await
+    }
+
+    pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
+        self.join_from(session_id, pin, client, None).await
+    }
+
+    /// Joins with an `X-Forwarded-For` header.
+    pub async fn join_from(
+        &self,
+        session_id: &str,
+        pin: &str,
+        client: &str,
+        forwarded_for: Option<&str>,
+    ) -> Response {
+        let mut request = self.join_request(session_id, &json!({ "pin": pin, "client": client }));
+        if let Some(forwarded_for) = forwarded_for {
+            request = request.header("x-forwarded-for", forwarded_for);
+        }
+        send(request).await
+    }
+
+    /// `POST /api/v1/sessions/{id}/join` with `body`, to be sent by the caller.
+    pub fn join_request(&self, session_id: &str, body: &Value) -> RequestBuilder {
+        self.public(Method::POST, &format!("/api/v1/sessions/{session_id}/join"))
+            .json(body)
+    }
+
+    /// The compat `GET /api/createSession{query}`.
+    pub async fn compat_create(&self, query: &str) -> Response {
+        self.admin_get(&format!("/api/createSession{query}")).await
+    }
+
+    /// The compat `GET /api/closeSession?id={id}`.
+    pub async fn compat_close(&self, session_id: &str) -> Response {
+        self.admin_get(&format!("/api/closeSession?id={session_id}"))
+            .await
+    }
+
+    /// The compat `POST /api/joinSession` with `body`.
+    pub async fn compat_join(&self, body: Value) -> Response {
+        send(self.public(Method::POST, "/api/joinSession").json(&body)).await
+    }
+
+    /// `GET /healthz` on the admin port.
+    pub async fn admin_healthz(&self) -> Response {
+        self.admin_get("/healthz").await
+    }
+
+    /// `GET /healthz` on the public port.
+    pub async fn public_healthz(&self) -> Response {
+        self.public_get("/healthz").await
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    pub async fn jwks(&self) -> Response {
+        self.public_get("/.well-known/jwks.json").await
+    }
+
+    /// The key set the JWKS endpoint serves, parsed.
+    pub async fn served_keys(&self) -> session_token::KeySet {
+        let jwks = self.jwks().await.text().await.expect("jwks body");
+        session_token::KeySet::from_jwks_json(&jwks).expect("a valid JWKS")
+    }
+
+    /// Joins and returns the answer's JSON body, whatever the status.
+    pub async fn join_body(&self, session_id: &str, pin: &str, client: &str) -> Value {
+        self.join(session_id, pin, client)
+            .await
+            .json()
+            .await
+            .expect("json body")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        send(self.admin(Method::GET, path)).await
+    }
+
+    pub async fn public_get(&self, path: &str) -> Response {
+        send(self.public(Method::GET, path)).await
+    }
+}
+
+/// `request` with `body` as is, labelled `content_type` (or not labelled at all).
+pub fn with_raw_body(
+    request: RequestBuilder,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> RequestBuilder {
+    let request = request.body(body);
+    match content_type {
+        Some(content_type) => request.header("content-type", content_type),
+        None => request,
+    }
+}
+
+/// Sends a request that must reach the service (any status is fine).
+pub async fn send(request: RequestBuilder) -> Response {
+    request.send().await.expect("request")
+}
+
+/// Asserts a refusal as `403 forbidden` with the JSON error shape.
+pub async fn assert_forbidden(response: Response) {
+    assert_eq!(
+        error_code(response, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+}
+
+pub struct TestApp {
+    pub api: Api,
     pub shutdown: Shutdown,
     pub server: tokio::task::JoinHandle<Result<(), session_manager::error::Error>>,
     /// Kept so the directory lives as long as the app.
     pub data_dir: TempDir,
+    /// The app's clock.
+    pub clock: Arc<ManualClock>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -39,7 +224,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::for_tests(PathBuf::from(data_dir.path()));
     configure(&mut config);
-    let app = Application::build(config)
+    let clock = Arc::new(ManualClock::new());
+    let app = Application::build_with_clock(config, clock.clone())
         .await
         .expect("application builds");
     let admin_url = format!("http://{}", app.admin_addr());
@@ -47,19 +233,20 @@ pub async fn spawn_app_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)
     let shutdown = app.shutdown_handle();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
-        admin_url,
-        public_url,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client"),
+        api: Api::new(admin_url, public_url),
         shutdown,
         server,
         data_dir,
+        clock,
     }
 }
 
 impl TestApp {
+    /// Lets `by` pass on the app's clock (wall and monotonic time).
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
     /// Stops the app gracefully and returns its data directory.
     pub async fn stop(self) -> TempDir {
         self.shutdown.trigger();
@@ -69,51 +256,26 @@ impl TestApp {
             .expect("server stops cleanly");
         self.data_dir
     }
+}
 
-    pub async fn create_session(&self, body: Value) -> CreatedSession {
-        session_api::create_session(&self.client, &self.admin_url, &body).await
-    }
+impl Deref for TestApp {
+    type Target = Api;
 
-    pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
-        self.join_from(session_id, pin, client, None).await
+    fn deref(&self) -> &Api {
+        &self.api
     }
+}
 
-    /// Joins with an `X-Forwarded-For` header.
-    pub async fn join_from(
-        &self,
-        session_id: &str,
-        pin: &str,
-        client: &str,
-        forwarded_for: Option<&str>,
-    ) -> Response {
-        let mut request = self
-            .client
-            .post(format!(
-                "{}/api/v1/sessions/{session_id}/join",
-                self.public_url
-            ))
-            .json(&json!({ "pin": pin, "client": client }));
-        if let Some(forwarded_for) = forwarded_for {
-            request = request.header("x-forwarded-for", forwarded_for);
-        }
-        request.send().await.expect("request")
-    }
-
-    pub async fn admin_get(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.admin_url))
-            .send()
-            .await
-            .expect("request")
-    }
-
-    pub async fn public_get(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.public_url))
-            .send()
-            .await
-            .expect("request")
-    }
+/// The field names of a JSON object, sorted.
+pub fn sorted_keys(body: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 /// A PIN of the right shape that is not `pin`.
@@ -149,11 +311,9 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
 /// serving on ports the kernel chose, with a client for it; killed when dropped.
 pub struct ServiceProcess {
     pub process: test_support::service::Service,
-    pub admin_url: String,
-    pub public_url: String,
+    pub api: Api,
     pub admin_addr: std::net::SocketAddr,
     pub public_addr: std::net::SocketAddr,
-    pub client: reqwest::Client,
 }
 
 /// Starts the binary with its data in `data_dir` and the given extra environment.
@@ -174,14 +334,9 @@ pub fn start_service_with(
         .envs(env)
         .start();
     ServiceProcess {
-        admin_url: process.admin.clone(),
-        public_url: process.public.clone(),
+        api: Api::new(process.admin.clone(), process.public.clone()),
         admin_addr: process.admin_addr,
         public_addr: process.public_addr,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client"),
         process,
     }
 }
@@ -200,15 +355,15 @@ impl ServiceProcess {
         assert!(status.success(), "exit status {status}");
     }
 
-    pub async fn create_session(&self, body: Value) -> CreatedSession {
-        session_api::create_session(&self.client, &self.admin_url, &body).await
-    }
-
-    pub async fn join(&self, session_id: &str, pin: &str, client: &str) -> Response {
-        session_api::join(&self.client, &self.public_url, session_id, pin, client).await
-    }
-
     pub fn log(&self) -> String {
         self.process.log()
+    }
+}
+
+impl Deref for ServiceProcess {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }

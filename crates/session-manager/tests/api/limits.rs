@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, start_service, wrong_pin};
+use crate::helpers::{error_code, send, spawn_app, spawn_app_with, start_service, wrong_pin};
 
 #[tokio::test]
 async fn five_wrong_pins_lock_the_session_with_retry_after() {
@@ -45,7 +45,7 @@ async fn five_wrong_pins_lock_the_session_with_retry_after() {
 
 #[tokio::test]
 async fn the_lockout_ends_after_the_configured_back_off() {
-    let app = spawn_app_with(|config| config.lockout_secs = 1).await;
+    let app = spawn_app_with(|config| config.limits.lockout_secs = 1).await;
     let created = app.create_session(json!({})).await;
     for _ in 0..5 {
         app.join(&created.id, &wrong_pin(&created.pin), "guesser")
@@ -55,7 +55,7 @@ async fn the_lockout_ends_after_the_configured_back_off() {
         app.join(&created.id, &created.pin, "owner").await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.advance_clock(std::time::Duration::from_millis(1100));
     assert_eq!(
         app.join(&created.id, &created.pin, "owner").await.status(),
         StatusCode::OK
@@ -65,8 +65,8 @@ async fn the_lockout_ends_after_the_configured_back_off() {
 #[tokio::test]
 async fn the_per_address_limit_ignores_forwarded_for_from_untrusted_peers() {
     let app = spawn_app_with(|config| {
-        config.ip_max_failures = 3;
-        config.session_max_failures = 100;
+        config.limits.ip_max_failures = 3;
+        config.limits.session_max_failures = 100;
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -88,9 +88,9 @@ async fn the_per_address_limit_ignores_forwarded_for_from_untrusted_peers() {
 #[tokio::test]
 async fn the_per_address_limit_uses_forwarded_for_from_a_trusted_proxy() {
     let app = spawn_app_with(|config| {
-        config.ip_max_failures = 3;
-        config.session_max_failures = 100;
-        config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        config.limits.ip_max_failures = 3;
+        config.limits.session_max_failures = 100;
+        config.listen.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -113,30 +113,15 @@ async fn the_per_address_limit_uses_forwarded_for_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413() {
-    let app = spawn_app_with(|config| config.max_body_bytes = 1024).await;
+    let app = spawn_app_with(|config| config.listen.max_body_bytes = 1024).await;
     let created = app.create_session(json!({})).await;
     let huge = json!({"pin": created.pin, "client": "x".repeat(4096)});
-    let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/sessions/{}/join",
-            app.public_url, created.id
-        ))
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
+    let response = send(app.join_request(&created.id, &huge)).await;
     assert_eq!(
         error_code(response, StatusCode::PAYLOAD_TOO_LARGE).await,
         "payload_too_large"
     );
-    let response = app
-        .client
-        .post(format!("{}/api/v1/sessions", app.admin_url))
-        .json(&json!({"type": "x".repeat(4096)}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.create(json!({"type": "x".repeat(4096)})).await;
     assert_eq!(
         error_code(response, StatusCode::PAYLOAD_TOO_LARGE).await,
         "payload_too_large"
@@ -161,9 +146,8 @@ async fn a_full_failure_table_still_locks_a_live_session() {
     );
     let target = service.create_session(json!({})).await;
     let bad = wrong_pin(&target.pin);
+    let api = &service.api;
     let flood = |round: usize| {
-        let client = service.client.clone();
-        let public_url = service.public_url.clone();
         let target_id = target.id.clone();
         async move {
             let ids: Vec<String> = (0..CAPACITY * 2)
@@ -173,9 +157,8 @@ async fn a_full_failure_table_still_locks_a_live_session() {
             for chunk in ids.chunks(32) {
                 let mut requests = tokio::task::JoinSet::new();
                 for id in chunk {
-                    let request = client
-                        .post(format!("{public_url}/api/v1/sessions/{id}/join"))
-                        .json(&json!({"pin": "000000", "client": "scanner"}));
+                    let request =
+                        api.join_request(id, &json!({"pin": "000000", "client": "scanner"}));
                     requests.spawn(async move { request.send().await.expect("request").status() });
                 }
                 while let Some(status) = requests.join_next().await {
@@ -208,10 +191,10 @@ async fn a_full_failure_table_still_locks_a_live_session() {
 #[tokio::test]
 async fn ipv6_clients_are_counted_per_64_behind_a_trusted_proxy() {
     let app = spawn_app_with(|config| {
-        config.ip_max_failures = 3;
-        config.session_max_failures = 100;
-        config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
-        config.join_refusal_floor_ms = Some(0);
+        config.limits.ip_max_failures = 3;
+        config.limits.session_max_failures = 100;
+        config.listen.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        config.limits.join_refusal_floor_ms = Some(0);
     })
     .await;
     let created = app.create_session(json!({})).await;
@@ -295,25 +278,9 @@ async fn sessions_created_without_max_clients_get_the_default() {
     // An explicit value wins; the compat route gets the default too.
     let explicit = service.create_session(json!({"max_clients": 3})).await;
     assert_eq!(explicit.body["max_clients"], 3);
-    let compat: serde_json::Value = service
-        .client
-        .get(format!("{}/api/createSession?type=x", service.admin_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let compat: serde_json::Value = service.compat_create("?type=x").await.json().await.unwrap();
     let id = compat["id"].as_str().unwrap();
-    let view: serde_json::Value = service
-        .client
-        .get(format!("{}/api/v1/sessions/{id}", service.admin_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = service.get_session(id).await.json().await.unwrap();
     assert_eq!(view["max_clients"], 2);
     service.stop();
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, wrong_pin};
+use crate::helpers::{error_code, send, spawn_app, spawn_app_with, wrong_pin};
 
 #[tokio::test]
 async fn join_returns_mqtt_credentials() {
@@ -74,63 +74,39 @@ async fn an_expired_session_refuses_joins_and_leaves_the_listing() {
         body["expires_at"].as_u64().unwrap() <= created.body["expires_at"].as_u64().unwrap(),
         "a token must not outlive its session"
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance_clock(Duration::from_secs(2));
     let late = app.join(&created.id, &created.pin, "late").await;
     assert_eq!(
         error_code(late, StatusCode::UNAUTHORIZED).await,
         "invalid_credentials"
     );
-    let get = app
-        .admin_get(&format!("/api/v1/sessions/{}", created.id))
-        .await;
+    let get = app.get_session(&created.id).await;
     assert_eq!(get.status(), StatusCode::NOT_FOUND);
-    let listed: Value = app
-        .admin_get("/api/v1/sessions")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["sessions"], json!([]));
+    assert_eq!(app.listed_sessions().await, json!([]));
 }
 
 #[tokio::test]
 async fn dev_no_auth_hands_out_the_client_name_as_token() {
     let app = spawn_app_with(|config| {
-        config.auth_mode = session_manager::config::AuthMode::DevNoAuth;
+        config.signing.auth_mode = session_manager::config::AuthMode::DevNoAuth;
     })
     .await;
     let created = app.create_session(json!({})).await;
-    let body: Value = app
-        .join(&created.id, &created.pin, "lamp-7")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.join_body(&created.id, &created.pin, "lamp-7").await;
     assert_eq!(body["token"], "lamp-7");
-    let jwks: Value = app
-        .public_get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.jwks().await.json().await.unwrap();
     assert_eq!(jwks, json!({"keys": []}));
 }
 
 #[tokio::test]
 async fn cors_preflight_allows_a_page_from_another_origin_to_join() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/api/v1/sessions/123456/join", app.public_url),
-        )
+    let preflight = app
+        .public(Method::OPTIONS, "/api/v1/sessions/123456/join")
         .header("origin", "https://demo.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .unwrap();
+        .header("access-control-request-headers", "content-type");
+    let response = send(preflight).await;
     assert!(response.status().is_success());
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], "*");
@@ -145,17 +121,13 @@ async fn cors_preflight_allows_a_page_from_another_origin_to_join() {
         .contains("content-type"));
 
     let created = app.create_session(json!({})).await;
-    let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/sessions/{}/join",
-            app.public_url, created.id
-        ))
-        .header("origin", "https://demo.example")
-        .json(&json!({"pin": created.pin, "client": "browser"}))
-        .send()
-        .await
-        .unwrap();
+    let join = app
+        .join_request(
+            &created.id,
+            &json!({"pin": created.pin, "client": "browser"}),
+        )
+        .header("origin", "https://demo.example");
+    let response = send(join).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
 }
@@ -163,13 +135,11 @@ async fn cors_preflight_allows_a_page_from_another_origin_to_join() {
 #[tokio::test]
 async fn the_admin_port_has_no_cors() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(format!("{}/api/v1/sessions", app.admin_url))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        app.admin(Method::GET, "/api/v1/sessions")
+            .header("origin", "https://evil.example"),
+    )
+    .await;
     assert!(response
         .headers()
         .get("access-control-allow-origin")
@@ -179,32 +149,18 @@ async fn the_admin_port_has_no_cors() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors_on_both_ports() {
     let app = spawn_app().await;
-    for url in [
-        format!("{}/nope", app.public_url),
-        format!("{}/nope", app.admin_url),
-    ] {
-        let response = app.client.get(url).send().await.unwrap();
+    for response in [app.public_get("/nope").await, app.admin_get("/nope").await] {
         assert_eq!(
             error_code(response, StatusCode::NOT_FOUND).await,
             "not_found"
         );
     }
-    let response = app
-        .client
-        .get(format!("{}/api/v1/sessions/123456/join", app.public_url))
-        .send()
-        .await
-        .unwrap();
+    let response = app.public_get("/api/v1/sessions/123456/join").await;
     assert_eq!(
         error_code(response, StatusCode::METHOD_NOT_ALLOWED).await,
         "method_not_allowed"
     );
-    let response = app
-        .client
-        .put(format!("{}/api/v1/sessions", app.admin_url))
-        .send()
-        .await
-        .unwrap();
+    let response = send(app.admin(Method::PUT, "/api/v1/sessions")).await;
     assert_eq!(
         error_code(response, StatusCode::METHOD_NOT_ALLOWED).await,
         "method_not_allowed"
@@ -214,12 +170,7 @@ async fn unknown_routes_and_methods_get_json_errors_on_both_ports() {
 #[tokio::test]
 async fn the_admin_api_is_not_on_the_public_port() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .post(format!("{}/api/v1/sessions", app.public_url))
-        .send()
-        .await
-        .unwrap();
+    let response = send(app.public(Method::POST, "/api/v1/sessions")).await;
     assert!(matches!(
         response.status(),
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED

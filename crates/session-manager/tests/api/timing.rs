@@ -73,15 +73,7 @@ fn median(samples: &[Duration]) -> Duration {
 }
 
 async fn argon2_verifications(service: &ServiceProcess) -> u64 {
-    let health: Value = service
-        .client
-        .get(format!("{}/healthz", service.admin_url))
-        .send()
-        .await
-        .expect("healthz")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = service.admin_healthz().await.json().await.expect("json");
     health["store"]["argon2_verifications"]
         .as_u64()
         .expect("argon2_verifications")

@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use session_manager::clock::Clock as _;
 use session_manager::config::JwtAlgorithm;
 use session_token::{Acl, KeySet, TokenVerifier};
 
@@ -15,14 +16,14 @@ async fn join_and_verify(app: &TestApp, algorithm: jsonwebtoken::Algorithm) {
     let body: Value = response.json().await.unwrap();
     let token = body["token"].as_str().unwrap();
 
-    let jwks = app.public_get("/.well-known/jwks.json").await;
+    let jwks = app.jwks().await;
     assert_eq!(jwks.status(), StatusCode::OK);
     assert!(jwks.headers()["cache-control"]
         .to_str()
         .unwrap()
         .contains("max-age"));
     let keys = KeySet::from_jwks_json(&jwks.text().await.unwrap()).unwrap();
-    let now = session_manager::state::unix_now();
+    let now = app.clock.unix_now();
     let claims = TokenVerifier::new(keys)
         .with_issuer("ism")
         .verify(token, now)
@@ -48,22 +49,8 @@ async fn join_and_verify(app: &TestApp, algorithm: jsonwebtoken::Algorithm) {
     assert!(!acl.may_subscribe("#"));
 
     // Every token is unique.
-    let again: Value = app
-        .join(&created.id, &created.pin, "sensor-9")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let verifier = TokenVerifier::new(
-        KeySet::from_jwks_json(
-            &app.public_get("/.well-known/jwks.json")
-                .await
-                .text()
-                .await
-                .unwrap(),
-        )
-        .unwrap(),
-    );
+    let again: Value = app.join_body(&created.id, &created.pin, "sensor-9").await;
+    let verifier = TokenVerifier::new(app.served_keys().await);
     let second = verifier
         .verify(again["token"].as_str().unwrap(), now)
         .unwrap();
@@ -84,33 +71,21 @@ async fn rs256_tokens_verify_with_the_served_jwks() {
 
 #[tokio::test]
 async fn es256_tokens_verify_with_the_served_jwks() {
-    let app = spawn_app_with(|config| config.jwt_alg = JwtAlgorithm::Es256).await;
+    let app = spawn_app_with(|config| config.signing.jwt_alg = JwtAlgorithm::Es256).await;
     join_and_verify(&app, jsonwebtoken::Algorithm::ES256).await;
 }
 
 #[tokio::test]
 async fn a_configured_issuer_and_ttl_are_used() {
     let app = spawn_app_with(|config| {
-        config.issuer = "fleet-7".to_owned();
-        config.token_ttl_secs = 120;
+        config.signing.issuer = "fleet-7".to_owned();
+        config.signing.token_ttl_secs = 120;
     })
     .await;
     let created = app.create_session(json!({})).await;
-    let body: Value = app
-        .join(&created.id, &created.pin, "d")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let keys = KeySet::from_jwks_json(
-        &app.public_get("/.well-known/jwks.json")
-            .await
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let now = session_manager::state::unix_now();
+    let body: Value = app.join_body(&created.id, &created.pin, "d").await;
+    let keys = app.served_keys().await;
+    let now = app.clock.unix_now();
     let claims = TokenVerifier::new(keys)
         .with_issuer("fleet-7")
         .verify(body["token"].as_str().unwrap(), now)
@@ -121,21 +96,14 @@ async fn a_configured_issuer_and_ttl_are_used() {
 #[tokio::test]
 async fn an_explicit_signing_key_is_used_and_must_fit_the_algorithm() {
     let pem = include_str!("../../../session-token/tests/fixtures/rsa_private.pem");
-    let app = spawn_app_with(|config| config.signing_key = Some(pem.to_owned())).await;
+    let app =
+        spawn_app_with(|config| config.signing.signing_key = Some(pem.to_owned().into())).await;
     let created = app.create_session(json!({})).await;
-    let body: Value = app
-        .join(&created.id, &created.pin, "d")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.join_body(&created.id, &created.pin, "d").await;
     let public = include_str!("../../../session-token/tests/fixtures/rsa_public.pem");
     let keys = KeySet::from_public_key_pem(public.as_bytes()).unwrap();
     TokenVerifier::new(keys)
-        .verify(
-            body["token"].as_str().unwrap(),
-            session_manager::state::unix_now(),
-        )
+        .verify(body["token"].as_str().unwrap(), app.clock.unix_now())
         .expect("signed with the configured key");
     assert!(!app
         .data_dir
@@ -145,8 +113,8 @@ async fn an_explicit_signing_key_is_used_and_must_fit_the_algorithm() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = session_manager::config::Config::for_tests(dir.path().to_owned());
-    config.signing_key = Some(pem.to_owned());
-    config.jwt_alg = JwtAlgorithm::Es256;
+    config.signing.signing_key = Some(pem.to_owned().into());
+    config.signing.jwt_alg = JwtAlgorithm::Es256;
     let error = session_manager::startup::Application::build(config)
         .await
         .err()
@@ -157,19 +125,9 @@ async fn an_explicit_signing_key_is_used_and_must_fit_the_algorithm() {
 #[tokio::test]
 async fn the_dev_key_is_reused_across_restarts() {
     let app = spawn_app_with(|_| {}).await;
-    let before = app
-        .public_get("/.well-known/jwks.json")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let before = app.jwks().await.text().await.unwrap();
     let data_dir = app.stop().await;
     let app = crate::helpers::spawn_app_in(data_dir, |_| {}).await;
-    let after = app
-        .public_get("/.well-known/jwks.json")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let after = app.jwks().await.text().await.unwrap();
     assert_eq!(before, after);
 }

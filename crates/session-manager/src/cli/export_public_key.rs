@@ -25,7 +25,7 @@ use crate::signer::local::LocalSigner;
 use crate::signer::TokenSigner as _;
 
 #[derive(Debug, Clone, Args)]
-pub struct ExportPublicKeyArgs {
+pub(super) struct ExportPublicKeyArgs {
     /// Directory to write public_key.pem and jwks.json into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -36,8 +36,9 @@ pub struct ExportPublicKeyArgs {
 }
 
 /// Exports the configured mode's public key into `args.out`; returns the paths written.
-pub async fn run(args: &ExportPublicKeyArgs) -> Result<Vec<PathBuf>, Error> {
-    let (pem, jwks) = match args.config.auth_mode {
+pub(super) async fn run(args: &ExportPublicKeyArgs) -> Result<Vec<PathBuf>, Error> {
+    let config = &args.config;
+    let (pem, jwks) = match config.signing.auth_mode {
         AuthMode::DevNoAuth => {
             return Err(Error::Config(
                 "MQTT_AUTH_MODE=dev_no_auth signs nothing, so there is no public key to export"
@@ -45,11 +46,11 @@ pub async fn run(args: &ExportPublicKeyArgs) -> Result<Vec<PathBuf>, Error> {
             ))
         }
         AuthMode::DevJwtAuth => {
-            let signer = LocalSigner::from_config(&args.config)?;
+            let signer = LocalSigner::from_config(&config.signing, &config.store.data_dir)?;
             (signer.public_key_pem()?, signer.jwks())
         }
         AuthMode::KmsJwtAuth => {
-            let signer = KmsSigner::connect(&args.config).await?;
+            let signer = KmsSigner::connect(&config.kms).await?;
             (signer.public_key_pem().to_owned(), signer.jwks())
         }
     };
@@ -57,7 +58,7 @@ pub async fn run(args: &ExportPublicKeyArgs) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// Writes `public_key.pem` and `jwks.json` into `dir`.
-pub fn write_public_files(dir: &Path, pem: &str, jwks: &JwkSet) -> Result<Vec<PathBuf>, Error> {
+fn write_public_files(dir: &Path, pem: &str, jwks: &JwkSet) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         action: "create the output directory",
         path: dir.to_owned(),
@@ -105,7 +106,7 @@ mod tests {
     async fn local_mode_exports_the_key_the_service_signs_with() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path().join("data"));
-        config.jwt_alg = JwtAlgorithm::Es256;
+        config.signing.jwt_alg = JwtAlgorithm::Es256;
         let args = ExportPublicKeyArgs {
             out: dir.path().join("broker"),
             config: config.clone(),
@@ -115,7 +116,7 @@ mod tests {
         // Exporting again replaces the files with the same key.
         run(&args).await.unwrap();
 
-        let signer = LocalSigner::from_config(&config).unwrap();
+        let signer = LocalSigner::from_config(&config.signing, &config.store.data_dir).unwrap();
         let pem = std::fs::read(args.out.join("public_key.pem")).unwrap();
         let jwks = std::fs::read_to_string(args.out.join("jwks.json")).unwrap();
         let kid = signer.jwks().keys[0].common.key_id.clone().unwrap();
@@ -130,7 +131,7 @@ mod tests {
     async fn dev_no_auth_has_nothing_to_export() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path().to_owned());
-        config.auth_mode = AuthMode::DevNoAuth;
+        config.signing.auth_mode = AuthMode::DevNoAuth;
         let args = ExportPublicKeyArgs {
             out: dir.path().join("out"),
             config,

@@ -9,24 +9,36 @@
 //! Existing files are never overwritten: replacing a signing key is a decision (see key
 //! rotation in the deployment docs), not a side effect.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use clap::Args;
 use jsonwebtoken::jwk::JwkSet;
 
-use crate::config::KeygenArgs;
+use crate::config::JwtAlgorithm;
 use crate::error::Error;
+use crate::new_file::{write_new_file, write_private_file};
 use crate::signing_key::SigningKey;
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct KeygenArgs {
+    /// Directory to write the key files into (created if missing; existing files are
+    /// never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Key algorithm.
+    #[arg(long, value_enum, default_value_t = JwtAlgorithm::Rs256)]
+    alg: JwtAlgorithm,
+}
 
 /// Generates a key pair for `args.alg` and writes its files into `args.out`; returns the
 /// paths written.
-pub fn run(args: &KeygenArgs) -> Result<Vec<PathBuf>, Error> {
+pub(super) fn run(args: &KeygenArgs) -> Result<Vec<PathBuf>, Error> {
     let key = SigningKey::generate(args.alg)?;
     write_key_files(&key, &args.out)
 }
 
 /// Writes `key`'s files into `dir` (created if missing).
-pub fn write_key_files(key: &SigningKey, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+fn write_key_files(key: &SigningKey, dir: &Path) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         action: "create the output directory",
         path: dir.to_owned(),
@@ -64,29 +76,4 @@ pub fn write_key_files(key: &SigningKey, dir: &Path) -> Result<Vec<PathBuf>, Err
         }
     }
     Ok(paths)
-}
-
-/// Writes a file readable only by its owner; fails if it exists.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    write_new_file(path, contents, 0o600)
-}
-
-fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let io_error = |source| Error::Io {
-        action: "write",
-        path: path.to_owned(),
-        source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(path).map_err(io_error)?;
-    file.write_all(contents).map_err(io_error)?;
-    file.sync_all().map_err(io_error)
 }

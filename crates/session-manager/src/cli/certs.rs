@@ -23,13 +23,13 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::error::Error;
-use crate::keygen::write_private_file;
+use crate::new_file::write_private_file;
 
 /// Names every development server certificate is valid for, whatever `--host` says.
 const ALWAYS_VALID_FOR: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 #[derive(Debug, Clone, Args)]
-pub struct CertsArgs {
+pub(super) struct CertsArgs {
     /// Directory to write the files into (created if missing; existing files are never
     /// overwritten).
     #[arg(long)]
@@ -45,7 +45,7 @@ pub struct CertsArgs {
 
 /// The four files `certs` writes, as paths inside the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateFiles {
+pub(super) struct CertificateFiles {
     pub ca_cert: PathBuf,
     pub ca_key: PathBuf,
     pub server_cert: PathBuf,
@@ -73,7 +73,7 @@ impl CertificateFiles {
 }
 
 /// Issues a new CA and server certificate into `args.out`; returns the paths written.
-pub fn run(args: &CertsArgs) -> Result<CertificateFiles, Error> {
+pub(super) fn run(args: &CertsArgs) -> Result<CertificateFiles, Error> {
     let files = CertificateFiles::in_dir(&args.out);
     if let Some(existing) = files.all().into_iter().find(|path| path.exists()) {
         return Err(Error::Config(format!(

@@ -5,13 +5,19 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 
 use crate::state::AppState;
 
-pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(state.signer.jwks()),
     )
+}
+
+/// The JWKS, on the public port.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/.well-known/jwks.json", get(jwks))
 }
