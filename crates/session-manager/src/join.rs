@@ -125,6 +125,8 @@ async fn admit(
     now: u64,
 ) -> Result<JoinedSession, JoinError> {
     let Some(stored_hash) = state.store.pin_hash(session_id, now).await? else {
+        // Expired (or closed elsewhere): its fast check is of no more use.
+        pins.forget(session_id);
         return Err(JoinError::InvalidCredentials);
     };
     if !pins.check(session_id, pin, stored_hash).await? {

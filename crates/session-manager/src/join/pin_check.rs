@@ -202,6 +202,44 @@ mod tests {
         assert_eq!(checker.argon2_verifications(), 0);
     }
 
+    #[tokio::test]
+    async fn check_runs_argon2_once_per_session_and_never_for_a_known_pin() {
+        let checker = PinChecker::new(6).unwrap();
+        let (right, hash) = checker.issue().await.unwrap();
+        let wrong = pin(if right.as_str() == "000000" {
+            "000001"
+        } else {
+            "000000"
+        });
+        let session = id("42");
+
+        // Not known yet (a session this process did not create): argon2, once.
+        assert!(!checker.check(&session, &wrong, hash.clone()).await.unwrap());
+        assert!(checker.check(&session, &right, hash.clone()).await.unwrap());
+        assert_eq!(checker.argon2_verifications(), 2);
+        assert!(checker.check(&session, &right, hash.clone()).await.unwrap());
+        assert!(!checker.check(&session, &wrong, hash.clone()).await.unwrap());
+        assert_eq!(checker.argon2_verifications(), 2);
+
+        // A created session is known from the start; a forgotten one goes back to argon2.
+        checker.remember(&id("43"), &right);
+        assert!(checker
+            .check(&id("43"), &right, hash.clone())
+            .await
+            .unwrap());
+        assert_eq!(checker.argon2_verifications(), 2);
+        checker.forget(&session);
+        assert!(checker.check(&session, &right, hash).await.unwrap());
+        assert_eq!(checker.argon2_verifications(), 3);
+    }
+
+    #[test]
+    fn impossible_pin_lengths_are_refused() {
+        assert!(PinChecker::new(2).is_err());
+        assert!(PinChecker::new(33).is_err());
+        assert!(PinChecker::new(3).is_ok());
+    }
+
     #[test]
     fn tags_are_keyed_per_process() {
         let first = PinChecker::new(6).unwrap();
