@@ -10,7 +10,7 @@ mod journal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use session_manager::domain::Pin;
-use session_manager::store::{SessionStore, StoreConfig, JOURNAL_FILE_NAME};
+use session_manager::store::{JournalStore, SessionStore, StoreConfig, JOURNAL_FILE_NAME};
 
 const SESSIONS: usize = 100_000;
 const RUNS: usize = 7;
@@ -34,10 +34,9 @@ async fn main() -> BenchResult<()> {
         let config = StoreConfig {
             data_dir: dir.path().to_owned(),
             id_length: 7,
-            pin_length: 6,
             repair_journal_at: None,
         };
-        let (store, report) = SessionStore::open(config).await?;
+        let (store, report) = JournalStore::open(config).await?;
         if report.sessions != SESSIONS {
             return Err(format!(
                 "recovered {} sessions, expected {SESSIONS}",

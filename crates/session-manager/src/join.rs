@@ -2,9 +2,10 @@
 //! compat route.
 //!
 //! Order matters: the throttle is asked first (a locked session or address is refused
-//! without looking at the PIN), then the store checks id, PIN, expiry and `max_clients`
-//! and records the join durably, then the session's join quota is taken, and only then is
-//! a token signed. A refused PIN counts against both the session and the client network;
+//! without looking at the PIN), then the store hands over the session's PIN hash and the
+//! PIN is checked here ([`pin_check`]), and only a right PIN makes the store check expiry
+//! and `max_clients` and record the join durably; then the session's join quota is taken,
+//! and only then is a token signed. A refused PIN counts against both the session and the client network;
 //! the PIN itself is never logged. Every refused join is answered no earlier than the
 //! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
 //! session from an unknown one.
@@ -12,6 +13,7 @@
 //! Time comes from the state's clock; only the refusal floor measures real time, since
 //! what it shapes is how long a real response takes.
 
+pub mod pin_check;
 pub mod refusal_floor;
 
 use std::net::IpAddr;
@@ -22,7 +24,8 @@ use session_token::{Claims, DeviceGrant};
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::JoinError;
+use crate::store::{JoinError, JoinedSession};
+use pin_check::PinChecker;
 
 /// A device's request to join.
 pub struct JoinAttempt {
@@ -38,16 +41,24 @@ pub struct IssuedToken {
     pub claims: Claims,
 }
 
-pub async fn join_session(state: &AppState, attempt: JoinAttempt) -> Result<IssuedToken, ApiError> {
+pub async fn join_session(
+    state: &AppState,
+    pins: &PinChecker,
+    attempt: JoinAttempt,
+) -> Result<IssuedToken, ApiError> {
     let arrived = Instant::now();
-    let result = decide_join(state, attempt).await;
+    let result = decide_join(state, pins, attempt).await;
     if result.is_err() {
         refusal_floor::hold(arrived, state.throttle.refusal_floor).await;
     }
     result
 }
 
-async fn decide_join(state: &AppState, attempt: JoinAttempt) -> Result<IssuedToken, ApiError> {
+async fn decide_join(
+    state: &AppState,
+    pins: &PinChecker,
+    attempt: JoinAttempt,
+) -> Result<IssuedToken, ApiError> {
     let JoinAttempt {
         session_id,
         pin,
@@ -63,14 +74,14 @@ async fn decide_join(state: &AppState, attempt: JoinAttempt) -> Result<IssuedTok
         return Err(ApiError::TooManyAttempts { retry_after });
     }
     let now = clock.unix_now();
-    let session = match state.store.join(&session_id, &pin, &client, now).await {
+    let session = match admit(state, pins, &session_id, &pin, &client, now).await {
         Ok(session) => session,
         Err(JoinError::InvalidCredentials) => {
             tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: unknown session or wrong PIN");
             state
                 .throttle
                 .record_failure(&session_id, client_ip, clock.instant_now(), |id| {
-                    state.store.get(id, clock.unix_now()).is_some()
+                    state.store.is_live(id, clock.unix_now())
                 });
             return Err(ApiError::InvalidCredentials);
         }
@@ -101,4 +112,25 @@ async fn decide_join(state: &AppState, attempt: JoinAttempt) -> Result<IssuedTok
     let token = state.signer.sign(&claims).await?;
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");
     Ok(IssuedToken { token, claims })
+}
+
+/// Checks the PIN against the stored hash and, only when it is right, has the store record
+/// the join. An unknown, closed or expired session and a wrong PIN look the same.
+async fn admit(
+    state: &AppState,
+    pins: &PinChecker,
+    session_id: &SessionId,
+    pin: &Pin,
+    client: &ClientName,
+    now: u64,
+) -> Result<JoinedSession, JoinError> {
+    let Some(stored_hash) = state.store.pin_hash(session_id, now).await? else {
+        // Expired (or closed elsewhere): its fast check is of no more use.
+        pins.forget(session_id);
+        return Err(JoinError::InvalidCredentials);
+    };
+    if !pins.check(session_id, pin, stored_hash).await? {
+        return Err(JoinError::InvalidCredentials);
+    }
+    state.store.join_record(session_id, client, now).await
 }

@@ -22,11 +22,15 @@
 //!   `ClientName`, `SessionType`), and every failure becomes an [`error::ApiError`], the
 //!   one place that decides status codes and the JSON error body.
 //! - [`join`] is the device's path: [`rate_limit`] (brute-force lockout per session and
-//!   per [`client_ip`]), then the [`store`] (PIN check, expiry, `max_clients`, durable
-//!   join record), then a [`signer`] mints the token from `session_token::Claims`.
-//! - [`store`] keeps sessions in memory and in an append-only journal under the data
-//!   directory; every acknowledged change is fsynced first. [`data_dir_lock`] keeps a
-//!   second process off the same directory.
+//!   per [`client_ip`]), then the PIN check against the hash the store hands back
+//!   (`join::pin_check`), then the [`store`] (expiry, `max_clients`, durable join record),
+//!   then a [`signer`] mints the token from `session_token::Claims`. [`sessions`] creates
+//!   sessions (a fresh PIN, hashed before the store sees it) and closes them.
+//! - [`store`] is the seam between the service and where sessions live: the
+//!   `SessionStore` trait, which a database backend would implement, and its embedded
+//!   default `store::journal::JournalStore`, memory plus an append-only journal under the
+//!   data directory; every acknowledged change is fsynced first. [`data_dir_lock`] keeps
+//!   a second process off the same directory.
 //! - [`signer`]: the `TokenSigner` trait with one implementation per `MQTT_AUTH_MODE`,
 //!   all assembling tokens with `signer::jws`; [`signing_key`] holds local key material
 //!   and [`new_file`] writes key and certificate files that must not exist yet.
@@ -46,6 +50,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod join;
 pub mod shutdown;
 pub mod startup;
 pub mod state;
@@ -55,12 +60,12 @@ pub(crate) mod cli;
 pub(crate) mod client_ip;
 pub(crate) mod data_dir_lock;
 pub(crate) mod extract;
-pub(crate) mod join;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;
 pub(crate) mod revocation;
 pub(crate) mod routes;
 pub(crate) mod secrets;
+pub(crate) mod sessions;
 pub(crate) mod signer;
 pub(crate) mod signing_key;
 pub(crate) mod telemetry;

@@ -118,7 +118,7 @@ pub struct RevocationTask {
     signer: Arc<dyn TokenSigner>,
     issuer: String,
     token_ttl_secs: u64,
-    store: SessionStore,
+    store: Arc<dyn SessionStore>,
     pending: Arc<Pending>,
     connected: Arc<AtomicBool>,
     client_id: String,
@@ -133,7 +133,7 @@ pub fn link(
     signer: Arc<dyn TokenSigner>,
     issuer: String,
     token_ttl_secs: u64,
-    store: SessionStore,
+    store: Arc<dyn SessionStore>,
 ) -> (RevocationLink, RevocationTask) {
     let pending = Arc::new(Pending::default());
     let connected = Arc::new(AtomicBool::new(false));
@@ -189,25 +189,34 @@ impl RevocationTask {
     }
 
     /// Queues the revocation of every close whose tokens can still be alive.
-    fn queue_everything(&mut self) {
+    async fn queue_everything(&mut self) {
         // Taken before reading the store: a close noted from now on is published again
         // on its own, one noted before is in the store already.
         self.pending.take();
         let now = unix_now();
-        let all = self.store.revocations(self.token_ttl_secs, now);
-        self.outbox.extend(all.into_iter().map(closed_session));
+        match self.store.revocations(self.token_ttl_secs, now).await {
+            Ok(all) => self.outbox.extend(all.into_iter().map(closed_session)),
+            Err(error) => tracing::warn!(%error, "cannot read the closed sessions to republish"),
+        }
     }
 
     /// Queues the revocations of the closes noted since the last look.
-    fn queue_pending(&mut self) {
+    async fn queue_pending(&mut self) {
         let now = unix_now();
         for id in self.pending.take() {
-            let revocation = SessionId::parse(&id)
-                .ok()
-                .and_then(|id| self.store.revocation(&id, self.token_ttl_secs, now));
-            match revocation {
-                Some(revocation) => self.outbox.push_back(closed_session(revocation)),
-                None => tracing::debug!(session_id = %id, "closed session needs no revocation"),
+            let Ok(session_id) = SessionId::parse(&id) else {
+                continue;
+            };
+            match self
+                .store
+                .revocation(&session_id, self.token_ttl_secs, now)
+                .await
+            {
+                Ok(Some(revocation)) => self.outbox.push_back(closed_session(revocation)),
+                Ok(None) => tracing::debug!(session_id = %id, "closed session needs no revocation"),
+                Err(error) => {
+                    tracing::warn!(session_id = %id, %error, "cannot read a closed session to revoke")
+                }
             }
         }
     }
@@ -281,7 +290,7 @@ impl RevocationTask {
                         }
                         self.connected.store(true, Ordering::Relaxed);
                         // A restarted broker (or plugin) has forgotten what it was told.
-                        self.queue_everything();
+                        self.queue_everything().await;
                         tracing::info!(broker = %self.url, republished = self.outbox.len(), "revocation link connected");
                     }
                     Ok(_) => {}
@@ -294,7 +303,7 @@ impl RevocationTask {
                         break Ended::Failed;
                     }
                 },
-                () = pending.wake.notified(), if connected => self.queue_pending(),
+                () = pending.wake.notified(), if connected => self.queue_pending().await,
                 () = &mut renew_at => break Ended::Renew,
             }
             if self.connected.load(Ordering::Relaxed) && !self.flush(&client) {

@@ -1,5 +1,5 @@
 //! Hashed secrets: argon2id at rest, a per-process keyed fast check in memory. Both the
-//! session PINs (see `store::pin_check`) and the admin API key (see `admin_auth`) are
+//! session PINs (see `join::pin_check`) and the admin API key (see `admin_auth`) are
 //! checked this way; this module holds the mechanism, its users decide what a secret is.
 //!
 //! Why two mechanisms: a short secret (a 6-digit PIN) stored under a fast hash falls to

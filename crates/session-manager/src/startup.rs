@@ -22,6 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
+use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::revocation::{self, RevocationTask};
@@ -30,7 +31,7 @@ use crate::routes::{admin_router, public_router};
 use crate::shutdown::Shutdown;
 use crate::signer;
 use crate::state::{AppState, TokenPolicy};
-use crate::store::{SessionStore, StoreConfig};
+use crate::store::{JournalStore, SessionStore, StoreConfig, StoreError};
 use http_listener::ConnectionLimits;
 
 /// How long requests in flight may take to finish once a shutdown starts.
@@ -87,17 +88,21 @@ impl Application {
             "refused joins are answered no earlier than this after they arrive"
         );
 
+        let pins = Arc::new(
+            PinChecker::new(usize::try_from(config.store.pin_length).unwrap_or(usize::MAX))
+                .map_err(StoreError::from)?,
+        );
         // The store logs its own recovery report (sessions, records, discarded tail).
-        let (store, _recovery) = SessionStore::open_with_clock(
+        let (store, _recovery) = JournalStore::open_with_clock(
             StoreConfig {
                 data_dir: config.store.data_dir.clone(),
                 id_length: usize::try_from(config.store.id_length).unwrap_or(usize::MAX),
-                pin_length: usize::try_from(config.store.pin_length).unwrap_or(usize::MAX),
                 repair_journal_at: config.store.repair_journal_at,
             },
             Arc::clone(&clock),
         )
         .await?;
+        let store: Arc<dyn SessionStore> = Arc::new(store);
         let signer = match signer::build(&config.signing, &config.kms, &config.store.data_dir).await
         {
             Ok(signer) => signer,
@@ -113,7 +118,7 @@ impl Application {
                     Arc::clone(&signer),
                     config.signing.issuer.clone(),
                     config.signing.token_ttl_secs,
-                    store.clone(),
+                    Arc::clone(&store),
                 );
                 (Some(link), Some(task))
             }
@@ -162,9 +167,10 @@ impl Application {
             Arc::new(auth),
             Arc::new(allowed_hosts),
             defaults,
+            Arc::clone(&pins),
             body_limit,
         );
-        let public_router = public_router(state.clone(), body_limit);
+        let public_router = public_router(state.clone(), pins, body_limit);
 
         let bind = |which: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Bind {
@@ -231,8 +237,8 @@ impl Application {
     }
 
     /// The session store, for tests that look behind the API.
-    pub fn store(&self) -> &SessionStore {
-        &self.state.store
+    pub fn store(&self) -> &dyn SessionStore {
+        &*self.state.store
     }
 
     /// Serves both ports until the shutdown handle is triggered, then drains and flushes.

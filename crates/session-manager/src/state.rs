@@ -13,7 +13,8 @@ use crate::store::SessionStore;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: SessionStore,
+    /// Where sessions live; which backend is the configuration's business.
+    pub store: Arc<dyn SessionStore>,
     pub signer: Arc<dyn TokenSigner>,
     pub throttle: Arc<JoinThrottle>,
     pub tokens: Arc<TokenPolicy>,

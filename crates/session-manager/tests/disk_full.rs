@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use session_manager::domain::{ClientName, Pin, SessionId, SessionType};
-use session_manager::store::pin_check::hash_pin_blocking;
-use session_manager::store::record::{
+use session_manager::join::pin_check::hash_pin_blocking;
+use session_manager::store::journal::record::{
     encode_journal, ClosedRecord, CreatedRecord, JoinedRecord, Record,
 };
 use session_manager::store::JOURNAL_FILE_NAME;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use session_manager::store::record::{decode_frame, JOURNAL_HEADER};
+use session_manager::store::journal::record::{decode_frame, JOURNAL_HEADER};
 use session_manager::store::JOURNAL_FILE_NAME;
 use test_support::session_api::{self, CreatedSession};
 

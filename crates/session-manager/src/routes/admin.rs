@@ -1,6 +1,7 @@
 //! The versioned admin API: create, list, inspect and close sessions.
 
 use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
 
 use axum::extract::{Extension, State};
 use axum::http::{header, StatusCode};
@@ -14,6 +15,8 @@ use super::SessionView;
 use crate::domain::{SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::join::pin_check::PinChecker;
+use crate::sessions;
 use crate::state::AppState;
 use crate::store::NewSession;
 
@@ -51,22 +54,18 @@ pub struct CreatedSessionView {
 pub async fn create_session(
     State(state): State<AppState>,
     Extension(defaults): Extension<SessionDefaults>,
+    Extension(pins): Extension<Arc<PinChecker>>,
     JsonBody(request): JsonBody<CreateSessionRequest>,
 ) -> Result<Response, ApiError> {
-    let created = state
-        .store
-        .create(
-            NewSession {
-                session_type: request.session_type.unwrap_or_default(),
-                ttl_secs: request.ttl_secs.map(NonZeroU64::get),
-                max_clients: request
-                    .max_clients
-                    .or(defaults.max_clients)
-                    .map(NonZeroU32::get),
-            },
-            state.clock.unix_now(),
-        )
-        .await?;
+    let new = NewSession {
+        session_type: request.session_type.unwrap_or_default(),
+        ttl_secs: request.ttl_secs.map(NonZeroU64::get),
+        max_clients: request
+            .max_clients
+            .or(defaults.max_clients)
+            .map(NonZeroU32::get),
+    };
+    let created = sessions::create_session(&state, &pins, new).await?;
     tracing::info!(session_id = %created.session.id, "session created");
     let location = format!("/api/v1/sessions/{}", created.session.id);
     let body = CreatedSessionView {
@@ -108,7 +107,8 @@ pub async fn list_sessions(
     // One more than asked tells whether another page follows.
     let mut sessions = state
         .store
-        .list(state.clock.unix_now(), query.after.as_ref(), limit + 1);
+        .list(state.clock.unix_now(), query.after.as_ref(), limit + 1)
+        .await?;
     let next = if sessions.len() > limit {
         sessions.truncate(limit);
         sessions
@@ -130,17 +130,18 @@ pub async fn get_session(
     state
         .store
         .get(&id, state.clock.unix_now())
+        .await?
         .map(|session| Json(session.into()))
         .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
 }
 
 pub async fn close_session(
     State(state): State<AppState>,
+    Extension(pins): Extension<Arc<PinChecker>>,
     PathParams(id): PathParams<SessionId>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.close(&id).await? {
+    if sessions::close_session(&state, &pins, &id).await? {
         tracing::info!(session_id = %id, "session closed");
-        state.session_closed(id.as_str());
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no live session {id}")))

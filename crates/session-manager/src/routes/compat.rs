@@ -7,6 +7,8 @@
 //!
 //! The original clients sent ids and PINs as strings or numbers, so both are accepted.
 
+use std::sync::Arc;
+
 use axum::extract::{Extension, State};
 use axum::routing::{get, post};
 use axum::Json;
@@ -18,7 +20,9 @@ use crate::client_ip::ClientIp;
 use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
+use crate::join::pin_check::PinChecker;
 use crate::join::{join_session, JoinAttempt};
+use crate::sessions;
 use crate::state::AppState;
 use crate::store::{ClientInfo, NewSession};
 
@@ -40,19 +44,15 @@ pub struct CompatSession {
 pub async fn create_session(
     State(state): State<AppState>,
     Extension(defaults): Extension<SessionDefaults>,
+    Extension(pins): Extension<Arc<PinChecker>>,
     QueryParams(query): QueryParams<CreateSessionQuery>,
 ) -> Result<Json<CompatSession>, ApiError> {
-    let created = state
-        .store
-        .create(
-            NewSession {
-                session_type: query.session_type.unwrap_or_default(),
-                ttl_secs: None,
-                max_clients: defaults.max_clients.map(std::num::NonZeroU32::get),
-            },
-            state.clock.unix_now(),
-        )
-        .await?;
+    let new = NewSession {
+        session_type: query.session_type.unwrap_or_default(),
+        ttl_secs: None,
+        max_clients: defaults.max_clients.map(std::num::NonZeroU32::get),
+    };
+    let created = sessions::create_session(&state, &pins, new).await?;
     tracing::info!(session_id = %created.session.id, "session created (compat route)");
     Ok(Json(CompatSession {
         id: created.session.id.as_str().to_owned(),
@@ -69,14 +69,14 @@ pub struct CloseSessionQuery {
 
 pub async fn close_session(
     State(state): State<AppState>,
+    Extension(pins): Extension<Arc<PinChecker>>,
     QueryParams(query): QueryParams<CloseSessionQuery>,
 ) -> Result<Json<&'static str>, ApiError> {
     let Some(id) = query.id.as_deref().and_then(|id| SessionId::parse(id).ok()) else {
         return Ok(Json("Error"));
     };
-    if state.store.close(&id).await? {
+    if sessions::close_session(&state, &pins, &id).await? {
         tracing::info!(session_id = %id, "session closed (compat route)");
-        state.session_closed(id.as_str());
         Ok(Json("Success"))
     } else {
         Ok(Json("Error"))
@@ -114,6 +114,7 @@ pub struct CompatJoinResponse {
 
 pub async fn join_session_compat(
     State(state): State<AppState>,
+    Extension(pins): Extension<Arc<PinChecker>>,
     ClientIp(client_ip): ClientIp,
     JsonBody(request): JsonBody<CompatJoinRequest>,
 ) -> Result<Json<CompatJoinResponse>, ApiError> {
@@ -123,7 +124,7 @@ pub async fn join_session_compat(
         client: request.client,
         client_ip,
     };
-    let issued = join_session(&state, attempt).await?;
+    let issued = join_session(&state, &pins, attempt).await?;
     Ok(Json(CompatJoinResponse {
         token: issued.token,
     }))

@@ -31,6 +31,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
 use crate::admin_auth::{require_admin_key, AdminAuth};
 use crate::error::ApiError;
+use crate::join::pin_check::PinChecker;
 use crate::state::AppState;
 use crate::store::{ClientInfo, SessionInfo};
 use crate::telemetry;
@@ -43,6 +44,7 @@ pub(crate) fn admin_router(
     auth: Arc<AdminAuth>,
     allowed_hosts: Arc<AllowedHosts>,
     defaults: SessionDefaults,
+    pins: Arc<PinChecker>,
     body_limit: usize,
 ) -> Router {
     let guarded = Router::new()
@@ -58,6 +60,7 @@ pub(crate) fn admin_router(
     Router::new()
         .merge(guarded)
         .merge(health::admin_router())
+        .layer(axum::Extension(pins))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
@@ -67,7 +70,7 @@ pub(crate) fn admin_router(
 }
 
 /// The public port: joining, the JWKS and `/healthz`, open to any origin (CORS).
-pub(crate) fn public_router(state: AppState, body_limit: usize) -> Router {
+pub(crate) fn public_router(state: AppState, pins: Arc<PinChecker>, body_limit: usize) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
@@ -78,6 +81,7 @@ pub(crate) fn public_router(state: AppState, body_limit: usize) -> Router {
         .merge(compat::public_router())
         .merge(jwks::router())
         .merge(health::public_router())
+        .layer(axum::Extension(pins))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)

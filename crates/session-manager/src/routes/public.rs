@@ -1,6 +1,8 @@
 //! The public API devices use: `POST /api/v1/sessions/{id}/join`.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
 use axum::routing::post;
 use axum::Json;
 use axum::Router;
@@ -10,6 +12,7 @@ use crate::client_ip::ClientIp;
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
+use crate::join::pin_check::PinChecker;
 use crate::join::{join_session, JoinAttempt};
 use crate::state::AppState;
 
@@ -34,6 +37,7 @@ pub struct JoinResponse {
 
 pub async fn join(
     State(state): State<AppState>,
+    Extension(pins): Extension<Arc<PinChecker>>,
     ClientIp(client_ip): ClientIp,
     PathParams(session_id): PathParams<SessionId>,
     JsonBody(request): JsonBody<JoinRequest>,
@@ -44,7 +48,7 @@ pub async fn join(
         client: request.client,
         client_ip,
     };
-    let issued = join_session(&state, attempt).await?;
+    let issued = join_session(&state, &pins, attempt).await?;
     let claims = issued.claims;
     Ok(Json(JoinResponse {
         token: issued.token,

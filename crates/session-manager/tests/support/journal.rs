@@ -7,8 +7,10 @@
 #![allow(dead_code)]
 
 use session_manager::domain::{ClientName, Pin, SessionId, SessionType};
-use session_manager::store::pin_check::hash_pin_blocking;
-use session_manager::store::record::{encode_journal, CreatedRecord, JoinedRecord, Record};
+use session_manager::join::pin_check::hash_pin_blocking;
+use session_manager::store::journal::record::{
+    encode_journal, CreatedRecord, JoinedRecord, Record,
+};
 
 /// First id of the built sessions; the others follow it.
 pub const FIRST_ID: u64 = 1_000_000;

@@ -31,13 +31,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use dashmap::DashMap;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{compaction, Slot, StoreError};
+use super::compaction::{self, SnapshotSource};
+use super::StoreError;
 use crate::clock::Clock;
-use crate::domain::SessionId;
 
 /// Name of the journal file inside the data directory.
 pub const JOURNAL_FILE_NAME: &str = "sessions.journal";
@@ -107,13 +106,13 @@ impl PendingWrite {
 
 impl Journal {
     /// Starts the writer thread on `file`, the journal in `data_dir` opened for appending,
-    /// which holds `records_in_file` records in `file_len` bytes; `sessions` is what a
-    /// compaction snapshots, as of `clock`'s time.
+    /// which holds `records_in_file` records in `file_len` bytes; `snapshots` answers a
+    /// compaction's request for the live state, as of `clock`'s time.
     pub(crate) fn start(
         file: File,
         file_len: u64,
         data_dir: PathBuf,
-        sessions: Arc<DashMap<SessionId, Slot>>,
+        snapshots: Arc<dyn SnapshotSource>,
         records_in_file: usize,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
@@ -126,7 +125,7 @@ impl Journal {
             failure: None,
             durable_len: file_len,
             dir_unsynced: false,
-            sessions,
+            snapshots,
             clock,
             records_in_file,
             next_compaction_check: compaction::next_check_after(records_in_file),
@@ -197,7 +196,8 @@ struct Writer {
     durable_len: u64,
     /// A compaction's rename is not known to be durable yet.
     dir_unsynced: bool,
-    sessions: Arc<DashMap<SessionId, Slot>>,
+    /// The backend's state, snapshotted when compacting.
+    snapshots: Arc<dyn SnapshotSource>,
     /// Decides which sessions have expired when a compaction drops them.
     clock: Arc<dyn Clock>,
     records_in_file: usize,
@@ -270,13 +270,15 @@ impl Writer {
 
     fn compact_if_worth_it(&mut self) {
         let now = self.clock.unix_now();
-        let live = compaction::snapshot_len(&self.sessions, now);
+        let live = self.snapshots.snapshot_len(now);
         if !compaction::worth_compacting(self.records_in_file, live) {
             self.next_compaction_check = compaction::next_check_after(self.records_in_file);
             return;
         }
-        let written =
-            compaction::encode_snapshot(&self.sessions, now).and_then(|(bytes, records)| {
+        let written = self
+            .snapshots
+            .encode_snapshot(now)
+            .and_then(|(bytes, records)| {
                 compaction::write_snapshot(&self.data_dir, &bytes)
                     .map(|file| (file, records, bytes.len() as u64))
             });
@@ -408,7 +410,7 @@ mod tests {
             file,
             0,
             dir.to_owned(),
-            Arc::default(),
+            Arc::new(super::super::SessionTable::new()),
             0,
             Arc::new(crate::clock::SystemClock),
         )
@@ -476,7 +478,7 @@ mod tests {
             read_only,
             0,
             dir.path().to_owned(),
-            Arc::default(),
+            Arc::new(super::super::SessionTable::new()),
             0,
             Arc::new(crate::clock::SystemClock),
         )

@@ -1,5 +1,7 @@
-//! Behaviour of `SessionStore` against a real data directory: durability across reopen,
-//! damaged journals, compaction, expiry, concurrency limits and the PIN fast path.
+//! Behaviour of `JournalStore` against a real data directory: durability across reopen,
+//! damaged journals, compaction, expiry, concurrency limits and the PIN fast path (the
+//! tests' store pairs the backend with a `PinChecker`, as the create and join use-cases
+//! do).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,24 +9,127 @@ use std::sync::Arc;
 use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use super::*;
 use crate::clock::unix_now;
+use crate::domain::Pin;
+use crate::store::JoinError;
+// This whole file is test code (`#[cfg(test)] mod tests`): it may reach the use-cases.
+#[cfg(test)]
+use crate::join::pin_check::{hash_pin_blocking, PinChecker};
 
 const NOW: u64 = 1_700_000_000;
+const PIN_LENGTH: usize = 6;
 
 fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
         data_dir: dir.to_owned(),
         id_length: 6,
-        pin_length: 6,
         repair_journal_at: None,
     }
 }
 
-async fn open(dir: &Path) -> (SessionStore, RecoveryReport) {
-    SessionStore::open(config(dir)).await.unwrap()
+/// A new session and its PIN.
+#[derive(Debug, Clone)]
+struct CreatedSession {
+    session: SessionInfo,
+    pin: Pin,
+}
+
+/// What the tests assert about: the journal's counters and argon2 runs.
+struct TestStats {
+    journal: JournalStats,
+    argon2_verifications: u64,
+}
+
+/// The backend with one process's PIN checker: creates and joins the way the sessions and
+/// join use-cases do, reads the way the trait does, synchronously.
+#[derive(Clone)]
+struct TestStore {
+    store: JournalStore,
+    pins: Arc<PinChecker>,
+}
+
+impl TestStore {
+    fn new(store: JournalStore, pin_length: usize) -> Self {
+        let pins = PinChecker::new(pin_length).expect("valid PIN length");
+        Self {
+            store,
+            pins: Arc::new(pins),
+        }
+    }
+
+    async fn create(&self, new: NewSession, now: u64) -> Result<CreatedSession, StoreError> {
+        let (pin, pin_hash) = self.pins.issue().await?;
+        let session = self.store.create(new, pin_hash, now).await?;
+        self.pins.remember(&session.id, &pin);
+        Ok(CreatedSession { session, pin })
+    }
+
+    async fn join(
+        &self,
+        id: &SessionId,
+        pin: &Pin,
+        client: &ClientName,
+        now: u64,
+    ) -> Result<JoinedSession, JoinError> {
+        let Some(stored_hash) = self.store.pin_hash(id, now).await? else {
+            return Err(JoinError::InvalidCredentials);
+        };
+        if !self.pins.check(id, pin, stored_hash).await? {
+            return Err(JoinError::InvalidCredentials);
+        }
+        self.store.join_record(id, client, now).await
+    }
+
+    async fn close(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let closed = self.store.close(id).await?;
+        if closed {
+            self.pins.forget(id);
+        }
+        Ok(closed)
+    }
+
+    fn get(&self, id: &SessionId, now: u64) -> Option<SessionInfo> {
+        self.store.live_info(id, now)
+    }
+
+    fn list(&self, now: u64, after: Option<&SessionId>, limit: usize) -> Vec<SessionInfo> {
+        self.store.list_page(now, after, limit)
+    }
+
+    fn live_count(&self, now: u64) -> usize {
+        self.store.count_live(now)
+    }
+
+    fn revocation(&self, id: &SessionId, token_ttl_secs: u64, now: u64) -> Option<Revocation> {
+        self.store.closed_session(id, token_ttl_secs, now)
+    }
+
+    fn skipped_ranges(&self) -> Vec<SkippedRange> {
+        self.store.health().skipped
+    }
+
+    async fn shutdown(&self) {
+        self.store.shutdown().await;
+    }
+
+    fn stats(&self) -> TestStats {
+        TestStats {
+            journal: self.store.journal_stats(),
+            argon2_verifications: self.pins.argon2_verifications(),
+        }
+    }
+}
+
+async fn open_store(config: StoreConfig) -> Result<(TestStore, RecoveryReport), StoreError> {
+    let (store, report) = JournalStore::open(config).await?;
+    Ok((TestStore::new(store, PIN_LENGTH), report))
+}
+
+async fn open(dir: &Path) -> (TestStore, RecoveryReport) {
+    open_store(config(dir)).await.unwrap()
 }
 
 /// Closes the store the way a restart would and opens it again.
-async fn reopen(store: SessionStore, dir: &Path) -> (SessionStore, RecoveryReport) {
+async fn reopen(store: TestStore, dir: &Path) -> (TestStore, RecoveryReport) {
     store.shutdown().await;
     drop(store);
     open(dir).await
@@ -42,7 +147,7 @@ fn journal_len(dir: &Path) -> u64 {
     std::fs::metadata(journal_path(dir)).unwrap().len()
 }
 
-async fn create(store: &SessionStore, new: NewSession) -> CreatedSession {
+async fn create(store: &TestStore, new: NewSession) -> CreatedSession {
     store.create(new, NOW).await.unwrap()
 }
 
@@ -442,10 +547,9 @@ async fn retired_ids_are_never_reused_and_a_full_id_space_is_a_clear_error() {
     let tiny = StoreConfig {
         data_dir: dir.path().to_owned(),
         id_length: 1,
-        pin_length: 3,
         repair_journal_at: None,
     };
-    let (store, _) = SessionStore::open(tiny.clone()).await.unwrap();
+    let (store, _) = open_store(tiny.clone()).await.unwrap();
     // 9 one-digit ids exist; creation stops once 90 % of them are used or retired.
     let mut ids = Vec::new();
     for _ in 0..8 {
@@ -459,7 +563,7 @@ async fn retired_ids_are_never_reused_and_a_full_id_space_is_a_clear_error() {
     store.shutdown().await;
     drop(store);
 
-    let (store, report) = SessionStore::open(tiny).await.unwrap();
+    let (store, report) = open_store(tiny).await.unwrap();
     assert_eq!(report.sessions, 0);
     // 8 of 9 is just under the limit: one more id, and never one of the retired ones.
     let fresh = create(&store, NewSession::default()).await.session.id;
@@ -475,15 +579,18 @@ async fn retired_ids_are_never_reused_and_a_full_id_space_is_a_clear_error() {
 #[tokio::test]
 async fn impossible_lengths_are_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    for (id_length, pin_length) in [(0, 6), (33, 6), (6, 2), (6, 33)] {
-        let result = SessionStore::open(StoreConfig {
+    for id_length in [0, 33] {
+        let result = open_store(StoreConfig {
             data_dir: dir.path().to_owned(),
             id_length,
-            pin_length,
             repair_journal_at: None,
         })
         .await;
         assert!(matches!(result, Err(StoreError::Config(_))));
+    }
+    // PINs are the use-cases' business: their checker refuses impossible lengths.
+    for pin_length in [2, 33] {
+        assert!(PinChecker::new(pin_length).is_err());
     }
 }
 
@@ -512,7 +619,7 @@ async fn three_sessions(dir: &Path) -> (Vec<CreatedSession>, Vec<u64>) {
     (created, offsets)
 }
 
-fn live_ids(store: &SessionStore) -> Vec<SessionId> {
+fn live_ids(store: &TestStore) -> Vec<SessionId> {
     store
         .list(NOW, None, 100)
         .into_iter()
@@ -669,7 +776,7 @@ async fn a_damaged_key_refuses_start_naming_the_offset_until_repaired() {
     // The id digits of the second frame's key.
     flip(dir.path(), offsets[1], 3);
 
-    let Err(error) = SessionStore::open(config(dir.path())).await else {
+    let Err(error) = open_store(config(dir.path())).await else {
         panic!("the store opened on a damaged journal");
     };
     assert!(
@@ -682,7 +789,7 @@ async fn a_damaged_key_refuses_start_naming_the_offset_until_repaired() {
         "{message}"
     );
 
-    let (store, report) = SessionStore::open(StoreConfig {
+    let (store, report) = open_store(StoreConfig {
         repair_journal_at: Some(offsets[1]),
         ..config(dir.path())
     })
@@ -719,7 +826,7 @@ async fn a_checksummed_record_that_does_not_decode_refuses_start() {
     bytes.push(b'\n');
     std::fs::write(journal_path(dir.path()), &bytes).unwrap();
 
-    let Err(error) = SessionStore::open(config(dir.path())).await else {
+    let Err(error) = open_store(config(dir.path())).await else {
         panic!("the store opened on a damaged journal");
     };
     assert!(
@@ -733,7 +840,7 @@ async fn a_checksummed_record_that_does_not_decode_refuses_start() {
 async fn a_format_1_journal_is_read_and_rewritten_in_the_current_format() {
     let dir = tempfile::tempdir().unwrap();
     let pin = Pin::parse("123456").unwrap();
-    let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
+    let pin_hash = hash_pin_blocking(&pin).unwrap();
     let mut bytes = Vec::new();
     for json in [
         format!(
@@ -817,7 +924,7 @@ fn write_journal(dir: &Path, records: &[Record]) {
 async fn compaction_keeps_exactly_the_live_state() {
     let dir = tempfile::tempdir().unwrap();
     let pin = Pin::parse("123456").unwrap();
-    let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
+    let pin_hash = hash_pin_blocking(&pin).unwrap();
     let now = unix_now();
     let id = |n: usize| SessionId::parse(&format!("{}", 100_000 + n)).unwrap();
     let mut records = Vec::new();
@@ -875,7 +982,7 @@ async fn compaction_keeps_exactly_the_live_state() {
     // The compacted PIN hash still verifies.
     store.join(&id(0), &pin, &client("c"), now).await.unwrap();
     // Expired and closed ids are retired, not forgotten.
-    assert_eq!(store.inner.sessions.len(), 3000);
+    assert_eq!(store.store.inner.sessions.len(), 3000);
 }
 
 #[tokio::test]
@@ -895,7 +1002,7 @@ async fn small_journals_are_not_compacted() {
 async fn a_running_store_compacts_its_journal() {
     let dir = tempfile::tempdir().unwrap();
     let pin = Pin::parse("123456").unwrap();
-    let pin_hash = pin_check::hash_pin_blocking(&pin).unwrap();
+    let pin_hash = hash_pin_blocking(&pin).unwrap();
     let now = unix_now();
     let id = |n: usize| SessionId::parse(&format!("{}", 100_000 + n)).unwrap();
     // 100 sessions with 30 clients each, and one more without clients: all live, so the

@@ -9,7 +9,7 @@
 //! The snapshot is written to a temporary file, fsynced, renamed over the journal and the
 //! directory fsynced, so a crash at any point leaves either the old journal or the new one,
 //! never a mix. Start-up compacts after replay; while running, the journal writer compacts
-//! between two batches (see `journal`), where the snapshot may already contain changes
+//! between two batches (see `writer`), where the snapshot may already contain changes
 //! whose records are still queued. Replaying such a record again after the snapshot is
 //! harmless: `created` starts a live session over (and never revives a closed one) and
 //! every later record of that session follows it in the queue, `joined` of a known client
@@ -19,11 +19,9 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-use dashmap::DashMap;
-
-use super::journal::JOURNAL_FILE_NAME;
 use super::record::{JoinedRecord, Record, JOURNAL_HEADER};
-use super::{io_error, Slot, StoreError};
+use super::writer::JOURNAL_FILE_NAME;
+use super::{io_error, SessionTable, Slot, StoreError};
 use crate::domain::SessionId;
 
 /// Compaction writes here first and renames over the journal once the copy is durable.
@@ -46,31 +44,36 @@ pub(crate) fn next_check_after(records_in_file: usize) -> usize {
     records_in_file + COMPACTION_MIN_SURPLUS
 }
 
-/// Records a snapshot of `sessions` at `now` would hold.
-pub(crate) fn snapshot_len(sessions: &DashMap<SessionId, Slot>, now: u64) -> usize {
-    sessions
-        .iter()
-        .map(|entry| entry.value().snapshot_records(now))
-        .sum()
+/// What a compaction copies: the backend's state, asked for by the writer when it compacts
+/// (the writer knows frames and files, not sessions).
+pub(crate) trait SnapshotSource: Send + Sync {
+    /// Records a snapshot at `now` would hold.
+    fn snapshot_len(&self, now: u64) -> usize;
+
+    /// The snapshot at `now`, framed after the journal header, and its number of records.
+    fn encode_snapshot(&self, now: u64) -> Result<(Vec<u8>, usize), StoreError>;
 }
 
-/// The snapshot of `sessions` at `now`, framed after the journal header, and its number
-/// of records.
-pub(crate) fn encode_snapshot(
-    sessions: &DashMap<SessionId, Slot>,
-    now: u64,
-) -> Result<(Vec<u8>, usize), StoreError> {
-    let mut bytes = JOURNAL_HEADER.to_vec();
-    let mut records = 0;
-    for entry in sessions.iter() {
-        for record in entry.value().snapshot(entry.key(), now) {
-            record
-                .encode_into(&mut bytes)
-                .map_err(|error| StoreError::Encode(error.to_string()))?;
-            records += 1;
-        }
+impl SnapshotSource for SessionTable {
+    fn snapshot_len(&self, now: u64) -> usize {
+        self.iter()
+            .map(|entry| entry.value().snapshot_records(now))
+            .sum()
     }
-    Ok((bytes, records))
+
+    fn encode_snapshot(&self, now: u64) -> Result<(Vec<u8>, usize), StoreError> {
+        let mut bytes = JOURNAL_HEADER.to_vec();
+        let mut records = 0;
+        for entry in self.iter() {
+            for record in entry.value().snapshot(entry.key(), now) {
+                record
+                    .encode_into(&mut bytes)
+                    .map_err(|error| StoreError::Encode(error.to_string()))?;
+                records += 1;
+            }
+        }
+        Ok((bytes, records))
+    }
 }
 
 /// Writes `snapshot` durably to the temporary compaction file; returns a handle open for

@@ -38,14 +38,15 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 
-use super::compaction::{self, COMPACTION_FILE_NAME};
-use super::journal::JOURNAL_FILE_NAME;
+use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
     decode_frame, decode_v1_frame, ClosedRecord, FrameDefect, JoinedRecord, Record, RecordKind,
     JOURNAL_HEADER,
 };
-use super::{io_error, LiveSession, RecoveryReport, Retired, SkippedRange, Slot, StoreError};
+use super::writer::JOURNAL_FILE_NAME;
+use super::{io_error, LiveSession, Retired, Slot};
 use crate::domain::SessionId;
+use crate::store::{RecoveryReport, SkippedRange, StoreError};
 
 /// What every journal format's first line starts with.
 const HEADER_PREFIX: &[u8] = b"ism-session-journal ";
@@ -155,7 +156,7 @@ pub(crate) fn recover(
     }
 
     let sessions: DashMap<SessionId, Slot> = sessions.into_iter().collect();
-    let snapshot_records = compaction::snapshot_len(&sessions, now);
+    let snapshot_records = sessions.snapshot_len(now);
     let must_rewrite = format == Format::V1 || !skipped.is_empty();
     let mut journal = None;
     if must_rewrite || compaction::worth_compacting(records, snapshot_records) {
@@ -459,7 +460,7 @@ fn compact(
     sessions: &DashMap<SessionId, Slot>,
     now: u64,
 ) -> Result<(File, usize, u64), StoreError> {
-    let (snapshot, records) = compaction::encode_snapshot(sessions, now)?;
+    let (snapshot, records) = sessions.encode_snapshot(now)?;
     let file = compaction::write_snapshot(data_dir, &snapshot)?;
     compaction::install_snapshot(data_dir)?;
     compaction::sync_dir(data_dir)?;
