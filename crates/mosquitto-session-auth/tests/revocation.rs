@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mosquitto_session_auth::CONTROL_TOPIC;
 use rumqttc::QoS;
-use session_token::{Claims, ClosedSession, ControlMessage};
+use session_token::Claims;
+use test_support::control_message::closing;
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
 use test_support::mosquitto::{plugin_path, require_mosquitto, Broker};
 use test_support::mqtt_device::{Device, DeviceEvent};
@@ -40,15 +41,7 @@ fn close(client: &Device, sessions: &[&str]) {
 }
 
 fn close_until(client: &Device, sessions: &[(&str, u64)]) {
-    let message = ControlMessage {
-        closed: sessions
-            .iter()
-            .map(|&(sid, until)| ClosedSession {
-                sid: sid.to_owned(),
-                until,
-            })
-            .collect(),
-    };
+    let message = closing(sessions);
     client
         .client
         .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload())
