@@ -37,5 +37,7 @@ pub(crate) mod plugin;
 pub(crate) mod reload;
 pub(crate) mod revocation;
 pub(crate) mod state_file;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 
 pub use revocation::CONTROL_TOPIC;

@@ -252,25 +252,17 @@ impl Plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    use session_token::{Algorithm, Claims, DeviceGrant};
-
-    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
-    const RSA_PUBLIC: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../session-token/tests/fixtures/rsa_public.pem"
-    );
-    const NOW: u64 = 1_700_000_000;
+    use crate::test_fixtures::{sign, start_plugin, NOW, RSA_PUBLIC};
+    use session_token::{Claims, DeviceGrant};
 
     fn plugin(dir: &tempfile::TempDir, allow_any: &str) -> Plugin {
-        let state = dir.path().join("state");
-        let config = PluginConfig::from_options([
-            ("public_key_file", RSA_PUBLIC),
-            ("allow_any_client_id", allow_any),
-            ("state_file", state.to_str().expect("utf-8 path")),
-        ])
-        .expect("options");
-        Plugin::start(config, NOW).expect("starts")
+        start_plugin(
+            dir,
+            &[
+                ("public_key_file", RSA_PUBLIC),
+                ("allow_any_client_id", allow_any),
+            ],
+        )
     }
 
     fn token(session: &str, name: &str, issued_at: u64) -> String {
@@ -282,8 +274,7 @@ mod tests {
             lifetime_secs: 600,
             token_id: name,
         });
-        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
-        encode(&Header::new(Algorithm::RS256), &claims, &key).expect("signs")
+        sign(&claims)
     }
 
     fn connect(

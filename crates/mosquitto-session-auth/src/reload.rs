@@ -21,14 +21,13 @@ mod tests {
     use session_token::{Algorithm, Claims, DeviceGrant};
 
     use crate::clients::ClientHandle;
-    use crate::config::PluginConfig;
     use crate::decisions::ConnectAttempt;
     use crate::plugin::Plugin;
 
-    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
+    use crate::test_fixtures::{start_plugin, NOW, RSA_PRIVATE};
+
     const OTHER_RSA_PRIVATE: &[u8] =
         include_bytes!("../../session-token/tests/fixtures/other_rsa_private.pem");
-    const NOW: u64 = 1_700_000_000;
 
     struct SigningKey {
         key: EncodingKey,
@@ -66,6 +65,11 @@ mod tests {
         std::fs::write(path, jwks.to_string()).expect("write jwks");
     }
 
+    /// A plugin whose keys are the JWKS at `jwks`.
+    fn plugin_reading(dir: &tempfile::TempDir, jwks: &std::path::Path) -> Plugin {
+        start_plugin(dir, &[("jwks_file", jwks.to_str().expect("utf-8 path"))])
+    }
+
     fn connect(plugin: &mut Plugin, handle: usize, token: &str, client: &str) -> bool {
         let attempt = ConnectAttempt {
             username: Some(client),
@@ -84,12 +88,7 @@ mod tests {
         let jwks = dir.path().join("jwks.json");
         let (old, new) = (signing_key(RSA_PRIVATE), signing_key(OTHER_RSA_PRIVATE));
         write_jwks(&jwks, &[&old]);
-        let path = jwks.to_str().expect("utf-8 path");
-        let state = dir.path().join("state");
-        let state = state.to_str().expect("utf-8 path");
-        let config = PluginConfig::from_options([("jwks_file", path), ("state_file", state)])
-            .expect("options");
-        let mut plugin = Plugin::start(config, NOW).expect("starts");
+        let mut plugin = plugin_reading(&dir, &jwks);
 
         assert!(connect(&mut plugin, 1, &token(&old, "a"), "a"));
         assert!(!connect(&mut plugin, 2, &token(&new, "b"), "b"));
@@ -113,12 +112,7 @@ mod tests {
         let jwks = dir.path().join("jwks.json");
         let key = signing_key(RSA_PRIVATE);
         write_jwks(&jwks, &[&key]);
-        let path = jwks.to_str().expect("utf-8 path");
-        let state = dir.path().join("state");
-        let state = state.to_str().expect("utf-8 path");
-        let config = PluginConfig::from_options([("jwks_file", path), ("state_file", state)])
-            .expect("options");
-        let mut plugin = Plugin::start(config, NOW).expect("starts");
+        let mut plugin = plugin_reading(&dir, &jwks);
         std::fs::write(&jwks, "{ half written").expect("write");
         assert!(plugin.reload_keys(NOW).is_err());
         assert!(connect(&mut plugin, 1, &token(&key, "a"), "a"));

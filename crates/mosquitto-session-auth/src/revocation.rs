@@ -107,24 +107,10 @@ impl RevokedSessions {
 mod tests {
     use super::*;
     use crate::clients::ClientHandle;
-    use crate::config::PluginConfig;
     use crate::decisions::{ConnectAttempt, Refusal};
     use crate::plugin::Plugin;
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    use session_token::ControlMessage;
-    use session_token::{Algorithm, Claims, DeviceGrant};
-
-    const RSA_PRIVATE: &[u8] = include_bytes!("../../session-token/tests/fixtures/rsa_private.pem");
-    const RSA_PUBLIC: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../session-token/tests/fixtures/rsa_public.pem"
-    );
-    const NOW: u64 = 1_700_000_000;
-
-    fn sign(claims: &Claims) -> String {
-        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
-        encode(&Header::new(Algorithm::RS256), claims, &key).expect("signs")
-    }
+    use crate::test_fixtures::{sign, start_plugin, NOW, RSA_PUBLIC};
+    use session_token::{Claims, DeviceGrant};
 
     fn device_claims(session: &str, client: &str) -> Claims {
         Claims::for_device(&DeviceGrant {
@@ -150,14 +136,7 @@ mod tests {
     }
 
     fn plugin(dir: &tempfile::TempDir) -> Plugin {
-        let state = dir.path().join("state");
-        let config = PluginConfig::from_options([
-            ("public_key_file", RSA_PUBLIC),
-            ("issuer", "ism"),
-            ("state_file", state.to_str().expect("utf-8 path")),
-        ])
-        .expect("options");
-        Plugin::start(config, NOW).expect("starts")
+        start_plugin(dir, &[("public_key_file", RSA_PUBLIC), ("issuer", "ism")])
     }
 
     fn connect(
@@ -177,16 +156,7 @@ mod tests {
     }
 
     fn closing(sessions: &[(&str, u64)]) -> Vec<u8> {
-        ControlMessage {
-            closed: sessions
-                .iter()
-                .map(|&(sid, until)| ClosedSession {
-                    sid: sid.to_owned(),
-                    until,
-                })
-                .collect(),
-        }
-        .to_payload()
+        test_support::control_message::closing(sessions).to_payload()
     }
 
     #[test]

@@ -32,6 +32,28 @@ fn holder(port: u16, key: &SigningKey, persistent: bool) -> RawClient {
     RawClient::connect(port, &options).expect("A's lamp admitted")
 }
 
+/// Session A's switch, connected under its bare name.
+fn switch(port: u16, key: &SigningKey) -> RawClient {
+    let token = key.device_token("111", "switch", 600);
+    RawClient::connect(port, &ConnectOptions::device("switch", "switch", &token))
+        .expect("switch admitted")
+}
+
+/// Session B's device presenting the holder's client id `lamp-1` is refused, with a clean
+/// session and with a persistent one; `when` says at which point of the test.
+fn assert_intruder_refused(port: u16, key: &SigningKey, when: &str) {
+    let intruder_token = key.device_token("222", "lamp-1", 600);
+    for clean in [true, false] {
+        let mut options = ConnectOptions::device("lamp-1", "lamp-1", &intruder_token);
+        options.persistent = !clean;
+        assert_eq!(
+            RawClient::connect(port, &options).err(),
+            Some(NOT_AUTHORISED),
+            "clean session {clean}: refused {when}"
+        );
+    }
+}
+
 #[test]
 fn another_sessions_device_cannot_take_over_a_bare_client_id() {
     let key = SigningKey::rsa();
@@ -81,23 +103,10 @@ fn another_sessions_device_cannot_take_a_persisted_offline_session() {
     let mut lamp = holder(port, &key, true);
     assert!(lamp.subscribe("/111/lamp-1/cmd"));
     lamp.disconnect();
-    let mut switch = RawClient::connect(
-        port,
-        &ConnectOptions::device("switch", "switch", &key.device_token("111", "switch", 600)),
-    )
-    .expect("switch admitted");
+    let mut switch = switch(port, &key);
     switch.publish("/111/lamp-1/cmd", b"on");
 
-    let intruder_token = key.device_token("222", "lamp-1", 600);
-    for clean in [true, false] {
-        let mut options = ConnectOptions::device("lamp-1", "lamp-1", &intruder_token);
-        options.persistent = !clean;
-        assert_eq!(
-            RawClient::connect(port, &options).err(),
-            Some(NOT_AUTHORISED),
-            "clean session {clean}: refused while A's session is persisted"
-        );
-    }
+    assert_intruder_refused(port, &key, "while A's session is persisted");
     switch.publish("/111/lamp-1/cmd", b"off");
 
     let mut lamp = holder(port, &key, true);
@@ -228,12 +237,7 @@ fn a_device_takes_over_its_own_old_connection_as_mqtt_expects() {
         "the new connection works; a persistent takeover sends no will"
     );
     // The takeover kept the session: its subscription still delivers.
-    let switch_token = key.device_token("111", "switch", 600);
-    let mut switch = RawClient::connect(
-        port,
-        &ConnectOptions::device("switch", "switch", &switch_token),
-    )
-    .expect("switch admitted");
+    let mut switch = switch(port, &key);
     switch.publish("/111/lamp-1/cmd", b"on");
     assert_eq!(
         new.next_message(WINDOW * 4),
@@ -248,26 +252,13 @@ fn ownership_of_a_persisted_session_survives_a_broker_restart() {
     let mut lamp = holder(broker.port(), &key, true);
     assert!(lamp.subscribe("/111/lamp-1/cmd"));
     lamp.disconnect();
-    let mut switch = RawClient::connect(
-        broker.port(),
-        &ConnectOptions::device("switch", "switch", &key.device_token("111", "switch", 600)),
-    )
-    .expect("switch admitted");
+    let mut switch = switch(broker.port(), &key);
     switch.publish("/111/lamp-1/cmd", b"on");
     switch.disconnect();
 
     let broker = broker.restart();
     let port = broker.port();
-    let intruder_token = key.device_token("222", "lamp-1", 600);
-    for clean in [true, false] {
-        let mut options = ConnectOptions::device("lamp-1", "lamp-1", &intruder_token);
-        options.persistent = !clean;
-        assert_eq!(
-            RawClient::connect(port, &options).err(),
-            Some(NOT_AUTHORISED),
-            "clean session {clean}: refused after the restart too"
-        );
-    }
+    assert_intruder_refused(port, &key, "after the restart too");
     let mut lamp = holder(port, &key, true);
     assert_eq!(
         lamp.messages_within(WINDOW),

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mosquitto_session_auth::CONTROL_TOPIC;
 use rumqttc::QoS;
-use session_token::{Claims, ClosedSession, ControlMessage};
+use session_token::Claims;
+use test_support::control_message::closing;
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
 use test_support::mosquitto::{plugin_path, require_mosquitto, Broker};
 use test_support::mqtt_device::{Device, DeviceEvent};
@@ -27,6 +28,14 @@ fn control_token(key: &SigningKey) -> String {
     })
 }
 
+/// A broker loading the plugin, trusting the fixture RSA key it returns.
+fn broker_trusting_one_key() -> (SigningKey, Broker) {
+    require_mosquitto();
+    let key = SigningKey::rsa();
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    (key, broker)
+}
+
 /// The control link's client id (and `sub`): reserved ids start with `$`.
 const LINK: &str = "$session-manager";
 
@@ -40,15 +49,7 @@ fn close(client: &Device, sessions: &[&str]) {
 }
 
 fn close_until(client: &Device, sessions: &[(&str, u64)]) {
-    let message = ControlMessage {
-        closed: sessions
-            .iter()
-            .map(|&(sid, until)| ClosedSession {
-                sid: sid.to_owned(),
-                until,
-            })
-            .collect(),
-    };
+    let message = closing(sessions);
     client
         .client
         .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload())
@@ -68,26 +69,12 @@ fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
 
 #[test]
 fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
-    require_mosquitto();
-    let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let (key, broker) = broker_trusting_one_key();
     let port = broker.port();
     let token_a = key.device_token("111", "lamp-a", 600);
     let mut lamp_a = Device::connect(port, "lamp-a", "lamp-a", &token_a).expect("A admitted");
-    let mut lamp_b = Device::connect(
-        port,
-        "lamp-b",
-        "lamp-b",
-        &key.device_token("222", "lamp-b", 600),
-    )
-    .expect("B admitted");
-    let switch_b = Device::connect(
-        port,
-        "switch-b",
-        "switch-b",
-        &key.device_token("222", "switch-b", 600),
-    )
-    .expect("B's switch admitted");
+    let mut lamp_b = Device::of_session(port, &key, "222", "lamp-b").expect("B admitted");
+    let switch_b = Device::of_session(port, &key, "222", "switch-b").expect("B's switch admitted");
     assert!(lamp_a.subscribe("/111/#"));
     assert!(lamp_b.subscribe("/222/#"));
     let control =
@@ -113,12 +100,7 @@ fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
         "the token's session has been closed",
         Duration::from_secs(2)
     ));
-    let fresh_a = Device::connect(
-        port,
-        "lamp-a2",
-        "lamp-a2",
-        &key.device_token("111", "lamp-a2", 600),
-    );
+    let fresh_a = Device::of_session(port, &key, "111", "lamp-a2");
     assert!(
         fresh_a.is_err(),
         "every token of the closed session is refused"
@@ -127,20 +109,11 @@ fn closing_a_session_disconnects_its_devices_within_a_second_and_only_them() {
 
 #[test]
 fn devices_cannot_close_sessions() {
-    require_mosquitto();
-    let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let (key, broker) = broker_trusting_one_key();
     let port = broker.port();
-    let mut lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600))
-        .expect("admitted");
+    let mut lamp = Device::of_session(port, &key, "111", "lamp").expect("admitted");
     assert!(lamp.subscribe("/111/#"));
-    let rogue = Device::connect(
-        port,
-        "rogue",
-        "rogue",
-        &key.device_token("111", "rogue", 600),
-    )
-    .expect("admitted");
+    let rogue = Device::of_session(port, &key, "111", "rogue").expect("admitted");
 
     close(&rogue, &["111"]);
     close(&lamp, &["111"]);
@@ -150,18 +123,15 @@ fn devices_cannot_close_sessions() {
         vec![("/111/still".to_owned(), b"here".to_vec())],
         "both devices stay connected"
     );
-    assert!(Device::connect(port, "late", "late", &key.device_token("111", "late", 600)).is_ok());
+    assert!(Device::of_session(port, &key, "111", "late").is_ok());
     assert!(!broker.log().contains("closed session"));
 }
 
 #[test]
 fn a_malformed_control_message_is_logged_and_ignored() {
-    require_mosquitto();
-    let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let (key, broker) = broker_trusting_one_key();
     let port = broker.port();
-    let mut lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600))
-        .expect("admitted");
+    let mut lamp = Device::of_session(port, &key, "111", "lamp").expect("admitted");
     assert!(lamp.subscribe("/111/#"));
     let control =
         Device::connect(port, LINK, LINK, &control_token(&key)).expect("control client admitted");
@@ -192,7 +162,7 @@ fn admitted_again_at(
     while Instant::now() < deadline {
         attempt += 1;
         let name = format!("probe-{attempt}");
-        if Device::connect(port, &name, &name, &key.device_token(session, &name, 600)).is_ok() {
+        if Device::of_session(port, key, session, &name).is_ok() {
             return Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -202,9 +172,7 @@ fn admitted_again_at(
 
 #[test]
 fn a_revocation_lasts_until_the_end_the_service_sends_and_is_forgotten_after() {
-    require_mosquitto();
-    let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let (key, broker) = broker_trusting_one_key();
     let port = broker.port();
     let control = Device::connect(port, LINK, LINK, &control_token(&key)).expect("control link");
     let until = test_support::now() + 3;
@@ -217,16 +185,14 @@ fn a_revocation_lasts_until_the_end_the_service_sends_and_is_forgotten_after() {
         .expect("session 111 is admitted again after its end");
     assert!(again >= end, "admitted {:?} before the end", end - again);
     assert!(
-        Device::connect(port, "late", "late", &key.device_token("222", "late", 600)).is_err(),
+        Device::of_session(port, &key, "222", "late").is_err(),
         "a session with a later end is still refused"
     );
 }
 
 #[test]
 fn a_revocation_survives_a_broker_restart_without_the_service() {
-    require_mosquitto();
-    let key = SigningKey::rsa();
-    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let (key, broker) = broker_trusting_one_key();
     let control =
         Device::connect(broker.port(), LINK, LINK, &control_token(&key)).expect("control link");
     close(&control, &["111"]);
@@ -236,7 +202,7 @@ fn a_revocation_survives_a_broker_restart_without_the_service() {
     // Restarted while the service is away: nobody sends the closes again.
     let broker = broker.restart();
     let port = broker.port();
-    let refused = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600));
+    let refused = Device::of_session(port, &key, "111", "lamp");
     assert!(
         refused.is_err(),
         "the closed session's token is still refused"
@@ -245,13 +211,7 @@ fn a_revocation_survives_a_broker_restart_without_the_service() {
         "the token's session has been closed",
         Duration::from_secs(2)
     ));
-    Device::connect(
-        port,
-        "other",
-        "other",
-        &key.device_token("222", "other", 600),
-    )
-    .expect("other sessions are admitted");
+    Device::of_session(port, &key, "222", "other").expect("other sessions are admitted");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use test_support::session_api::json_answer;
 
 const WORKERS: usize = 16;
 
@@ -199,15 +200,11 @@ async fn acknowledged_changes_survive_sigkill_and_restart() {
     }
 
     // The restarted service takes new work as usual.
-    let created: Value = http
-        .post(format!("{}/api/v1/sessions", service.admin))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = json_answer(
+        http.post(format!("{}/api/v1/sessions", service.admin))
+            .json(&json!({})),
+    )
+    .await;
     assert!(!acknowledged
         .pins
         .contains_key(created["id"].as_str().unwrap()));

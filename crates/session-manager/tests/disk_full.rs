@@ -238,14 +238,9 @@ async fn a_full_disk_at_start_up_does_not_stop_a_sound_journal() {
     assert_eq!(join.status(), StatusCode::OK);
     service.terminate();
     let service = service::start(&data_dir, &[]).await;
-    let session: Value = http
-        .get(format!("{}/api/v1/sessions/222222222", service.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session: Value =
+        session_api::json_answer(http.get(format!("{}/api/v1/sessions/222222222", service.admin)))
+            .await;
     assert_eq!(session["clients"][0]["name"], "after", "{session}");
     service.terminate();
     drop(tmpfs);

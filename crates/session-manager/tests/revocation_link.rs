@@ -139,14 +139,7 @@ async fn thousands_of_closes_while_the_broker_does_not_answer_are_all_delivered(
         ids.extend(worker.await.unwrap());
     }
     let closed_by = now();
-    let health: Value = http
-        .get(format!("{admin}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = session_api::json_answer(http.get(format!("{admin}/healthz"))).await;
     assert_eq!(health["revocation"]["connected"], false, "{health}");
 
     observer.start_accepting();

@@ -6,12 +6,14 @@
 //! - [`mqtt_device`]: a full MQTT client (rumqttc) whose events a test can await;
 //! - [`raw_mqtt`]: hand-driven MQTT over a plain socket, for what a full client hides;
 //! - [`session_api`]: creating and joining sessions over the service's HTTP API;
-//! - [`fixture_tokens`]: tokens signed with the fixture keys of `session-token`.
+//! - [`fixture_tokens`]: tokens signed with the fixture keys of `session-token`;
+//! - [`control_message`]: the messages that close sessions on the plugin's control topic.
 
 // A harness exists to stop a test at the first broken assumption, with a message saying
 // which: `expect` is how it does that, so the workspace's `expect_used` does not apply here.
 #![allow(clippy::expect_used)]
 
+pub mod control_message;
 pub mod fixture_tokens;
 pub mod mosquitto;
 pub mod mqtt_device;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Connection, Event, Incoming, MqttOptions, QoS, SubscribeReasonCode};
 
+use crate::fixture_tokens::SigningKey;
+
 /// What a device's connection reports.
 #[derive(Debug, Clone)]
 pub enum DeviceEvent {
@@ -55,6 +57,17 @@ impl Device {
             Ok(Err(refusal)) => Err(refusal),
             Err(_) => Err("no CONNACK within 10 s".into()),
         }
+    }
+
+    /// Connects device `name` of `session` under its bare name, with a 10-minute device
+    /// token signed by `key`; `Err` carries the broker's refusal.
+    pub fn of_session(
+        port: u16,
+        key: &SigningKey,
+        session: &str,
+        name: &str,
+    ) -> Result<Device, String> {
+        Device::connect(port, name, name, &key.device_token(session, name, 600))
     }
 
     /// Subscribes and waits for the SUBACK: true when granted.

@@ -2,7 +2,7 @@
 //! answer 201 Created) and join one on the public API, against any running service, the
 //! real binary or the application served in-process; close a session, list the sessions, fetch the JWKS.
 
-use reqwest::{Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
 /// A created session as the admin API returned it.
@@ -55,10 +55,15 @@ pub async fn close_session(http: &reqwest::Client, admin: &str, session_id: &str
 
 /// `GET {admin}/api/v1/sessions`: the page of live sessions, whatever the status.
 pub async fn list_sessions(http: &reqwest::Client, admin: &str) -> Value {
-    http.get(format!("{admin}/api/v1/sessions"))
+    json_answer(http.get(format!("{admin}/api/v1/sessions"))).await
+}
+
+/// Sends `request` and reads the answer's body as JSON, whatever the status.
+pub async fn json_answer(request: RequestBuilder) -> Value {
+    request
         .send()
         .await
-        .expect("list request")
+        .expect("request answered")
         .json()
         .await
         .expect("json")

@@ -66,18 +66,11 @@ impl SigningInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use session_token::DeviceGrant;
+    use crate::signer::sample_device_claims;
 
     #[test]
     fn tokens_have_the_compact_form_jsonwebtoken_reads() {
-        let claims = Claims::for_device(&DeviceGrant {
-            issuer: "ism",
-            client: "lamp-1",
-            session_id: "123456",
-            issued_at: 1_700_000_000,
-            lifetime_secs: 600,
-            token_id: "t-1",
-        });
+        let claims = sample_device_claims();
         let header = JwsHeader::new(Algorithm::ES256, Some("kid-1".to_owned())).unwrap();
         let input = header.signing_input(&claims).unwrap();
         let signed_part = String::from_utf8(input.as_bytes().to_vec()).unwrap();

@@ -180,30 +180,20 @@ fn load_or_generate_dev_key(data_dir: &Path, algorithm: JwtAlgorithm) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use session_token::{DeviceGrant, KeySet, TokenVerifier};
-
-    fn claims() -> Claims {
-        Claims::for_device(&DeviceGrant {
-            issuer: "ism",
-            client: "lamp-1",
-            session_id: "123456",
-            issued_at: 1_700_000_000,
-            lifetime_secs: 600,
-            token_id: "t-1",
-        })
-    }
+    use crate::signer::sample_device_claims;
+    use session_token::{KeySet, TokenVerifier};
 
     #[tokio::test]
     async fn tokens_verify_against_the_published_jwks() {
         for algorithm in [JwtAlgorithm::Rs256, JwtAlgorithm::Es256] {
             let signer = LocalSigner::new(SigningKey::generate(algorithm).unwrap()).unwrap();
-            let token = signer.sign(&claims()).await.unwrap();
+            let token = signer.sign(&sample_device_claims()).await.unwrap();
             let keys = KeySet::from_jwk_set(&signer.jwks()).unwrap();
             let verified = TokenVerifier::new(keys)
                 .with_issuer("ism")
                 .verify(&token, 1_700_000_100)
                 .unwrap();
-            assert_eq!(verified, claims());
+            assert_eq!(verified, sample_device_claims());
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.alg, algorithm.as_jwt());
             assert_eq!(header.typ.as_deref(), Some("JWT"));

@@ -61,3 +61,17 @@ pub async fn build(
         AuthMode::KmsJwtAuth => Ok(Arc::new(kms::KmsSigner::connect(kms).await?)),
     }
 }
+
+/// The claims the signer tests sign: a 10-minute device token for `lamp-1` of session
+/// `123456`.
+#[cfg(test)]
+pub(crate) fn sample_device_claims() -> Claims {
+    Claims::for_device(&session_token::DeviceGrant {
+        issuer: "ism",
+        client: "lamp-1",
+        session_id: "123456",
+        issued_at: 1_700_000_000,
+        lifetime_secs: 600,
+        token_id: "t-1",
+    })
+}

@@ -210,15 +210,12 @@ async fn serve_works_with_no_setup_and_stops_cleanly_on_sigterm() {
     let admin = service.admin_addr;
     let public = service.public_addr;
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("http://{admin}/api/v1/sessions"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = session_api::json_answer(
+        client
+            .post(format!("http://{admin}/api/v1/sessions"))
+            .json(&serde_json::json!({})),
+    )
+    .await;
     let response = client
         .post(format!(
             "http://{public}/api/v1/sessions/{}/join",
