@@ -57,16 +57,8 @@ pub(crate) fn admin_router(
             refuse_foreign_requests,
         ))
         .layer(axum::Extension(defaults));
-    Router::new()
-        .merge(guarded)
-        .merge(health::admin_router())
-        .layer(axum::Extension(pins))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(telemetry::trace_request))
+    let routes = Router::new().merge(guarded).merge(health::admin_router());
+    finish(routes, state, pins, body_limit).layer(middleware::from_fn(telemetry::trace_request))
 }
 
 /// The public port: joining, the JWKS and `/healthz`, open to any origin (CORS).
@@ -76,19 +68,32 @@ pub(crate) fn public_router(state: AppState, pins: Arc<PinChecker>, body_limit: 
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600));
-    Router::new()
+    let routes = Router::new()
         .merge(public::router())
         .merge(compat::public_router())
         .merge(jwks::router())
-        .merge(health::public_router())
+        .merge(health::public_router());
+    finish(routes, state, pins, body_limit)
+        .layer(cors)
+        .layer(middleware::from_fn(telemetry::trace_request))
+}
+
+/// What both ports share below their own outer layers: the PIN checker, the JSON 404/405
+/// answers, the state, the body limit, and a panic turned into a 500 instead of a dropped
+/// connection.
+fn finish(
+    routes: Router<AppState>,
+    state: AppState,
+    pins: Arc<PinChecker>,
+    body_limit: usize,
+) -> Router {
+    routes
         .layer(axum::Extension(pins))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(cors)
-        .layer(middleware::from_fn(telemetry::trace_request))
 }
 
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
