@@ -91,7 +91,15 @@ def test_a_closed_session_stays_closed_whatever_restarts(restartable_stack, devi
     wait_link_connected(stack)
     closed = stack.create_session()
     grant = stack.join(closed, "old-device")
+    connected = devices(stack, "tcp", "old-device", grant["token"])
+    assert connected.wait_connected()
     assert stack.admin("DELETE", f"/api/v1/sessions/{closed['id']}").status_code in (200, 204)
+    # The close reaches the broker over the control link, which disconnects the device in
+    # the same step that starts refusing the session's tokens.
+    deadline = time.monotonic() + 1.0
+    while connected.connected.is_set():
+        assert time.monotonic() < deadline, "the device was not disconnected within 1 s"
+        time.sleep(0.01)
     assert _refused(stack, devices, "old-device", grant["token"]), "refused after the close"
 
     # The service is killed and comes back, then the broker restarts: the service must
