@@ -1,5 +1,5 @@
 //! Issued tokens verify with `session_token::TokenVerifier` against the served JWKS and
-//! carry the claims DESIGN.md defines, for RS256 and ES256.
+//! carry the claims docs/API.md lists (iss, sub, sid, iat, nbf, exp, jti, subs, publ, acl), for RS256 and ES256.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
