@@ -22,13 +22,28 @@ const PLUGIN_FILE: &str = "libmosquitto_session_auth.so";
 /// the one built by the same cargo invocation as this binary. The plugin's library unit
 /// is compiled once with both its crate types, so building the `rlib` that its tests and
 /// benches link also writes the `cdylib` in `target/<profile>/deps`.
+///
+/// Mosquitto started as root drops to its own user before it loads the plugin, and the
+/// checkout may sit under a directory only root can enter (`mktemp -d` makes them 0700),
+/// so the broker gets a copy of the built plugin in the system's temporary directory,
+/// readable by every user, made once per test process.
 pub fn plugin_path() -> PathBuf {
-    crate::find_build_output(PLUGIN_FILE).unwrap_or_else(|| {
-        panic!(
-            "{PLUGIN_FILE} not found in $ISM_TEST_RELEASE_DIR or this profile's target \
-             directory; build it: cargo build -p mosquitto-session-auth (scripts/test does)"
-        )
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let built = crate::find_build_output(PLUGIN_FILE).unwrap_or_else(|| {
+            panic!(
+                "{PLUGIN_FILE} not found in $ISM_TEST_RELEASE_DIR or this profile's target \
+                 directory; build it: cargo build -p mosquitto-session-auth (scripts/test does)"
+            )
+        });
+        let copy =
+            std::env::temp_dir().join(format!("ism-test-{}-{PLUGIN_FILE}", std::process::id()));
+        std::fs::copy(&built, &copy).expect("copy the plugin where the broker's user can read it");
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make the plugin copy readable");
+        copy
     })
+    .clone()
 }
 
 /// Fails, saying how to install it, when Mosquitto is missing.
