@@ -12,14 +12,16 @@ install -o mosquitto -g mosquitto -m 0644 "$tls_dir/server.pem" "$conf_dir/tls/s
 install -o mosquitto -g mosquitto -m 0600 "$tls_dir/server.key" "$conf_dir/tls/server.key"
 export BROKER_TLS_CERT="$conf_dir/tls/server.pem" BROKER_TLS_KEY="$conf_dir/tls/server.key"
 export BROKER_PERSISTENCE_DIR=${BROKER_PERSISTENCE_DIR:-/var/lib/mosquitto}
-export BROKER_USER=mosquitto BROKER_LOG_DEST=stdout
+# stderr, not stdout: Mosquitto block-buffers stdout on a pipe, so `docker logs` would see
+# its lines only kilobytes later; stderr is unbuffered.
+export BROKER_USER=mosquitto BROKER_LOG_DEST=stderr
 
 /etc/mosquitto-ism/render-config.sh "$conf_dir" >/dev/null
 chown -R mosquitto:mosquitto "$BROKER_PERSISTENCE_DIR" "$conf_dir"
 
 # Key rotation: poll the JWKS; when it changes, SIGHUP makes the plugin reload its keys
 # (clients whose key was withdrawn are disconnected). After `exec` below, $$ is mosquitto.
-refresh_secs=${BROKER_JWKS_REFRESH_SECS:-60}
+refresh_secs=${BROKER_JWKS_REFRESH_SECS:-5}
 if [ "${MQTT_AUTH_MODE:-dev_jwt_auth}" != dev_no_auth ] && [ -n "${BROKER_JWKS_URL:-}" ] \
     && [ "$refresh_secs" -gt 0 ]; then
     broker_pid=$$

@@ -18,7 +18,12 @@ done
 [ "$#" -gt 0 ] || set -- serve
 if [ "$1" = serve ]; then
     tls_dir=${TLS_DIR:-/tls}
-    if [ "${TLS_AUTOGENERATE:-true}" = true ] && [ ! -e "$tls_dir/server.pem" ]; then
+    # Bring-your-own certificates may sit in a directory only root can enter (the broker
+    # and nginx read them as root); then there is nothing for us to issue or check.
+    if [ "${TLS_AUTOGENERATE:-true}" = true ] && [ -d "$tls_dir" ] && [ ! -x "$tls_dir" ]; then
+        echo "entrypoint: $tls_dir is not readable by uid $(id -u); leaving its certificates alone" >&2
+    elif [ "${TLS_AUTOGENERATE:-true}" = true ] && [ ! -e "$tls_dir/server.pem" ] \
+        && [ ! -e "$tls_dir/server.key" ]; then
         hosts=""
         for host in ${TLS_HOSTS:-}; do hosts="$hosts --host $host"; done
         # shellcheck disable=SC2086 # one word per host is intended
