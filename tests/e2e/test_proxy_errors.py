@@ -36,14 +36,13 @@ def assert_proxy_json_error(response, status, code):
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
 
 
-def raw_http(port, request, tls_context=None):
-    """Sends `request` bytes as they are and returns the response (status, headers, body)."""
+def raw_http(port, request):
+    """Sends `request` bytes as they are over plain TCP and returns the response (status,
+    headers, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        conn = tls_context.wrap_socket(sock, server_hostname="localhost") \
-            if tls_context else sock
-        conn.sendall(request)
+        sock.sendall(request)
         data = b""
-        while chunk := conn.recv(65536):
+        while chunk := sock.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
