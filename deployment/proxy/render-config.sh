@@ -1,8 +1,8 @@
 #!/bin/sh
 # Renders the proxy configuration for one environment into OUT_DIR (nginx.conf, server.conf,
-# locations.conf and the static include files). The proxy image's entrypoint and
-# scripts/dev-stack both use it, so the native test stack runs exactly the configuration the
-# container runs. Start nginx with `nginx -c OUT_DIR/nginx.conf`.
+# locations.conf and the static include files, json-errors.conf among them). The proxy
+# image's entrypoint and scripts/dev-stack both use it, so the native test stack runs
+# exactly the configuration the container runs. Start nginx with `nginx -c OUT_DIR/nginx.conf`.
 #
 # usage: render-config.sh OUT_DIR
 # Environment (defaults in brackets):
@@ -66,5 +66,5 @@ mkdir -p "$PROXY_RUNTIME_DIR"
 envsubst "$variables" <"$here/nginx.conf.template" >"$out/nginx.conf"
 envsubst "$variables" <"$here/server-$DEPLOYMENT_MODE.conf.template" >"$out/server.conf"
 envsubst "$variables" <"$here/locations.conf.template" >"$out/locations.conf"
-cp "$here/proxy-headers.conf" "$here/security-headers.conf" "$out/"
+cp "$here/proxy-headers.conf" "$here/security-headers.conf" "$here/json-errors.conf" "$out/"
 echo "$out/nginx.conf"
