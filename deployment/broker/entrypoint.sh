@@ -17,6 +17,9 @@ export BROKER_PERSISTENCE_DIR=${BROKER_PERSISTENCE_DIR:-/var/lib/mosquitto}
 export BROKER_USER=mosquitto BROKER_LOG_DEST=stderr
 
 /etc/mosquitto-ism/render-config.sh "$conf_dir" >/dev/null
+if [ "${MQTT_AUTH_MODE:-dev_jwt_auth}" = dev_no_auth ]; then
+    echo "broker: MQTT_AUTH_MODE=dev_no_auth: anonymous clients, no token checks, no isolation between sessions (development only)" >&2
+fi
 chown -R mosquitto:mosquitto "$BROKER_PERSISTENCE_DIR" "$conf_dir"
 
 # Key rotation: poll the JWKS; when it changes, SIGHUP makes the plugin reload its keys
