@@ -93,6 +93,8 @@ def test_a_quiet_log_health_checks_and_start_up_make_no_noise(compose):
     time.sleep(21)
     broker_log = compose.logs("broker")
     assert "127.0.0.1" not in broker_log, "health checks show up in the broker log:\n" + broker_log[-2000:]
+    proxy_log = compose.logs("proxy")
+    assert "127.0.0.1 - " not in proxy_log, "health checks show up in the proxy log"
     records = service_log_lines(compose)
     assert records, "no JSON log records from the service"
     healthz = [r for r in records if "/healthz" in json.dumps(r) and r.get("level") == "INFO"]
