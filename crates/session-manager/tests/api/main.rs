@@ -11,5 +11,6 @@ mod health;
 mod helpers;
 mod limits;
 mod public;
+mod settings;
 mod timing;
 mod tokens;
