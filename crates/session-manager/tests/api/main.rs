@@ -12,5 +12,6 @@ mod helpers;
 mod limits;
 mod public;
 mod settings;
+mod signing_keys;
 mod timing;
 mod tokens;
