@@ -3,6 +3,7 @@
 mod admin;
 mod admin_auth;
 mod admin_origin;
+mod answers;
 mod bad_input;
 mod binary;
 mod compat;
