@@ -11,6 +11,7 @@ mod connections;
 mod health;
 mod helpers;
 mod limits;
+mod logs;
 mod public;
 mod settings;
 mod signing_keys;
