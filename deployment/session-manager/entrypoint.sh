@@ -4,14 +4,17 @@
 # - TLS: without certificates in $TLS_DIR, a development CA and server certificate are
 #   issued there (`session-manager certs`) for the proxy and the broker's TLS listener;
 #   bring your own by putting server.pem/server.key there (see docs/DEPLOYMENT.md);
-# - dev_jwt_auth without a configured key: a signing key pair is generated once into the
-#   keys volume (`session-manager keygen`) and used from then on.
+# - dev_jwt_auth without a configured key: a signing key pair is generated once per
+#   algorithm into the keys volume ($KEYS_DIR/RS256/, $KEYS_DIR/ES256/;
+#   `session-manager keygen`) and used from then on, so changing ISM_JWT_ALG switches keys
+#   instead of failing. A $KEYS_DIR/private_key.pem from older versions is still used when
+#   it is for the requested algorithm.
 # Other subcommands (keygen, certs, hash-admin-key, export-public-key) run unchanged.
 set -eu
 
 # Compose passes unset .env entries as empty strings; to the service (and the AWS SDK) an
 # empty variable is not the same as an absent one.
-for name in $(env | sed -n 's/^\(\(ISM\|AWS\)_[A-Z0-9_]*\)=$/\1/p'); do
+for name in $(env | sed -n 's/^\(\(ISM\|AWS\)_[A-Z0-9_]*\|MQTT_AUTH_MODE\|RUST_LOG\)=$/\1/p'); do
     unset "$name"
 done
 
@@ -33,11 +36,23 @@ if [ "$1" = serve ]; then
     if [ "${MQTT_AUTH_MODE:-dev_jwt_auth}" = dev_jwt_auth ] \
         && [ -z "${ISM_SIGNING_KEY:-}" ] && [ -z "${ISM_SIGNING_KEY_FILE:-}" ]; then
         keys_dir=${KEYS_DIR:-/var/lib/session-manager-keys}
-        if [ ! -e "$keys_dir/private_key.pem" ]; then
-            session-manager keygen --out "$keys_dir" --alg "${ISM_JWT_ALG:-RS256}" >/dev/null
-            echo "entrypoint: signing key generated into $keys_dir" >&2
+        alg=$(printf '%s' "${ISM_JWT_ALG:-RS256}" | tr '[:lower:]' '[:upper:]')
+        case "$alg" in
+            RS256 | ES256) ;;
+            *) echo "entrypoint: ISM_JWT_ALG must be RS256 or ES256, not $alg" >&2; exit 64 ;;
+        esac
+        key="$keys_dir/$alg/private_key.pem"
+        # Older versions kept one key at the top of the volume; keygen wrote its jwks.json
+        # next to it, which names the algorithm.
+        if [ ! -e "$key" ] && [ -e "$keys_dir/private_key.pem" ] \
+            && grep -q "\"alg\": *\"$alg\"" "$keys_dir/jwks.json" 2>/dev/null; then
+            key="$keys_dir/private_key.pem"
         fi
-        export ISM_SIGNING_KEY_FILE="$keys_dir/private_key.pem"
+        if [ ! -e "$key" ]; then
+            session-manager keygen --out "$keys_dir/$alg" --alg "$alg" >/dev/null
+            echo "entrypoint: $alg signing key generated into $keys_dir/$alg" >&2
+        fi
+        export ISM_SIGNING_KEY_FILE="$key"
     fi
 fi
 exec session-manager "$@"

@@ -43,7 +43,7 @@ struct ExpectedKey {
 impl AdminAuth {
     /// `phc`: the argon2 PHC string, or None for no authentication.
     pub fn new(phc: Option<&str>) -> Result<Self, Error> {
-        let expected = match phc.map(str::trim).filter(|phc| !phc.is_empty()) {
+        let expected = match phc.map(unquote).filter(|phc| !phc.is_empty()) {
             None => None,
             Some(phc) => {
                 secrets::check_phc(phc).map_err(|e| {
@@ -111,6 +111,23 @@ impl ExpectedKey {
     }
 }
 
+/// The PHC string as configured: trimmed, and without one pair of surrounding single
+/// quotes (`hash-admin-key` prints it quoted so that `.env` files keep its `$` signs;
+/// compose versions that do not strip the quotes pass them on).
+fn unquote(phc: &str) -> &str {
+    let phc = phc.trim();
+    phc.strip_prefix('\'')
+        .and_then(|inner| inner.strip_suffix('\''))
+        .map_or(phc, str::trim)
+}
+
+/// `phc` as a value a `.env` file keeps as is: in single quotes, so that neither compose
+/// v2 (which expands `$name` in unquoted values) nor a shell touches its `$` signs. PHC
+/// strings never contain a quote.
+pub fn quoted_for_env_file(phc: &str) -> String {
+    format!("'{phc}'")
+}
+
 fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -142,8 +159,8 @@ pub fn hash_admin_key(key: &str) -> Result<String, Error> {
 }
 
 /// `session-manager hash-admin-key`: the key comes from stdin (trailing newline dropped);
-/// with nothing on stdin a random key is generated and shown on stderr. The PHC string
-/// goes to stdout.
+/// with nothing on stdin a random key is generated and shown on stderr. The caller prints
+/// the PHC string, quoted with [`quoted_for_env_file`].
 pub fn hash_admin_key_command() -> Result<String, Error> {
     let mut key = String::new();
     let stdin = std::io::stdin();
@@ -196,6 +213,27 @@ mod tests {
         let auth = AdminAuth::new(None).unwrap();
         assert!(!auth.is_enabled());
         assert!(auth.check(None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_hash_is_accepted_in_single_quotes_as_printed() {
+        let phc = hash_admin_key("s3cret").unwrap();
+        for configured in [
+            phc.clone(),
+            quoted_for_env_file(&phc),
+            format!(" '{phc}'\n"),
+        ] {
+            let auth = AdminAuth::new(Some(&configured)).unwrap();
+            assert!(
+                auth.check(Some("Bearer s3cret")).await.is_ok(),
+                "{configured}"
+            );
+        }
+        assert!(AdminAuth::new(Some("''"))
+            .unwrap()
+            .check(None)
+            .await
+            .is_ok());
     }
 
     #[test]

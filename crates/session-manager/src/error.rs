@@ -68,7 +68,7 @@ pub enum ApiError {
     #[error("unknown session or wrong PIN")]
     InvalidCredentials,
     /// Missing or wrong admin API key.
-    #[error("missing or invalid admin API key")]
+    #[error("missing or invalid admin API key; send it as `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("{0}")]
     NotFound(String),

@@ -46,9 +46,31 @@ where
                 "expected a JSON body with `Content-Type: application/json`".to_owned(),
             ));
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
-        Ok(JsonBody(value))
+        parse_json_object(&body).map(JsonBody)
     }
+}
+
+/// `body` as a `T`, or a 400 that says what is wrong in terms of the request: not JSON at
+/// all (with serde's position), not an object, or the field that is missing or has the
+/// wrong type (its path, from `serde_path_to_error`, and what was expected). The body is
+/// parsed to a JSON value first, so field errors carry no line/column noise.
+fn parse_json_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("body is not valid JSON: {error}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON object, e.g. {}".to_owned(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let problem = error.into_inner();
+        if path == "." {
+            ApiError::BadRequest(problem.to_string())
+        } else {
+            ApiError::BadRequest(format!("{path}: {problem}"))
+        }
+    })
 }
 
 /// Query-string parameters.

@@ -6,7 +6,8 @@
 //!
 //! The map of the crate, by the kind of change each room takes:
 //!
-//! - Starting: `main.rs` hands the command line to [`cli`] (one file per subcommand:
+//! - Starting: `main.rs` drops empty settings from the environment ([`empty_settings`]),
+//!   then hands the command line to [`cli`] (one file per subcommand:
 //!   keygen, certs, export-public-key); `serve` reads its settings from [`config`], one
 //!   group per part of the service (listen, signing, KMS, limits, broker link, store,
 //!   admin, logging), secrets wrapped so they never print. A new setting goes into the
@@ -59,6 +60,7 @@ pub mod store;
 pub(crate) mod cli;
 pub(crate) mod client_ip;
 pub(crate) mod data_dir_lock;
+pub(crate) mod empty_settings;
 pub(crate) mod extract;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;
@@ -72,6 +74,7 @@ pub(crate) mod telemetry;
 
 pub use cli::{run, Cli};
 pub use config::Config;
+pub use empty_settings::unset_empty_settings;
 pub use signer::jws::{JwsHeader, SigningInput};
 pub use signer::local::LocalSigner;
 pub use signer::TokenSigner;

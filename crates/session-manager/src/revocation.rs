@@ -17,6 +17,11 @@
 //! never dropped: the handlers only add the id to a set of pending ids (coalesced, so
 //! memory is bounded by the number of sessions), and the task publishes them when it can.
 //! Sessions that merely expire need no message: no token outlives its session.
+//!
+//! The broker usually comes up after the service, so failed connection attempts are
+//! normal at first: during the first [`QUIET_START`] of an outage (from the start, or
+//! from losing an established link, which is one WARN) they are logged at INFO (the
+//! first) and DEBUG; after that a WARN every [`WARNING_INTERVAL`] while it lasts.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +57,10 @@ const MAX_PACKET_BYTES: usize = 64 * 1024;
 const CLIENT_QUEUE: usize = 256;
 /// While the link is down, a warning every this many pending closes.
 const BEHIND_WARNING_EVERY: usize = 1000;
+/// How long connection failures stay below WARN after the start or a loss of the link.
+const QUIET_START: Duration = Duration::from_secs(30);
+/// While the link stays down after [`QUIET_START`], one WARN this often.
+const WARNING_INTERVAL: Duration = Duration::from_secs(30);
 /// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity.
 pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
 
@@ -124,6 +133,49 @@ pub struct RevocationTask {
     client_id: String,
     /// Revocations taken from the store, waiting for room in the MQTT client's queue.
     outbox: VecDeque<ClosedSession>,
+    /// The current outage: since when, and how loudly it has been reported.
+    outage: Outage,
+}
+
+/// A time without a connection to the broker (from the start, or from a loss), and how
+/// its failures are logged.
+#[derive(Debug)]
+struct Outage {
+    since: tokio::time::Instant,
+    failures: u64,
+    last_warning: Option<tokio::time::Instant>,
+}
+
+impl Outage {
+    fn begin() -> Self {
+        Outage {
+            since: tokio::time::Instant::now(),
+            failures: 0,
+            last_warning: None,
+        }
+    }
+
+    /// Logs one failed attempt to connect, as loud as the outage's age calls for.
+    fn failed(&mut self, broker: &BrokerUrl, error: &dyn std::fmt::Display) {
+        self.failures += 1;
+        let now = tokio::time::Instant::now();
+        let down_secs = now.duration_since(self.since).as_secs();
+        if now.duration_since(self.since) < QUIET_START {
+            if self.failures == 1 {
+                tracing::info!(%error, %broker, "the broker is not reachable yet; the revocation link keeps retrying");
+            } else {
+                tracing::debug!(%error, %broker, "cannot connect the revocation link yet; retrying");
+            }
+        } else if self
+            .last_warning
+            .is_none_or(|last| now.duration_since(last) >= WARNING_INTERVAL)
+        {
+            self.last_warning = Some(now);
+            tracing::warn!(%error, %broker, down_secs, "cannot connect the revocation link; closes wait in the store until it is up");
+        } else {
+            tracing::debug!(%error, %broker, "cannot connect the revocation link; retrying");
+        }
+    }
 }
 
 /// Creates the link for the handlers and the task that serves it; `token_ttl_secs` is the
@@ -148,6 +200,7 @@ pub fn link(
         connected: Arc::clone(&connected),
         client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
         outbox: VecDeque::new(),
+        outage: Outage::begin(),
     };
     (RevocationLink { pending, connected }, task)
 }
@@ -285,10 +338,13 @@ impl RevocationTask {
                 event = events.poll() => match event {
                     Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                         if ack.code != ConnectReturnCode::Success {
-                            tracing::warn!(code = ?ack.code, "broker refused the revocation link");
+                            let refusal = format!("the broker refused the connection ({:?})", ack.code);
+                            self.outage.failed(&self.url, &refusal);
                             break Ended::Failed;
                         }
                         self.connected.store(true, Ordering::Relaxed);
+                        // The next outage starts quiet again (a renewal that fails, say).
+                        self.outage = Outage::begin();
                         // A restarted broker (or plugin) has forgotten what it was told.
                         self.queue_everything().await;
                         tracing::info!(broker = %self.url, republished = self.outbox.len(), "revocation link connected");
@@ -297,8 +353,9 @@ impl RevocationTask {
                     Err(error) => {
                         if connected {
                             tracing::warn!(%error, "revocation link lost; reconnecting");
+                            self.outage = Outage::begin();
                         } else {
-                            tracing::warn!(%error, broker = %self.url, "cannot connect the revocation link; retrying");
+                            self.outage.failed(&self.url, &error);
                         }
                         break Ended::Failed;
                     }

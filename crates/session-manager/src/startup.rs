@@ -158,20 +158,6 @@ impl Application {
             clock,
         };
 
-        let body_limit = usize::try_from(config.listen.max_body_bytes).unwrap_or(usize::MAX);
-        let defaults = SessionDefaults {
-            max_clients: NonZeroU32::new(config.admin.default_max_clients),
-        };
-        let admin_router = admin_router(
-            state.clone(),
-            Arc::new(auth),
-            Arc::new(allowed_hosts),
-            defaults,
-            Arc::clone(&pins),
-            body_limit,
-        );
-        let public_router = public_router(state.clone(), pins, body_limit);
-
         let bind = |which: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Bind {
                 which,
@@ -192,6 +178,21 @@ impl Application {
                 return Err(error);
             }
         };
+        let body_limit = usize::try_from(config.listen.max_body_bytes).unwrap_or(usize::MAX);
+        let defaults = SessionDefaults {
+            max_clients: NonZeroU32::new(config.admin.default_max_clients),
+        };
+        let admin_router = admin_router(
+            state.clone(),
+            Arc::new(auth),
+            Arc::new(allowed_hosts),
+            defaults,
+            Arc::clone(&pins),
+            body_limit,
+            local_addr(&public_listener),
+        );
+        let public_router = public_router(state.clone(), pins, body_limit);
+
         let header_timeout = Duration::from_secs(config.listen.http_header_timeout_secs);
         let idle_timeout = Duration::from_secs(config.listen.http_idle_timeout_secs);
         let admin_limits = ConnectionLimits {

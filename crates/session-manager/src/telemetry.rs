@@ -1,10 +1,15 @@
 //! Logging: the tracing subscriber (pretty or JSON lines, on stderr so stdout stays free
 //! for the machine-readable start-up line) and the per-request span.
 //!
+//! Pretty logs are coloured only when stderr is a terminal and `NO_COLOR` is unset or
+//! empty (no-color.org), so a redirected log holds no escape codes. `/healthz` requests
+//! (container healthchecks, every few seconds) are logged at DEBUG, the others at INFO.
+//!
 //! Request spans carry method, path, status and latency only. Bodies and the
 //! `Authorization` header are never recorded, so PINs, admin keys and tokens stay out of
 //! the logs.
 
+use std::io::IsTerminal as _;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -21,6 +26,10 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_wanted(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
@@ -33,9 +42,18 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// Colour codes only for a terminal, and not when `NO_COLOR` is set to something.
+fn colour_wanted(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+/// Probes' path: their requests are logged at DEBUG.
+const HEALTH_PATH: &str = "/healthz";
+
 /// Middleware: one span per request, and one event when its response is ready.
 pub async fn trace_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let is_probe = request.uri().path() == HEALTH_PATH;
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -51,9 +69,24 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
     span.in_scope(|| {
         if response.status().is_server_error() {
             tracing::warn!(status, latency_ms, "request finished");
+        } else if is_probe {
+            tracing::debug!(status, latency_ms, "request finished");
         } else {
             tracing::info!(status, latency_ms, "request finished");
         }
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".into())));
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
+    }
 }

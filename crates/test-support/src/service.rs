@@ -62,6 +62,25 @@ impl Launch {
         Self::prepare(wrapper)
     }
 
+    /// The container entrypoint `script` run natively (`sh <script>`, which defaults to
+    /// `serve`), with the binary's directory first on `PATH`, so the script's
+    /// `session-manager` is this build. Point it at temporary directories with `KEYS_DIR`
+    /// and `TLS_DIR`.
+    pub fn entrypoint(script: &Path) -> Launch {
+        let mut command = Command::new("sh");
+        command.arg(script);
+        let mut launch = Self::prepare(command);
+        let binary = binary();
+        let binary_dir = binary.parent().expect("the binary lives in a directory");
+        let inherited = std::env::var_os("PATH").unwrap_or_default();
+        let path = std::env::join_paths(
+            std::iter::once(binary_dir.to_path_buf()).chain(std::env::split_paths(&inherited)),
+        )
+        .expect("PATH entries without separators");
+        launch.command.env("PATH", path);
+        launch
+    }
+
     fn prepare(mut command: Command) -> Launch {
         command
             .env_clear()

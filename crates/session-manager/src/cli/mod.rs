@@ -36,8 +36,9 @@ enum Command {
     /// Write a new signing key pair: private_key.pem, public_key.pem, jwks.json and,
     /// for RSA, public_key.der (PKCS#1, the form older broker plugins read).
     Keygen(keygen::KeygenArgs),
-    /// Print the argon2id PHC string for ISM_ADMIN_API_KEY_HASH. Reads the key from stdin;
-    /// with an empty stdin (or a terminal) a random key is generated and printed first.
+    /// Print the argon2id PHC string for ISM_ADMIN_API_KEY_HASH, in single quotes so it can
+    /// go into a .env file as is. Reads the key from stdin; with an empty stdin (or a
+    /// terminal) a random key is generated and printed first.
     HashAdminKey,
     /// Write a development CA and a server certificate signed by it (ca.pem, ca.key,
     /// server.pem, server.key) for nginx and the broker's TLS listener.
@@ -76,7 +77,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             ]);
         }),
         Command::ExportPublicKey(args) => export_public_key::run(&args).await.map(print_paths),
-        Command::HashAdminKey => admin_auth::hash_admin_key_command().map(|phc| println!("{phc}")),
+        Command::HashAdminKey => admin_auth::hash_admin_key_command()
+            .map(|phc| println!("{}", admin_auth::quoted_for_env_file(&phc))),
     }
 }
 

@@ -6,7 +6,8 @@ use clap::Args;
 #[command(next_help_heading = "Admin API")]
 pub struct AdminConfig {
     /// argon2id PHC string of the admin API key (`session-manager hash-admin-key` prints
-    /// one). When set, every admin route needs `Authorization: Bearer <key>`.
+    /// one, single-quoted; one pair of surrounding single quotes is ignored). When set,
+    /// every admin route needs `Authorization: Bearer <key>`.
     #[arg(long, env = "ISM_ADMIN_API_KEY_HASH", hide_env_values = true)]
     pub admin_api_key_hash: Option<String>,
 

@@ -12,7 +12,7 @@ pub struct LoggingConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable, coloured when writing to a terminal.
+    /// Human-readable; coloured only when stderr is a terminal and NO_COLOR is not set.
     Pretty,
     /// One JSON object per line.
     Json,

@@ -30,9 +30,17 @@ pub struct SigningConfig {
     #[arg(long, env = "ISM_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
 
-    /// Signature algorithm; must fit the signing key.
+    /// Signature algorithm of a generated development key. A supplied key decides for
+    /// itself (RSA: RS256, P-256: ES256); a different value here only logs a warning.
     #[arg(long, env = "ISM_JWT_ALG", value_enum, default_value_t = JwtAlgorithm::Rs256)]
     pub jwt_alg: JwtAlgorithm,
+
+    /// Public keys published in the JWKS after the signing key's (comma-separated paths of
+    /// PEM public keys, e.g. the public_key.pem of the previous key): tokens signed by a
+    /// previous key keep verifying while it is listed (key rotation).
+    #[arg(long, env = "ISM_ADDITIONAL_PUBLIC_KEY_FILES", value_delimiter = ',',
+          value_parser = path_or_empty)]
+    pub additional_public_key_files: Vec<PathBuf>,
 
     /// Lifetime of issued device tokens, in seconds.
     #[arg(long, env = "ISM_TOKEN_TTL_SECS", default_value_t = 86_400,
@@ -42,6 +50,12 @@ pub struct SigningConfig {
     /// `iss` claim of issued tokens (the broker plugin requires the same value).
     #[arg(long, env = "ISM_ISSUER", default_value = "ism")]
     pub issuer: String,
+}
+
+/// A path; empty entries of a list (`a.pem,`) are kept as empty paths and skipped later
+/// (clap's own path parser refuses them).
+fn path_or_empty(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text.trim()))
 }
 
 /// How devices authenticate to the broker, and so how the service issues tokens.
@@ -68,6 +82,22 @@ pub enum JwtAlgorithm {
 }
 
 impl JwtAlgorithm {
+    /// The name JWTs and `ISM_JWT_ALG` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            JwtAlgorithm::Rs256 => "RS256",
+            JwtAlgorithm::Es256 => "ES256",
+        }
+    }
+
+    /// The kind of key that signs this algorithm.
+    pub fn key_kind(self) -> &'static str {
+        match self {
+            JwtAlgorithm::Rs256 => "RSA",
+            JwtAlgorithm::Es256 => "P-256",
+        }
+    }
+
     pub fn as_jwt(self) -> jsonwebtoken::Algorithm {
         match self {
             JwtAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,

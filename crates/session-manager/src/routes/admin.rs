@@ -148,12 +148,14 @@ pub async fn close_session(
     }
 }
 
+const SESSIONS: &str = "/api/v1/sessions";
+const SESSION: &str = "/api/v1/sessions/{id}";
+/// The paths of [`router`].
+pub(crate) const PATHS: &[&str] = &[SESSIONS, SESSION];
+
 /// The versioned admin API; [`super::admin_router`] puts admin auth in front of it.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/sessions", post(create_session).get(list_sessions))
-        .route(
-            "/api/v1/sessions/{id}",
-            get(get_session).delete(close_session),
-        )
+        .route(SESSIONS, post(create_session).get(list_sessions))
+        .route(SESSION, get(get_session).delete(close_session))
 }

@@ -133,11 +133,17 @@ pub async fn join_session_compat(
 /// The original service's admin routes (behind admin auth, like the v1 API).
 pub(crate) fn admin_router() -> Router<AppState> {
     Router::new()
-        .route("/api/createSession", get(create_session))
-        .route("/api/closeSession", get(close_session))
+        .route(ADMIN_PATHS[0], get(create_session))
+        .route(ADMIN_PATHS[1], get(close_session))
 }
+
+/// The paths of [`admin_router`].
+pub(crate) const ADMIN_PATHS: &[&str] = &["/api/createSession", "/api/closeSession"];
 
 /// The original service's join route, on the public port.
 pub(crate) fn public_router() -> Router<AppState> {
-    Router::new().route("/api/joinSession", post(join_session_compat))
+    Router::new().route(PUBLIC_PATHS[0], post(join_session_compat))
 }
+
+/// The paths of [`public_router`].
+pub(crate) const PUBLIC_PATHS: &[&str] = &["/api/joinSession"];

@@ -19,5 +19,8 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The JWKS, on the public port.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/.well-known/jwks.json", get(jwks))
+    Router::new().route(PATHS[0], get(jwks))
 }
+
+/// The paths of [`router`].
+pub(crate) const PATHS: &[&str] = &["/.well-known/jwks.json"];

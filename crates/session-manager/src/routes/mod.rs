@@ -7,7 +7,8 @@
 //! - [`compat`]: the original service's routes with their original shapes;
 //! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
-//! - [`health`]: `/healthz` on both ports.
+//! - [`health`]: `/healthz` on both ports;
+//! - [`wrong_port`]: the 404 that points a request to the port serving its route.
 //!
 //! A new resource is a new module with a `router()`, merged into [`admin_router`] or
 //! [`public_router`] below.
@@ -17,7 +18,9 @@ pub(crate) mod compat;
 pub(crate) mod health;
 pub(crate) mod jwks;
 pub(crate) mod public;
+pub(crate) mod wrong_port;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +39,17 @@ use crate::state::AppState;
 use crate::store::{ClientInfo, SessionInfo};
 use crate::telemetry;
 use admin::SessionDefaults;
+use wrong_port::OtherPort;
+
+/// The routes the admin port serves besides `/healthz`.
+fn admin_paths() -> Vec<&'static str> {
+    [admin::PATHS, compat::ADMIN_PATHS].concat()
+}
+
+/// The routes the public port serves besides `/healthz`.
+fn public_paths() -> Vec<&'static str> {
+    [public::PATHS, compat::PUBLIC_PATHS, jwks::PATHS].concat()
+}
 
 /// The admin port: the admin and compat APIs behind the host/origin check and admin
 /// auth, `/healthz` open for probes.
@@ -46,7 +60,13 @@ pub(crate) fn admin_router(
     defaults: SessionDefaults,
     pins: Arc<PinChecker>,
     body_limit: usize,
+    public_addr: SocketAddr,
 ) -> Router {
+    let public_port = OtherPort {
+        name: "public",
+        addr: Some(public_addr),
+        paths: public_paths(),
+    };
     let guarded = Router::new()
         .merge(admin::router())
         .merge(compat::admin_router())
@@ -58,11 +78,18 @@ pub(crate) fn admin_router(
         ))
         .layer(axum::Extension(defaults));
     let routes = Router::new().merge(guarded).merge(health::admin_router());
-    finish(routes, state, pins, body_limit).layer(middleware::from_fn(telemetry::trace_request))
+    let fallback = wrong_port::router(public_port, "admin");
+    finish(routes, state, pins, body_limit, fallback)
+        .layer(middleware::from_fn(telemetry::trace_request))
 }
 
 /// The public port: joining, the JWKS and `/healthz`, open to any origin (CORS).
 pub(crate) fn public_router(state: AppState, pins: Arc<PinChecker>, body_limit: usize) -> Router {
+    let admin_port = OtherPort {
+        name: "admin",
+        addr: None,
+        paths: admin_paths(),
+    };
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
@@ -73,24 +100,26 @@ pub(crate) fn public_router(state: AppState, pins: Arc<PinChecker>, body_limit: 
         .merge(compat::public_router())
         .merge(jwks::router())
         .merge(health::public_router());
-    finish(routes, state, pins, body_limit)
+    let fallback = wrong_port::router(admin_port, "public");
+    finish(routes, state, pins, body_limit, fallback)
         .layer(cors)
         .layer(middleware::from_fn(telemetry::trace_request))
 }
 
 /// What both ports share below their own outer layers: the PIN checker, the JSON 404/405
-/// answers, the state, the body limit, and a panic turned into a 500 instead of a dropped
+/// answers (`fallback` for unknown paths), the state, the body limit, and a panic turned into a 500 instead of a dropped
 /// connection.
 fn finish(
     routes: Router<AppState>,
     state: AppState,
     pins: Arc<PinChecker>,
     body_limit: usize,
+    fallback: Router,
 ) -> Router {
     routes
         .layer(axum::Extension(pins))
         .method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
+        .fallback_service(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panic_response))

@@ -60,7 +60,11 @@ pub async fn join(
     }))
 }
 
+const JOIN: &str = "/api/v1/sessions/{id}/join";
+/// The paths of [`router`].
+pub(crate) const PATHS: &[&str] = &[JOIN];
+
 /// Joining a session, on the public port.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/sessions/{id}/join", post(join))
+    Router::new().route(JOIN, post(join))
 }

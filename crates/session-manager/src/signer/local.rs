@@ -2,7 +2,9 @@
 //!
 //! The key comes from `ISM_SIGNING_KEY` (PEM text) or `ISM_SIGNING_KEY_FILE`; with
 //! neither, a development key is generated into the data directory on first start and
-//! reused afterwards, so tokens survive restarts and brokers keep trusting the JWKS.
+//! reused afterwards, so tokens survive restarts and brokers keep trusting the JWKS. A
+//! supplied key decides the algorithm (RSA signs RS256, P-256 ES256); when `ISM_JWT_ALG`
+//! says otherwise the service warns and follows the key.
 //!
 //! The JWT header never changes, so it is encoded once, and the key stays parsed
 //! (`benches/token_signing.rs`: RS256 through `jsonwebtoken::encode`, which re-parses the
@@ -56,11 +58,18 @@ impl LocalSigner {
             (None, None) => load_or_generate_dev_key(data_dir, config.jwt_alg)?,
         };
         if key.algorithm() != config.jwt_alg {
-            return Err(Error::Key(format!(
-                "the signing key is for {:?} but ISM_JWT_ALG is {:?}",
-                key.algorithm(),
-                config.jwt_alg
-            )));
+            // The key cannot sign anything else; refusing to start would only turn a
+            // changed ISM_JWT_ALG into a crash loop.
+            tracing::warn!(
+                key_algorithm = key.algorithm().name(),
+                configured = config.jwt_alg.name(),
+                "the signing key is a {} key, so tokens are signed {} although ISM_JWT_ALG is {}; set ISM_JWT_ALG={} or supply a key for {}",
+                key.algorithm().key_kind(),
+                key.algorithm().name(),
+                config.jwt_alg.name(),
+                key.algorithm().name(),
+                config.jwt_alg.name(),
+            );
         }
         Self::new(key)
     }

@@ -8,9 +8,12 @@
 //! - [`kms::KmsSigner`] (`kms_jwt_auth`): signed by AWS KMS, so the private key never
 //!   leaves it.
 //!
+//! [`additional_keys`] publishes earlier keys next to any signer's during a rotation.
+//!
 //! Every signer assembles its tokens with [`jws`]. Signing is async because a remote signer waits on the network; local signers run the
 //! CPU-bound part off the async executor where that pays (see `local`).
 
+pub mod additional_keys;
 pub mod jws;
 pub mod kms;
 pub mod local;
@@ -53,13 +56,29 @@ pub async fn build(
     kms: &KmsConfig,
     data_dir: &Path,
 ) -> Result<Arc<dyn TokenSigner>, Error> {
-    match signing.auth_mode {
-        AuthMode::DevNoAuth => Ok(Arc::new(no_auth::NoAuthSigner)),
-        AuthMode::DevJwtAuth => Ok(Arc::new(local::LocalSigner::from_config(
-            signing, data_dir,
-        )?)),
-        AuthMode::KmsJwtAuth => Ok(Arc::new(kms::KmsSigner::connect(kms).await?)),
+    let additional = additional_keys::load(&signing.additional_public_key_files)?;
+    let signer: Arc<dyn TokenSigner> = match signing.auth_mode {
+        AuthMode::DevNoAuth => {
+            if !additional.is_empty() {
+                tracing::warn!(
+                    "ISM_ADDITIONAL_PUBLIC_KEY_FILES is ignored: this mode signs no tokens"
+                );
+            }
+            return Ok(Arc::new(no_auth::NoAuthSigner));
+        }
+        AuthMode::DevJwtAuth => Arc::new(local::LocalSigner::from_config(signing, data_dir)?),
+        AuthMode::KmsJwtAuth => Arc::new(kms::KmsSigner::connect(kms).await?),
+    };
+    if additional.is_empty() {
+        return Ok(signer);
     }
+    tracing::info!(
+        additional_keys = additional.len(),
+        "publishing additional public keys in the JWKS (key rotation)"
+    );
+    Ok(Arc::new(additional_keys::WithAdditionalKeys::new(
+        signer, additional,
+    )))
 }
 
 /// The claims the signer tests sign: a 10-minute device token for `lamp-1` of session

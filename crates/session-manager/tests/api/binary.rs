@@ -170,8 +170,12 @@ fn hash_admin_key_reads_stdin_and_prints_an_argon2id_phc_string() {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
-    let phc = String::from_utf8(output.stdout).unwrap();
-    let phc = phc.trim();
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let phc = printed
+        .trim()
+        .strip_prefix('\'')
+        .and_then(|phc| phc.strip_suffix('\''))
+        .expect("the hash is printed in single quotes");
     assert!(phc.starts_with("$argon2id$"), "{phc}");
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     let hash = PasswordHash::new(phc).unwrap();
@@ -192,7 +196,7 @@ fn hash_admin_key_generates_a_key_when_stdin_is_empty() {
     let key = stderr.lines().last().unwrap().trim();
     let phc = String::from_utf8(output.stdout).unwrap();
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    let hash = PasswordHash::new(phc.trim()).unwrap();
+    let hash = PasswordHash::new(phc.trim().trim_matches('\'')).unwrap();
     assert!(argon2::Argon2::default()
         .verify_password(key.as_bytes(), &hash)
         .is_ok());
@@ -298,4 +302,56 @@ fn serve_stops_cleanly_on_sigint() {
     assert!(status.success(), "exit status {status}");
     let stderr = service.log();
     assert!(stderr.contains("SIGINT"), "{stderr}");
+}
+
+/// What `hash-admin-key` prints for `key`, byte for byte (the trailing newline dropped).
+fn printed_hash(key: &str) -> String {
+    let mut child = Command::new(service::binary())
+        .arg("hash-admin-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_printed_hash_works_as_is_and_without_its_quotes() {
+    let printed = printed_hash("door-key");
+    assert!(
+        printed.starts_with("'$argon2id$") && printed.ends_with('\''),
+        "{printed}"
+    );
+    let unquoted = printed.trim_matches('\'').to_owned();
+    for configured in [&printed, &unquoted] {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Launch::new()
+            .data_dir(&dir.path().join("data"))
+            .env("ISM_ADMIN_API_KEY_HASH", configured)
+            .start();
+        service.wait_until_answering().await;
+        let http = reqwest::Client::new();
+        let sessions = format!("{}/api/v1/sessions", service.admin);
+        let refused = http.get(&sessions).send().await.unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let accepted = http
+            .get(&sessions)
+            .bearer_auth("door-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), reqwest::StatusCode::OK, "{configured}");
+        assert!(service.terminate().success());
+    }
 }

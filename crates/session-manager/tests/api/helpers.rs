@@ -32,7 +32,7 @@ pub struct Api {
 }
 
 impl Api {
-    fn new(admin_url: String, public_url: String) -> Self {
+    pub fn new(admin_url: String, public_url: String) -> Self {
         Api {
             admin_url,
             public_url,

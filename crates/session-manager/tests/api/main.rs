@@ -3,6 +3,7 @@
 mod admin;
 mod admin_auth;
 mod admin_origin;
+mod answers;
 mod bad_input;
 mod binary;
 mod compat;
@@ -10,6 +11,9 @@ mod connections;
 mod health;
 mod helpers;
 mod limits;
+mod logs;
 mod public;
+mod settings;
+mod signing_keys;
 mod timing;
 mod tokens;
