@@ -111,6 +111,12 @@ impl Application {
                 return Err(error);
             }
         };
+        if config.signing.auth_mode == crate::config::AuthMode::DevNoAuth {
+            tracing::warn!(
+                "MQTT_AUTH_MODE=dev_no_auth: tokens are not signed, the broker admits anonymous \
+                 clients and sessions are not isolated from each other (development only)"
+            );
+        }
         let (revocation_link, revocation_task) = match &config.broker.broker_control_url {
             Some(url) if signer.algorithm().is_some() => {
                 let (link, task) = revocation::link(
@@ -123,7 +129,7 @@ impl Application {
                 (Some(link), Some(task))
             }
             Some(_) => {
-                tracing::warn!("ISM_BROKER_CONTROL_URL is ignored: this mode signs no tokens");
+                tracing::info!("ISM_BROKER_CONTROL_URL is ignored: this mode signs no tokens");
                 (None, None)
             }
             None => (None, None),
