@@ -108,7 +108,8 @@ def test_a_quiet_log_health_checks_and_start_up_make_no_noise(compose):
 
 def test_documented_subcommands_run_in_the_running_container(compose):
     result = compose.shell(doc_block(DEPLOYMENT, "subcommands"), timeout=120)
-    exported = json.loads(result.stdout)
+    # The commands print the files they wrote; `cat` prints the JWKS between them.
+    exported = json.loads(re.search(r"^\{$.*?^\}$", result.stdout, re.M | re.S).group(0))
     served = requests.get(f"{endpoints.public_url}/.well-known/jwks.json", timeout=10).json()
     assert {k["kid"] for k in exported["keys"]} <= {k["kid"] for k in served["keys"]}, \
         "export-public-key exported another key than the one the service publishes"
