@@ -1,15 +1,19 @@
 #!/bin/sh
-# Session manager container entrypoint. For `serve` (the default) it first makes sure what
-# a development stack needs exists, then becomes the service:
-# - TLS: without certificates in $TLS_DIR, a development CA and server certificate are
-#   issued there (`session-manager certs`) for the proxy and the broker's TLS listener;
-#   bring your own by putting server.pem/server.key there (see docs/DEPLOYMENT.md);
-# - dev_jwt_auth without a configured key: a signing key pair is generated once per
-#   algorithm into the keys volume ($KEYS_DIR/RS256/, $KEYS_DIR/ES256/;
-#   `session-manager keygen`) and used from then on, so changing ISM_JWT_ALG switches keys
-#   instead of failing. A $KEYS_DIR/private_key.pem from older versions is still used when
-#   it is for the requested algorithm.
-# Other subcommands (keygen, certs, hash-admin-key, export-public-key) run unchanged.
+# `session-manager` in the service image: the container's entrypoint, and the command
+# `docker compose exec session-manager session-manager …` runs, in front of the binary
+# (installed as session-manager-bin; run natively, e.g. by the tests, the `session-manager`
+# on PATH is the binary itself). So every invocation sees the same keys:
+# - `serve` (the default) first makes sure what a development stack needs exists. TLS:
+#   without certificates in $TLS_DIR, a development CA and server certificate are issued
+#   there (`certs`) for the proxy and the broker's TLS listener; bring your own by putting
+#   server.pem/server.key there (see docs/DEPLOYMENT.md).
+# - `serve` and `export-public-key` in dev_jwt_auth without a configured key: a signing key
+#   pair is generated once per algorithm into the keys volume ($KEYS_DIR/RS256/,
+#   $KEYS_DIR/ES256/; `keygen`) and used from then on, so changing ISM_JWT_ALG switches keys
+#   instead of failing, and an exported public key is the one the service signs with. A
+#   $KEYS_DIR/private_key.pem from older versions is still used when it is for the
+#   requested algorithm.
+# Other subcommands (keygen, certs, hash-admin-key) run unchanged.
 set -eu
 
 # Compose passes unset .env entries as empty strings; to the service (and the AWS SDK) an
@@ -17,6 +21,9 @@ set -eu
 for name in $(env | sed -n 's/^\(\(ISM\|AWS\)_[A-Z0-9_]*\|MQTT_AUTH_MODE\|RUST_LOG\)=$/\1/p'); do
     unset "$name"
 done
+
+bin=session-manager-bin
+command -v "$bin" >/dev/null 2>&1 || bin=session-manager
 
 [ "$#" -gt 0 ] || set -- serve
 if [ "$1" = serve ]; then
@@ -30,9 +37,11 @@ if [ "$1" = serve ]; then
         hosts=""
         for host in ${TLS_HOSTS:-}; do hosts="$hosts --host $host"; done
         # shellcheck disable=SC2086 # one word per host is intended
-        session-manager certs --out "$tls_dir" $hosts >/dev/null
+        "$bin" certs --out "$tls_dir" $hosts >/dev/null
         echo "entrypoint: development TLS certificates issued into $tls_dir" >&2
     fi
+fi
+if [ "$1" = serve ] || [ "$1" = export-public-key ]; then
     if [ "${MQTT_AUTH_MODE:-dev_jwt_auth}" = dev_jwt_auth ] \
         && [ -z "${ISM_SIGNING_KEY:-}" ] && [ -z "${ISM_SIGNING_KEY_FILE:-}" ]; then
         keys_dir=${KEYS_DIR:-/var/lib/session-manager-keys}
@@ -49,10 +58,10 @@ if [ "$1" = serve ]; then
             key="$keys_dir/private_key.pem"
         fi
         if [ ! -e "$key" ]; then
-            session-manager keygen --out "$keys_dir/$alg" --alg "$alg" >/dev/null
+            "$bin" keygen --out "$keys_dir/$alg" --alg "$alg" >/dev/null
             echo "entrypoint: $alg signing key generated into $keys_dir/$alg" >&2
         fi
         export ISM_SIGNING_KEY_FILE="$key"
     fi
 fi
-exec session-manager "$@"
+exec "$bin" "$@"

@@ -53,7 +53,7 @@ def test_ports_are_the_documented_ones(compose):
 
 def test_images_carry_stripped_binaries(compose):
     size = compose.run("exec", "-T", "session-manager", "stat", "-c", "%s",
-                       "/usr/local/bin/session-manager").stdout.strip()
+                       "/usr/local/bin/session-manager-bin").stdout.strip()
     assert int(size) < 50_000_000, f"service binary is {size} bytes"
     plugin = compose.run("exec", "-T", "broker", "stat", "-c", "%s",
                          "/usr/lib/mosquitto-session-auth/libmosquitto_session_auth.so")
