@@ -20,10 +20,15 @@ from stack_checks import Endpoints, connect_device, create_session, full_session
 DEPLOYMENT = "docs/DEPLOYMENT.md"
 
 
-def bring_up(compose, **settings):
-    compose.down()
+def bring_up(compose, fresh=True, **settings):
+    if fresh:
+        compose.down()
     compose.write_env(**LOOPBACK_BINDS, **settings)
-    compose.run("up", "-d", timeout=900)
+    result = compose.run("up", "-d", timeout=900, check=False)
+    if result.returncode != 0:
+        logs = "\n".join(f"--- {s}\n{compose.logs(s)[-3000:]}"
+                         for s in ("session-manager", "broker", "proxy"))
+        pytest.fail(f"docker-compose up -d failed:\n{result.stderr}\n{logs}")
     compose.wait_healthy()
     assert compose.inspect("session-manager", "{{.RestartCount}}") == "0"
 
@@ -89,7 +94,7 @@ def test_kms_jwt_auth_against_a_kms_api(compose):
             except Exception:  # moto still starting
                 time.sleep(1)
         assert key_id, "moto's KMS API did not come up"
-        bring_up(compose, MQTT_AUTH_MODE="kms_jwt_auth", ISM_KMS_KEY_ID=key_id,
+        bring_up(compose, fresh=False, MQTT_AUTH_MODE="kms_jwt_auth", ISM_KMS_KEY_ID=key_id,
                  AWS_REGION="eu-central-1", AWS_ACCESS_KEY_ID="test",
                  AWS_SECRET_ACCESS_KEY="test", AWS_ENDPOINT_URL="http://kms:5000")
         endpoints = Endpoints(ca_file=ca_from_stack(compose))
