@@ -81,14 +81,6 @@ impl Broker {
         Self::start(dir, &conf)
     }
 
-    /// Like [`with_plugin`](Self::with_plugin), loading the plugin library at `plugin` (a
-    /// copy made by [`readable_copy`]), e.g. an older build to compare against.
-    pub fn with_plugin_file(plugin: &Path, jwks: &str, options: &[(&str, &str)]) -> Broker {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conf = plugin_settings_for(plugin, &dir, jwks, options);
-        Self::start(dir, &conf)
-    }
-
     /// Like [`with_plugin`](Self::with_plugin), with Mosquitto's own persistence on (in the
     /// broker's directory), so persistent sessions and their queues survive a `restart`.
     pub fn with_plugin_persistent(jwks: &str, options: &[(&str, &str)]) -> Broker {
@@ -329,7 +321,8 @@ pub fn plugin_settings(dir: &tempfile::TempDir, jwks: &str, options: &[(&str, &s
     plugin_settings_for(&plugin_path(), dir, jwks, options)
 }
 
-/// [`plugin_settings`] for the plugin library at `plugin`.
+/// [`plugin_settings`] for the plugin library at `plugin` (e.g. an older build to compare
+/// against, copied with [`readable_copy`]).
 pub fn plugin_settings_for(
     plugin: &Path,
     dir: &tempfile::TempDir,
