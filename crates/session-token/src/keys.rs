@@ -41,9 +41,8 @@ pub struct VerificationKey {
     pub kid: String,
     pub algorithm: Algorithm,
     pub key: DecodingKey,
-    /// The same key parsed once for aws-lc-rs, which keeps its precomputed arithmetic
-    /// (RSA Montgomery constants) between verifications; building the key from its JWK
-    /// components on every token cost as much again as the signature check itself.
+    /// The same key parsed once for aws-lc-rs, so a verification does not rebuild it from
+    /// its JWK components (as `jsonwebtoken::decode` does on every call).
     parsed: ParsedPublicKey,
 }
 
