@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use session_token::{KeySet, TokenVerifier};
 
 use crate::error::PluginError;
+use crate::token_cache::DEFAULT_TOKEN_CACHE_SIZE;
 
 /// Where the verification keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub struct PluginConfig {
     /// Where the plugin keeps what must survive a broker restart: closed sessions until
     /// their end, and the owners of persistent client sessions.
     pub state_file: PathBuf,
+    /// How many verified tokens are kept so reconnects skip the signature check; 0 turns
+    /// the cache off.
+    pub token_cache_size: usize,
 }
 
 /// The default state file: in Debian's (and the broker image's) Mosquitto data directory,
@@ -50,6 +54,7 @@ impl PluginConfig {
         let mut require_client_id_match = None;
         let mut disconnect_after_expire = None;
         let mut state_file = None;
+        let mut token_cache_size = None;
 
         for (key, value) in options {
             let value = value.trim();
@@ -68,6 +73,9 @@ impl PluginConfig {
                     set_once(&mut disconnect_after_expire, key, parse_bool(key, value)?)?
                 }
                 "state_file" => set_once(&mut state_file, key, non_empty(key, value)?)?,
+                "token_cache_size" => {
+                    set_once(&mut token_cache_size, key, parse_count(key, value)?)?
+                }
                 "revocation_retention_secs" => {
                     return Err(PluginError::RetiredOption {
                         option: key.to_owned(),
@@ -97,6 +105,7 @@ impl PluginConfig {
             allow_any_client_id,
             disconnect_after_expire: disconnect_after_expire.unwrap_or(true),
             state_file: PathBuf::from(state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.to_owned())),
+            token_cache_size: token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE),
         })
     }
 
@@ -158,6 +167,13 @@ fn non_empty(key: &str, value: &str) -> Result<String, PluginError> {
     Ok(value.to_owned())
 }
 
+fn parse_count(key: &str, value: &str) -> Result<usize, PluginError> {
+    value.parse().map_err(|_| PluginError::NotACount {
+        option: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, PluginError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -190,6 +206,7 @@ mod tests {
                 allow_any_client_id: false,
                 disconnect_after_expire: true,
                 state_file: DEFAULT_STATE_FILE.into(),
+                token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
             }
         );
     }
@@ -202,8 +219,10 @@ mod tests {
             ("allow_any_client_id", "true"),
             ("disconnect_after_expire", "FALSE"),
             ("state_file", "/data/plugin.state"),
+            ("token_cache_size", "0"),
         ])
         .expect("valid options");
+        assert_eq!(config.token_cache_size, 0);
         assert_eq!(config.keys, KeySource::PublicKeyFile("/k.pem".into()));
         assert_eq!(config.issuer.as_deref(), Some("ism"));
         assert!(config.allow_any_client_id);
@@ -235,6 +254,8 @@ mod tests {
         assert!(message(&[("jwks_file", "/a"), ("jwks_file", "/b")]).contains("twice"));
         assert!(message(&[("jwks_file", "")]).contains("plugin_opt_jwks_file is empty"));
         assert!(message(&[("jwks_file", "/a"), ("state_file", "")]).contains("state_file"));
+        assert!(message(&[("jwks_file", "/a"), ("token_cache_size", "-1")])
+            .contains("plugin_opt_token_cache_size must be a whole number"));
         assert!(
             message(&[("jwks_file", "/a"), ("disconnect_after_expire", "maybe")])
                 .contains("plugin_opt_disconnect_after_expire must be true or false")

@@ -12,6 +12,7 @@ use session_token::{
 };
 
 use crate::clients::ConnectedClient;
+use crate::token_cache::{TokenCache, VerifiedGrant};
 
 /// The credentials of one CONNECT, as the broker reports them.
 #[derive(Debug, Clone, Copy)]
@@ -77,18 +78,60 @@ pub enum Access {
     Receive,
 }
 
-/// Decides a CONNECT as far as the token goes: it must verify at `now`, still be alive,
-/// name the connecting username as its `sub`, and allow the client id
-/// (`session_token::classify_client_id`; `allow_any_client_id` admits free ids). Returns
-/// the client and the kind of its id; a first-come kind still needs the holder check.
+/// Decides a CONNECT as far as the token goes: it must verify at `now` (or be a token
+/// verified before and still in `cache`), still be alive, name the connecting username as
+/// its `sub`, and allow the client id (`session_token::classify_client_id`;
+/// `allow_any_client_id` admits free ids). Returns the client and the kind of its id; a
+/// first-come kind still needs the holder check.
 pub fn admit(
     verifier: &TokenVerifier,
+    cache: &mut TokenCache,
     allow_any_client_id: bool,
     attempt: ConnectAttempt<'_>,
     now: u64,
 ) -> Result<(ConnectedClient, ClientIdKind), Refusal> {
     let token = attempt.password.ok_or(Refusal::NoPassword)?;
     let username = attempt.username.ok_or(Refusal::NoUsername)?;
+    let key = TokenCache::digest(token);
+    let grant = match cache.get(&key, now) {
+        Some(grant) => grant.clone(),
+        None => {
+            let grant = verify(verifier, token, now)?;
+            cache.insert(key, grant.clone(), now);
+            grant
+        }
+    };
+    if username != grant.name {
+        return Err(Refusal::UsernameIsNotSubject);
+    }
+    // Mosquitto assigns an id to a client that sent an empty one before asking the plugin.
+    let client_id = attempt
+        .client_id
+        .filter(|id| !id.is_empty())
+        .ok_or(Refusal::NoClientId)?;
+    let kind = classify_client_id(
+        client_id,
+        &grant.session_id,
+        &grant.name,
+        allow_any_client_id,
+    )
+    .map_err(Refusal::ClientId)?;
+    let client = ConnectedClient {
+        client_id: client_id.to_owned(),
+        session_id: grant.session_id,
+        name: grant.name,
+        kid: grant.kid,
+        expires_at: grant.expires_at,
+        grants_end: grant.expires_at,
+        acl: grant.acl,
+        persistent: attempt.persistent,
+    };
+    Ok((client, kind))
+}
+
+/// Verifies a token the cache does not hold: signature, time claims, issuer, and grants
+/// that parse.
+fn verify(verifier: &TokenVerifier, token: &str, now: u64) -> Result<VerifiedGrant, Refusal> {
     let verified = verifier
         .verify_with_kid(token, now)
         .map_err(Refusal::InvalidToken)?;
@@ -98,28 +141,14 @@ pub fn admit(
     if claims.exp <= now {
         return Err(Refusal::Expired { exp: claims.exp });
     }
-    if username != claims.sub {
-        return Err(Refusal::UsernameIsNotSubject);
-    }
-    // Mosquitto assigns an id to a client that sent an empty one before asking the plugin.
-    let client_id = attempt
-        .client_id
-        .filter(|id| !id.is_empty())
-        .ok_or(Refusal::NoClientId)?;
-    let kind = classify_client_id(client_id, &claims.sid, &claims.sub, allow_any_client_id)
-        .map_err(Refusal::ClientId)?;
     let acl = Acl::from_claims(&claims).map_err(Refusal::MalformedGrants)?;
-    let client = ConnectedClient {
-        client_id: client_id.to_owned(),
+    Ok(VerifiedGrant {
         session_id: claims.sid,
         name: claims.sub,
         kid: verified.kid,
         expires_at: claims.exp,
-        grants_end: claims.exp,
         acl,
-        persistent: attempt.persistent,
-    };
-    Ok((client, kind))
+    })
 }
 
 /// Decides an ACL check for an admitted client (`None`: a client the plugin never admitted,
@@ -185,7 +214,14 @@ mod tests {
         attempt: ConnectAttempt<'_>,
         now: u64,
     ) -> Result<ConnectedClient, Refusal> {
-        admit(&verifier(), allow_any, attempt, now).map(|(client, _)| client)
+        admit(
+            &verifier(),
+            &mut TokenCache::new(0),
+            allow_any,
+            attempt,
+            now,
+        )
+        .map(|(client, _)| client)
     }
 
     #[test]
@@ -223,7 +259,14 @@ mod tests {
         );
         assert_eq!(refuse("lamp", "", true), Refusal::NoClientId);
         let kind = |id, allow_any| {
-            admit(&verifier(), allow_any, attempt("lamp", &token, id), NOW).map(|(_, kind)| kind)
+            admit(
+                &verifier(),
+                &mut TokenCache::new(0),
+                allow_any,
+                attempt("lamp", &token, id),
+                NOW,
+            )
+            .map(|(_, kind)| kind)
         };
         assert_eq!(kind("lamp", false), Ok(ClientIdKind::Bare));
         assert_eq!(kind("4242/lamp", false), Ok(ClientIdKind::Scoped));

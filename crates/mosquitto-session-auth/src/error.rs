@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum PluginError {
     #[error("unknown option plugin_opt_{0}")]
     UnknownOption(String),
+    #[error("plugin_opt_{option} must be a whole number (0 or more), not {value:?}")]
+    NotACount { option: String, value: String },
     #[error("plugin_opt_{option} must be true or false, not {value:?}")]
     NotABoolean { option: String, value: String },
     #[error("plugin_opt_{option} is no longer used: {why}")]

@@ -14,6 +14,7 @@
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -163,6 +164,10 @@ extern "C" {
 struct Instance {
     identifier: *mut PluginId,
     plugin: Mutex<Plugin>,
+    /// The second of the last TICK that did its work. Mosquitto raises TICK on every pass
+    /// of its main loop, which under load is every few messages; everything a TICK does is
+    /// due at whole seconds, so only the first TICK of each second does it.
+    last_tick_secs: AtomicU64,
 }
 
 impl Instance {
@@ -394,6 +399,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         let instance = Box::into_raw(Box::new(Instance {
             identifier,
             plugin: Mutex::new(plugin),
+            last_tick_secs: AtomicU64::new(0),
         }));
         for (registered, &(event, callback)) in CALLBACKS.iter().enumerate() {
             // SAFETY: `identifier` is the broker's own handle for this plugin; `instance`
@@ -596,8 +602,12 @@ unsafe extern "C" fn on_tick(
 }
 
 fn tick(instance: &Instance) -> c_int {
+    let now = now_secs();
+    if instance.last_tick_secs.swap(now, Ordering::Relaxed) == now {
+        return MOSQ_ERR_SUCCESS;
+    }
     // The lock is dropped at the end of this statement, before the kicks re-enter.
-    let tick = instance.plugin().tick(now_secs());
+    let tick = instance.plugin().tick(now);
     if let Some(error) = tick.save_error {
         log(MOSQ_LOG_ERR, &format!("{error}; retrying"));
     }

@@ -20,6 +20,8 @@
 //!   are disconnected and their tokens refused until the end the service sends.
 //! - [`state_file`]: closed sessions and persistent client sessions, kept on disk across
 //!   broker restarts.
+//! - [`token_cache`]: tokens already verified, so a reconnect with the same token skips
+//!   the signature check; emptied on key reload, a closed session's entries dropped.
 //!
 //! Every token rule (signature, algorithm pinning, time claims, topic filter coverage)
 //! lives in the `session-token` crate, shared with the service that mints the tokens.
@@ -39,5 +41,6 @@ pub(crate) mod revocation;
 pub(crate) mod state_file;
 #[cfg(test)]
 pub(crate) mod test_fixtures;
+pub(crate) mod token_cache;
 
 pub use revocation::CONTROL_TOPIC;

@@ -17,6 +17,7 @@ use crate::error::PluginError;
 use crate::reload::Reloaded;
 use crate::revocation::{ControlRefusal, Revoked, RevokedSessions, CONTROL_TOPIC};
 use crate::state_file::{self, SavedClient, SavedState, STATE_FILE_VERSION};
+use crate::token_cache::TokenCache;
 
 /// How often, at most, a change of persistent client sessions alone is written to the state
 /// file. Closed sessions are written at once.
@@ -28,6 +29,8 @@ pub struct Plugin {
     pub(crate) verifier: TokenVerifier,
     pub(crate) clients: ClientRegistry,
     pub(crate) revoked: RevokedSessions,
+    /// Tokens verified before, for reconnects.
+    pub(crate) token_cache: TokenCache,
     /// Closed sessions changed since the state file was last written.
     pub(crate) state_changed: bool,
     /// When the state file was last written (seconds since the epoch).
@@ -49,11 +52,13 @@ impl Plugin {
     /// and so stops the broker, when either cannot be read or written.
     pub fn start(config: PluginConfig, now: u64) -> Result<Self, PluginError> {
         let verifier = config.load_verifier()?;
+        let token_cache = TokenCache::new(config.token_cache_size);
         let mut plugin = Plugin {
             config,
             verifier,
             clients: ClientRegistry::new(),
             revoked: RevokedSessions::new(),
+            token_cache,
             state_changed: false,
             state_saved_at: 0,
         };
@@ -94,6 +99,7 @@ impl Plugin {
     ) -> Result<(), Refusal> {
         let (client, kind) = decisions::admit(
             &self.verifier,
+            &mut self.token_cache,
             self.config.allow_any_client_id,
             attempt,
             now,
@@ -149,6 +155,7 @@ impl Plugin {
         }
         self.state_changed |= !closed.is_empty();
         let ids: HashSet<&str> = closed.iter().map(|closed| closed.sid.as_str()).collect();
+        self.token_cache.forget_sessions(|sid| ids.contains(sid));
         let clients = self
             .clients
             .revoke(now, |client| ids.contains(client.session_id.as_str()));
@@ -167,6 +174,8 @@ impl Plugin {
             .revoke(now, |client| verifier.keys().find(&client.kid).is_none());
         let key_count = verifier.keys().len();
         self.verifier = verifier;
+        // Every cached token must verify again against the new keys.
+        self.token_cache.clear();
         Ok(Reloaded {
             key_count,
             revoked_clients,
@@ -177,6 +186,7 @@ impl Plugin {
     /// the client ids to disconnect because their token has expired.
     pub fn tick(&mut self, now: u64) -> Tick {
         self.state_changed |= self.revoked.forget_expired(now);
+        self.token_cache.sweep(now);
         let expired = self.clients.sweep(now);
         let expired = if self.config.disconnect_after_expire {
             expired
@@ -241,6 +251,12 @@ impl Plugin {
     /// How many closed sessions are currently refused.
     pub fn revoked_sessions(&self) -> usize {
         self.revoked.len()
+    }
+
+    /// How many verified tokens are cached.
+    #[cfg(test)]
+    pub fn cached_tokens(&self) -> usize {
+        self.token_cache.len()
     }
 
     /// How many client ids the plugin currently remembers (connected or not).
@@ -331,6 +347,17 @@ mod tests {
         assert!(!restarted.may_access("lamp", Access::Receive, "/222/x", NOW + 10));
         connect(&mut restarted, 3, ("222", "lamp", "lamp"), false, NOW + 600)
             .expect("free once the holder's token has expired");
+    }
+
+    #[test]
+    fn a_known_token_is_cached_until_the_keys_are_reloaded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), false, NOW).expect("verified");
+        connect(&mut plugin, 2, ("111", "lamp", "lamp"), false, NOW).expect("from the cache");
+        assert_eq!(plugin.cached_tokens(), 1);
+        plugin.reload_keys(NOW).expect("reloads");
+        assert_eq!(plugin.cached_tokens(), 0);
     }
 
     #[test]

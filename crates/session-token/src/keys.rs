@@ -5,6 +5,10 @@
 //! Symmetric keys are refused outright; a JWKS carrying one is rejected as a whole, since
 //! a public key set with a secret in it is a configuration mistake to stop on.
 
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
+};
+use base64::Engine;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash,
 };
@@ -27,6 +31,8 @@ pub enum KeyError {
     NotPublicKeyPem,
     #[error("invalid key: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("key {kid:?}: the key material is not a valid public key")]
+    Rejected { kid: String },
 }
 
 /// One key a verifier accepts, with its id and the only algorithm it verifies.
@@ -35,6 +41,9 @@ pub struct VerificationKey {
     pub kid: String,
     pub algorithm: Algorithm,
     pub key: DecodingKey,
+    /// The same key parsed once for aws-lc-rs, so a verification does not rebuild it from
+    /// its JWK components (as `jsonwebtoken::decode` does on every call).
+    parsed: ParsedPublicKey,
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -92,7 +101,56 @@ pub fn public_jwk_from_pem(pem: &[u8]) -> Result<Jwk, KeyError> {
     finish_public_jwk(jwk, algorithm)
 }
 
+/// The public key of `jwk`, parsed for verifying signatures of `algorithm`.
+fn parse_public_key(
+    jwk: &Jwk,
+    algorithm: Algorithm,
+    kid: &str,
+) -> Result<ParsedPublicKey, KeyError> {
+    let rejected = || KeyError::Rejected {
+        kid: kid.to_owned(),
+    };
+    let decode = |text: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| rejected())
+    };
+    match (&jwk.algorithm, algorithm) {
+        (AlgorithmParameters::RSA(rsa), Algorithm::RS256) => {
+            let (n, e) = (decode(&rsa.n)?, decode(&rsa.e)?);
+            // aws-lc-rs takes the components without leading zero bytes.
+            let minimal = |bytes: &[u8]| {
+                let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+                bytes[start..].to_vec()
+            };
+            let (n, e) = (minimal(&n), minimal(&e));
+            RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .map_err(|_| rejected())
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            // An uncompressed SEC 1 point: 0x04, then x and y.
+            let mut point = vec![0x04];
+            point.extend(decode(&ec.x)?);
+            point.extend(decode(&ec.y)?);
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(|_| rejected())
+        }
+        _ => Err(KeyError::Unsupported {
+            kid: kid.to_owned(),
+        }),
+    }
+}
+
 impl VerificationKey {
+    /// Checks `signature` over `message` (a JWS signing input) with this key, by its own
+    /// algorithm.
+    pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.parsed.verify_sig(message, signature).is_ok()
+    }
+
     /// A verification key from a public JWK. A missing `kid` is filled with the thumbprint.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
         let kid = match &jwk.common.key_id {
@@ -109,10 +167,13 @@ impl VerificationKey {
                 });
             }
         }
+        let key = DecodingKey::from_jwk(jwk)?;
+        let parsed = parse_public_key(jwk, algorithm, &kid)?;
         Ok(VerificationKey {
             kid,
             algorithm,
-            key: DecodingKey::from_jwk(jwk)?,
+            key,
+            parsed,
         })
     }
 }

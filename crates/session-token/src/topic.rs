@@ -50,7 +50,13 @@ pub struct TopicName(String);
 
 /// A validated MQTT topic filter: what a SUBSCRIBE or a token grant carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TopicFilter(String);
+pub struct TopicFilter {
+    text: String,
+    /// For a filter of literal levels ending in `#` (a session's `/S/#`), the length of
+    /// the part before the `#`: such a grant covers exactly the topics starting with that
+    /// part, which a per-message check can test without splitting the topic into levels.
+    literal_prefix: Option<usize>,
+}
 
 fn check_common(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
@@ -104,16 +110,19 @@ impl TopicFilter {
                 _ => {}
             }
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self {
+            text: s.to_owned(),
+            literal_prefix: literal_prefix(s),
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The levels of the filter, in order.
     pub fn levels(&self) -> impl Iterator<Item = FilterLevel<'_>> {
-        self.0.split('/').map(|level| match level {
+        self.text.split('/').map(|level| match level {
             "+" => FilterLevel::AnyOne,
             "#" => FilterLevel::AnyRest,
             exact => FilterLevel::Exact(exact),
@@ -127,6 +136,19 @@ impl TopicFilter {
 
     /// `covers_topic` for a string already checked with [`TopicName::validate`].
     pub(crate) fn covers_valid_topic(&self, topic: &str) -> bool {
+        match self.literal_prefix {
+            // `#` covers one or more levels, and every topic with this prefix has at least
+            // one (possibly empty) level after it; no wildcard touches the first level.
+            Some(length) => topic
+                .as_bytes()
+                .starts_with(&self.text.as_bytes()[..length]),
+            None => covers(self.levels(), topic.split('/').map(FilterLevel::Exact)),
+        }
+    }
+
+    /// [`covers_valid_topic`](Self::covers_valid_topic) by levels, whatever the filter.
+    #[cfg(test)]
+    fn covers_valid_topic_by_levels(&self, topic: &str) -> bool {
         covers(self.levels(), topic.split('/').map(FilterLevel::Exact))
     }
 
@@ -135,6 +157,13 @@ impl TopicFilter {
     pub fn covers_filter(&self, other: &TopicFilter) -> bool {
         covers(self.levels(), other.levels())
     }
+}
+
+/// For a valid filter `{literal levels}/#` with at least one literal level, the length of
+/// `{literal levels}/`.
+fn literal_prefix(filter: &str) -> Option<usize> {
+    let prefix = filter.strip_suffix('#')?;
+    (prefix.ends_with('/') && !prefix.contains(['+', '#'])).then_some(prefix.len())
 }
 
 /// Does the grant (given as levels) cover everything the request (given as levels) can match?
@@ -176,7 +205,7 @@ impl fmt::Display for TopicName {
 
 impl fmt::Display for TopicFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -276,6 +305,29 @@ mod tests {
         assert!(filter("#").covers_filter(&filter("+/#")));
         assert!(filter("$SYS/#").covers_topic(&name("$SYS/broker")));
         assert!(filter("a/+").covers_topic(&name("a/$x")));
+    }
+
+    #[test]
+    fn the_prefix_shortcut_agrees_with_matching_by_levels() {
+        let topics = [
+            "/1/x", "/1/", "/1", "/1/x/y", "/12/x", "/2/x", "1/x", "/", "a", "$SYS/x", "/1//",
+            "a/b/c", "a/b", "a/", "a/bc",
+        ];
+        for grant in [
+            "/1/#", "a/b/#", "a/#", "/#", "#", "+/#", "/+/#", "a/b", "/1/+",
+        ] {
+            let grant = filter(grant);
+            for topic in topics {
+                assert_eq!(
+                    grant.covers_valid_topic(topic),
+                    grant.covers_valid_topic_by_levels(topic),
+                    "{grant} over {topic}"
+                );
+            }
+        }
+        assert_eq!(filter("/1/#").literal_prefix, Some(3));
+        assert_eq!(filter("#").literal_prefix, None);
+        assert_eq!(filter("+/#").literal_prefix, None);
     }
 
     #[test]

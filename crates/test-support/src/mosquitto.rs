@@ -36,14 +36,22 @@ pub fn plugin_path() -> PathBuf {
                  directory; build it: cargo build -p mosquitto-session-auth (scripts/test does)"
             )
         });
-        let copy =
-            std::env::temp_dir().join(format!("ism-test-{}-{PLUGIN_FILE}", std::process::id()));
-        std::fs::copy(&built, &copy).expect("copy the plugin where the broker's user can read it");
-        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("make the plugin copy readable");
-        copy
+        readable_copy(&built, "current")
     })
     .clone()
+}
+
+/// A copy of the plugin library `built`, in the system's temporary directory and readable by
+/// the broker's user (see [`plugin_path`]); `label` keeps copies of different builds apart.
+pub fn readable_copy(built: &Path, label: &str) -> PathBuf {
+    let copy = std::env::temp_dir().join(format!(
+        "ism-test-{}-{label}-{PLUGIN_FILE}",
+        std::process::id()
+    ));
+    std::fs::copy(built, &copy).expect("copy the plugin where the broker's user can read it");
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make the plugin copy readable");
+    copy
 }
 
 /// Fails, saying how to install it, when Mosquitto is missing.
@@ -274,6 +282,20 @@ impl Broker {
         assert!(status.success(), "SIGHUP delivered");
     }
 
+    /// CPU time the broker's main thread has used so far (Mosquitto 2.0 runs every client
+    /// and every plugin callback on it), in nanoseconds from /proc/<pid>/schedstat: finer
+    /// than the clock ticks of /proc/<pid>/stat, so short runs can be compared.
+    pub fn cpu_time(&self) -> Duration {
+        let schedstat = std::fs::read_to_string(format!("/proc/{}/schedstat", self.pid()))
+            .expect("proc schedstat");
+        let nanos = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .expect("schedstat starts with the run time in ns");
+        Duration::from_nanos(nanos)
+    }
+
     /// Resident memory of the broker process, from /proc/<pid>/status.
     pub fn rss_kib(&self) -> u64 {
         let status =
@@ -296,11 +318,22 @@ impl Drop for Broker {
 /// The `plugin ...` lines for a broker in `dir` with `jwks` as its key file, issuer `ism`,
 /// the plugin's state file in `dir`, and `options` (`plugin_opt_` prefix added) on top.
 pub fn plugin_settings(dir: &tempfile::TempDir, jwks: &str, options: &[(&str, &str)]) -> String {
+    plugin_settings_for(&plugin_path(), dir, jwks, options)
+}
+
+/// [`plugin_settings`] for the plugin library at `plugin` (e.g. an older build to compare
+/// against, copied with [`readable_copy`]).
+pub fn plugin_settings_for(
+    plugin: &Path,
+    dir: &tempfile::TempDir,
+    jwks: &str,
+    options: &[(&str, &str)],
+) -> String {
     let jwks_path = dir.path().join("jwks.json");
     std::fs::write(&jwks_path, jwks).expect("write jwks");
     let mut conf = format!(
         "allow_anonymous false\nplugin {}\nplugin_opt_jwks_file {}\nplugin_opt_issuer {ISSUER}\n",
-        plugin_path().display(),
+        plugin.display(),
         jwks_path.display()
     );
     if !options.iter().any(|(key, _)| *key == "state_file") {
