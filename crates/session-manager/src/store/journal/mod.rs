@@ -22,6 +22,7 @@
 mod compaction;
 pub mod record;
 mod recovery;
+mod tally;
 pub mod writer;
 
 use std::collections::BTreeSet;
@@ -42,6 +43,7 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
 use compaction::SnapshotSource;
+use tally::Tally;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use writer::{Journal, JournalStats};
 
@@ -185,8 +187,35 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
-/// Every session id this store ever handed out, live or retired.
-pub(crate) type SessionTable = DashMap<SessionId, Slot>;
+/// Every session id this store ever handed out, live or retired, with the running tallies
+/// that spare readers a pass over all of them.
+#[derive(Default)]
+pub(crate) struct SessionTable {
+    pub(crate) map: DashMap<SessionId, Slot>,
+    pub(crate) tally: Tally,
+}
+
+impl SessionTable {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The table holding `slots`, with its tallies counted once.
+    pub(crate) fn from_slots(slots: impl IntoIterator<Item = (SessionId, Slot)>) -> Self {
+        let table = Self::default();
+        for (id, slot) in slots {
+            match &slot {
+                Slot::Live(session) => table
+                    .tally
+                    .add_live(session.expires_at, session.clients.len()),
+                Slot::Retired(_) => table.tally.add_retired(),
+            }
+            table.map.insert(id, slot);
+        }
+        table
+    }
+}
 
 impl JournalStore {
     /// Opens (or creates) the store in `config.data_dir`, replaying its journal, on the
@@ -249,7 +278,7 @@ impl JournalStore {
         let inner = &*self.inner;
         let length = inner.config.id_length;
         let capacity = id_space_capacity(length);
-        let used = inner.sessions.len() as u128;
+        let used = inner.sessions.map.len() as u128;
         let exhausted = StoreError::IdSpaceExhausted {
             used,
             capacity,
@@ -261,13 +290,14 @@ impl JournalStore {
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate(length)?;
             // A vacant entry means the id was never used: retired ids stay in the map.
-            let Entry::Vacant(vacant) = inner.sessions.entry(id.clone()) else {
+            let Entry::Vacant(vacant) = inner.sessions.map.entry(id.clone()) else {
                 continue;
             };
             let frame = Record::Created(session.created_record(&id))
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
             let info = session.info(&id);
+            inner.sessions.tally.add_live(session.expires_at, 0);
             vacant.insert(Slot::Live(Box::new(session)));
             let pending = inner.journal.submit(frame);
             return Ok((info, pending));
@@ -276,7 +306,7 @@ impl JournalStore {
     }
 
     fn live_info(&self, id: &SessionId, now: u64) -> Option<SessionInfo> {
-        match self.inner.sessions.get(id)?.value() {
+        match self.inner.sessions.map.get(id)?.value() {
             Slot::Live(session) if session.is_live(now) => Some(session.info(id)),
             _ => None,
         }
@@ -312,17 +342,14 @@ impl JournalStore {
 
     /// Number of sessions that are neither closed nor expired.
     fn count_live(&self, now: u64) -> usize {
-        self.inner
-            .sessions
-            .iter()
-            .filter(|entry| matches!(entry.value(), Slot::Live(session) if session.is_live(now)))
-            .count()
+        self.inner.sessions.tally.live_at(now)
     }
 
     /// Every closed session whose tokens may still be alive at `now`.
     fn closed_sessions(&self, token_ttl_secs: u64, now: u64) -> Vec<Revocation> {
         self.inner
             .sessions
+            .map
             .iter()
             .filter_map(|entry| match entry.value() {
                 Slot::Retired(retired) => {
@@ -339,7 +366,7 @@ impl JournalStore {
 
     /// The revocation of one closed session, if its tokens may still be alive at `now`.
     fn closed_session(&self, id: &SessionId, token_ttl_secs: u64, now: u64) -> Option<Revocation> {
-        match self.inner.sessions.get(id).as_deref() {
+        match self.inner.sessions.map.get(id).as_deref() {
             Some(Slot::Retired(retired)) => {
                 let until = retired.refuse_until(token_ttl_secs);
                 (until > now).then(|| Revocation {
@@ -377,7 +404,12 @@ impl SessionStore for JournalStore {
         let (info, pending) = self.insert_with_fresh_id(session)?;
         inner.ordered_write().insert(info.id.clone());
         if let Err(error) = pending.durable().await {
-            inner.sessions.remove(&info.id);
+            if let Some((_, Slot::Live(session))) = inner.sessions.map.remove(&info.id) {
+                inner
+                    .sessions
+                    .tally
+                    .remove_live(session.expires_at, session.clients.len());
+            }
             inner.ordered_write().remove(&info.id);
             return Err(error);
         }
@@ -390,7 +422,7 @@ impl SessionStore for JournalStore {
 
     fn is_live(&self, id: &SessionId, now: u64) -> bool {
         matches!(
-            self.inner.sessions.get(id).as_deref(),
+            self.inner.sessions.map.get(id).as_deref(),
             Some(Slot::Live(session)) if session.is_live(now)
         )
     }
@@ -409,7 +441,7 @@ impl SessionStore for JournalStore {
     }
 
     async fn pin_hash(&self, id: &SessionId, now: u64) -> Result<Option<Arc<str>>, StoreError> {
-        Ok(match self.inner.sessions.get(id).as_deref() {
+        Ok(match self.inner.sessions.map.get(id).as_deref() {
             Some(Slot::Live(session)) if session.is_live(now) => {
                 Some(Arc::clone(&session.pin_hash))
             }
@@ -425,7 +457,7 @@ impl SessionStore for JournalStore {
     ) -> Result<JoinedSession, JoinError> {
         let inner = &*self.inner;
         let (info, pending) = {
-            let Some(mut slot) = inner.sessions.get_mut(id) else {
+            let Some(mut slot) = inner.sessions.map.get_mut(id) else {
                 return Err(JoinError::InvalidCredentials);
             };
             // Closed or expired while the PIN was being verified.
@@ -456,15 +488,17 @@ impl SessionStore for JournalStore {
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
                 session.clients.insert(client.clone(), now);
+                inner.sessions.tally.client_added();
                 (joined, inner.journal.submit(frame))
             }
         };
         if let Err(error) = pending.durable().await {
             // Memory must not claim what the disk does not hold: forget this join again.
-            if let Some(mut slot) = inner.sessions.get_mut(id) {
+            if let Some(mut slot) = inner.sessions.map.get_mut(id) {
                 if let Slot::Live(session) = slot.value_mut() {
                     if session.clients.get(client) == Some(&now) {
                         session.clients.shift_remove(client);
+                        inner.sessions.tally.client_removed();
                     }
                 }
             }
@@ -479,7 +513,7 @@ impl SessionStore for JournalStore {
         let inner = &*self.inner;
         let now = inner.clock.unix_now();
         let (previous, pending) = {
-            let Some(mut slot) = inner.sessions.get_mut(id) else {
+            let Some(mut slot) = inner.sessions.map.get_mut(id) else {
                 return Ok(false);
             };
             match slot.value() {
@@ -494,12 +528,24 @@ impl SessionStore for JournalStore {
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
             let session = std::mem::replace(slot.value_mut(), Slot::Retired(retired));
+            if let Slot::Live(closed) = &session {
+                inner
+                    .sessions
+                    .tally
+                    .retire_live(closed.expires_at, closed.clients.len());
+            }
             (session, inner.journal.submit(frame))
         };
         inner.ordered_write().remove(id);
         if let Err(error) = pending.durable().await {
             // Memory must not claim what the disk does not hold: put the session back.
-            if let Some(mut slot) = inner.sessions.get_mut(id) {
+            if let Some(mut slot) = inner.sessions.map.get_mut(id) {
+                if let Slot::Live(session) = &previous {
+                    inner
+                        .sessions
+                        .tally
+                        .unretire_live(session.expires_at, session.clients.len());
+                }
                 *slot.value_mut() = previous;
             }
             inner.ordered_write().insert(id.clone());

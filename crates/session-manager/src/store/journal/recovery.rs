@@ -34,9 +34,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-use dashmap::DashMap;
 
 use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
@@ -44,7 +43,7 @@ use super::record::{
     JOURNAL_HEADER,
 };
 use super::writer::JOURNAL_FILE_NAME;
-use super::{io_error, LiveSession, Retired, Slot};
+use super::{io_error, LiveSession, Retired, SessionTable, Slot};
 use crate::domain::SessionId;
 use crate::store::{RecoveryReport, SkippedRange, StoreError};
 
@@ -52,7 +51,7 @@ use crate::store::{RecoveryReport, SkippedRange, StoreError};
 const HEADER_PREFIX: &[u8] = b"ism-session-journal ";
 
 pub(crate) struct Recovered {
-    pub(crate) sessions: DashMap<SessionId, Slot>,
+    pub(crate) sessions: SessionTable,
     pub(crate) ordered: BTreeSet<SessionId>,
     pub(crate) journal_file: File,
     /// Records in the journal file as it is now (after any compaction).
@@ -155,8 +154,8 @@ pub(crate) fn recover(
         }
     }
 
-    let sessions: DashMap<SessionId, Slot> = sessions.into_iter().collect();
-    let snapshot_records = sessions.snapshot_len(now);
+    let sessions = SessionTable::from_slots(sessions);
+    let snapshot_records = sessions.snapshot_records_estimate();
     let must_rewrite = format == Format::V1 || !skipped.is_empty();
     let mut journal = None;
     if must_rewrite || compaction::worth_compacting(records, snapshot_records) {
@@ -186,6 +185,7 @@ pub(crate) fn recover(
     };
 
     let ordered: BTreeSet<SessionId> = sessions
+        .map
         .iter()
         .filter(|entry| matches!(entry.value(), Slot::Live(_)))
         .map(|entry| entry.key().clone())
@@ -457,14 +457,14 @@ fn readable_ids(damaged: &[u8]) -> Vec<SessionId> {
 /// Rewrites the journal as a snapshot of `sessions`; the new file, its records and length.
 fn compact(
     data_dir: &Path,
-    sessions: &DashMap<SessionId, Slot>,
+    sessions: &SessionTable,
     now: u64,
 ) -> Result<(File, usize, u64), StoreError> {
-    let (snapshot, records) = sessions.encode_snapshot(now)?;
-    let file = compaction::write_snapshot(data_dir, &snapshot)?;
+    let never = AtomicBool::new(false);
+    let written = compaction::write_snapshot(data_dir, sessions, now, &never)?;
     compaction::install_snapshot(data_dir)?;
     compaction::sync_dir(data_dir)?;
-    Ok((file, records, snapshot.len() as u64))
+    Ok((written.file, written.records, written.len))
 }
 
 /// Opens the existing journal for appending (writing the header into a new one).
