@@ -43,8 +43,8 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
 use compaction::SnapshotSource;
-use tally::Tally;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use tally::Tally;
 use writer::{Journal, JournalStats};
 
 pub use writer::JOURNAL_FILE_NAME;
@@ -572,10 +572,13 @@ impl SessionStore for JournalStore {
     }
 
     fn health(&self) -> StoreHealth {
+        let stats = self.inner.journal.stats();
         StoreHealth {
             write_fault: self.inner.journal.fault(),
             skipped: self.inner.skipped.clone(),
             torn_tail_bytes: self.inner.torn_tail_bytes,
+            compactions: stats.compactions,
+            compacting: stats.compacting,
         }
     }
 
