@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::record::{JoinedRecord, Record, JOURNAL_HEADER};
+use super::session_key::SessionKey;
 use super::writer::JOURNAL_FILE_NAME;
 use super::{io_error, SessionTable, Slot, StoreError};
 use crate::domain::SessionId;
@@ -81,19 +82,19 @@ impl SnapshotSource for SessionTable {
     ) -> Result<usize, StoreError> {
         // Copy the ids first: iterating the map itself would hold each shard's lock for
         // as long as encoding that shard takes, stalling every change to its sessions.
-        let ids: Vec<SessionId> = self.map.iter().map(|entry| entry.key().clone()).collect();
+        let keys: Vec<SessionKey> = self.map.iter().map(|entry| *entry.key()).collect();
         let mut records = 0;
         let mut frame = Vec::with_capacity(4096);
-        for (index, id) in ids.iter().enumerate() {
+        for (index, key) in keys.iter().enumerate() {
             if index % CANCEL_CHECK_EVERY == 0 && cancel.load(Ordering::Relaxed) {
                 return Err(StoreError::Task("compaction cancelled".to_owned()));
             }
             frame.clear();
             // Encode under the session's lock, write after releasing it.
-            let Some(slot) = self.map.get(id) else {
+            let Some(slot) = self.map.get(key) else {
                 continue;
             };
-            for record in slot.value().snapshot(id, now) {
+            for record in slot.value().snapshot(&key.id(), now) {
                 record
                     .encode_into(&mut frame)
                     .map_err(|error| StoreError::Encode(error.to_string()))?;
@@ -198,7 +199,7 @@ impl Slot {
             Slot::Live(session) if session.is_live(now) => {
                 let created = Record::Created(session.created_record(id));
                 std::iter::once(created)
-                    .chain(session.clients.iter().map(|(client, &joined_at)| {
+                    .chain(session.clients.iter().map(|(client, joined_at)| {
                         Record::Joined(JoinedRecord {
                             id: id.clone(),
                             client: client.clone(),

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use super::recovery::CHUNK_FOR_TESTS;
 use super::*;
 use crate::clock::unix_now;
 use crate::domain::Pin;
@@ -1124,4 +1125,60 @@ async fn a_burst_of_joins_after_restart_runs_argon2_only_a_few_times() {
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     let verifications = store.stats().argon2_verifications;
     assert!((1..=cores).contains(&verifications), "{verifications}");
+}
+
+// --- replay in chunks -----------------------------------------------------------------------
+
+/// A journal several read chunks long, with damage and a torn tail past the first chunk:
+/// offsets are file offsets, every session before and after the damage is there, and a
+/// damaged close still closes.
+#[tokio::test]
+async fn damage_and_a_torn_tail_beyond_the_first_chunk_are_handled_like_in_one_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin_hash = hash_pin_blocking(&Pin::parse("123456").unwrap()).unwrap();
+    let id = |n: usize| SessionId::parse(&format!("{}", 100_000_000 + n)).unwrap();
+    let created = |n: usize| {
+        Record::Created(CreatedRecord {
+            id: id(n),
+            session_type: SessionType::default(),
+            created_at: NOW,
+            expires_at: None,
+            max_clients: None,
+            pin_hash: pin_hash.clone(),
+        })
+    };
+    let sessions = 60_000;
+    let mut bytes = record::encode_journal(&[]).unwrap();
+    let mut damaged_at = 0;
+    for n in 0..sessions {
+        created(n).encode_into(&mut bytes).unwrap();
+        if n == 40_000 {
+            damaged_at = bytes.len();
+            Record::Closed(ClosedRecord {
+                id: id(7),
+                closed_at: Some(NOW),
+                session_end: None,
+            })
+            .encode_into(&mut bytes)
+            .unwrap();
+        }
+    }
+    assert!(bytes.len() > 3 * CHUNK_FOR_TESTS && damaged_at > CHUNK_FOR_TESTS);
+    let body = bytes[damaged_at..].iter().position(|&b| b == b'{').unwrap();
+    bytes[damaged_at + body + 5] ^= 0x20;
+    let torn = created(sessions).encode().unwrap();
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(journal_path(dir.path()), &bytes).unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(report.skipped[0].offset, damaged_at as u64);
+    assert!(report.skipped[0].detail.contains(id(7).as_str()));
+    assert_eq!(report.discarded_tail_bytes, (torn.len() / 2) as u64);
+    assert_eq!(report.records, sessions);
+    assert_eq!(report.sessions, sessions - 1);
+    assert!(store.get(&id(7), NOW).is_none(), "closed session revived");
+    assert!(store.get(&id(0), NOW).is_some());
+    assert!(store.get(&id(sessions - 1), NOW).is_some());
+    assert_eq!(store.store.count_live(NOW), sessions - 1);
 }
