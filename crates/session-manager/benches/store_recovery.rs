@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p session-manager --bench store_recovery` builds the journal once through
 //! the record format, then opens the store on it several times and prints each recovery
-//! time and the median; `docs/PERFORMANCE.md` quotes the result.
+//! time and the median; `docs/PERFORMANCE.md` quotes the result. `ISM_BENCH_SESSIONS` and
+//! `ISM_BENCH_RUNS` change the number of sessions and of runs.
 
 #[path = "../tests/support/journal.rs"]
 mod journal;
@@ -12,34 +13,42 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use session_manager::domain::Pin;
 use session_manager::store::{JournalStore, SessionStore, StoreConfig, JOURNAL_FILE_NAME};
 
-const SESSIONS: usize = 100_000;
-const RUNS: usize = 7;
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[tokio::main]
 async fn main() -> BenchResult<()> {
+    let (sessions, runs) = (
+        setting("ISM_BENCH_SESSIONS", 100_000),
+        setting("ISM_BENCH_RUNS", 7),
+    );
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let (journal, records) =
-        journal::sessions_with_one_client(SESSIONS, &Pin::parse("424242")?, now)?;
+        journal::sessions_with_one_client(sessions, &Pin::parse("424242")?, now)?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join(JOURNAL_FILE_NAME), &journal)?;
     println!(
-        "store_recovery: {SESSIONS} sessions, {records} records, journal {:.1} MiB",
+        "store_recovery: {sessions} sessions, {records} records, journal {:.1} MiB",
         journal.len() as f64 / (1024.0 * 1024.0)
     );
 
-    let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
-    for run in 1..=RUNS {
+    let mut times: Vec<Duration> = Vec::with_capacity(runs);
+    for run in 1..=runs {
         let config = StoreConfig {
             data_dir: dir.path().to_owned(),
             id_length: 7,
             repair_journal_at: None,
         };
         let (store, report) = JournalStore::open(config).await?;
-        if report.sessions != SESSIONS {
+        if report.sessions != sessions {
             return Err(format!(
-                "recovered {} sessions, expected {SESSIONS}",
+                "recovered {} sessions, expected {sessions}",
                 report.sessions
             )
             .into());
@@ -51,9 +60,9 @@ async fn main() -> BenchResult<()> {
     times.sort();
     println!(
         "store_recovery: median {:?}, min {:?}, max {:?} (target < 2 s)",
-        times[RUNS / 2],
+        times[runs / 2],
         times[0],
-        times[RUNS - 1]
+        times[runs - 1]
     );
     Ok(())
 }

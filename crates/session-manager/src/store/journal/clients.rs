@@ -1,7 +1,7 @@
 //! `Clients`: the clients that joined one session, name → first join time, in join order.
 //!
-//! Almost every session holds a handful of clients, for which a short list (one exact
-//! allocation, searched linearly) costs a fraction of a hash map; a session that grows past
+//! Almost every session holds a handful of clients: one is kept inline, a few in a short
+//! list (one exact allocation, searched linearly), which costs a fraction of a hash map; a session that grows past
 //! [`FEW`] clients moves to an index map, so joins stay constant-time however many
 //! thousands join it.
 
@@ -13,6 +13,7 @@ use crate::domain::ClientName;
 const FEW: usize = 8;
 
 pub(crate) enum Clients {
+    One(ClientName, u64),
     Few(Vec<(ClientName, u64)>),
     Many(Box<IndexMap<ClientName, u64>>),
 }
@@ -26,6 +27,7 @@ impl Default for Clients {
 impl Clients {
     pub(crate) fn len(&self) -> usize {
         match self {
+            Self::One(..) => 1,
             Self::Few(list) => list.len(),
             Self::Many(map) => map.len(),
         }
@@ -34,6 +36,7 @@ impl Clients {
     /// When `name` first joined, if it did.
     pub(crate) fn get(&self, name: &ClientName) -> Option<u64> {
         match self {
+            Self::One(n, at) => (n == name).then_some(*at),
             Self::Few(list) => list.iter().find(|(n, _)| n == name).map(|&(_, at)| at),
             Self::Many(map) => map.get(name).copied(),
         }
@@ -45,11 +48,21 @@ impl Clients {
 
     /// Records `name` as joined at `at`, unless it joined before (its first time stands).
     pub(crate) fn insert(&mut self, name: ClientName, at: u64) {
+        if self.contains(&name) {
+            return;
+        }
         match self {
-            Self::Few(list) => {
-                if list.iter().any(|(n, _)| *n == name) {
+            Self::Few(list) if list.is_empty() => *self = Self::One(name, at),
+            Self::One(..) => {
+                let Self::One(first, first_at) = std::mem::take(self) else {
                     return;
-                }
+                };
+                let mut list = Vec::with_capacity(2);
+                list.push((first, first_at));
+                list.push((name, at));
+                *self = Self::Few(list);
+            }
+            Self::Few(list) => {
                 if list.len() < FEW {
                     list.reserve_exact(1);
                     list.push((name, at));
@@ -68,6 +81,11 @@ impl Clients {
     /// Forgets `name` (a join taken back), keeping the others' order.
     pub(crate) fn remove(&mut self, name: &ClientName) {
         match self {
+            Self::One(n, _) => {
+                if n == name {
+                    *self = Self::default();
+                }
+            }
             Self::Few(list) => list.retain(|(n, _)| n != name),
             Self::Many(map) => {
                 map.shift_remove(name);
@@ -78,6 +96,7 @@ impl Clients {
     /// Name and first join time, in join order.
     pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&ClientName, u64)> + '_> {
         match self {
+            Self::One(name, at) => Box::new(std::iter::once((name, *at))),
             Self::Few(list) => Box::new(list.iter().map(|(name, at)| (name, *at))),
             Self::Many(map) => Box::new(map.iter().map(|(name, at)| (name, *at))),
         }
@@ -90,6 +109,21 @@ mod tests {
 
     fn name(n: usize) -> ClientName {
         ClientName::parse(&format!("c{n}")).unwrap()
+    }
+
+    #[test]
+    fn one_client_is_kept_inline_and_can_be_taken_back() {
+        let mut clients = Clients::default();
+        clients.insert(name(1), 7);
+        assert!(matches!(clients, Clients::One(..)));
+        clients.insert(name(1), 9);
+        assert_eq!(clients.get(&name(1)), Some(7));
+        clients.remove(&name(1));
+        assert_eq!(clients.len(), 0);
+        clients.insert(name(1), 1);
+        clients.insert(name(2), 2);
+        assert!(matches!(clients, Clients::Few(_)));
+        assert_eq!(clients.len(), 2);
     }
 
     #[test]

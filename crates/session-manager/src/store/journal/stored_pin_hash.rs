@@ -3,8 +3,9 @@
 //!
 //! The usual shape (`$argon2id$v=V$m=M,t=T,p=P$<16-byte salt>$<32-byte hash>`, both in
 //! unpadded base64) is kept as numbers and bytes and turned back into the identical string
-//! when a join asks for it. Any other string is kept as it is; a hash is only packed when
-//! unpacking gives back exactly the same string.
+//! when a join asks for it. Any other string is kept as it is; a hash is only packed in its
+//! canonical spelling (numbers without leading zeros, base64 without stray trailing bits),
+//! the one that unpacking gives back.
 
 use std::sync::Arc;
 
@@ -33,8 +34,8 @@ pub(crate) struct PackedArgon2id {
 impl StoredPinHash {
     pub(crate) fn new(phc: &str) -> Self {
         match PackedArgon2id::parse(phc) {
-            Some(packed) if packed.phc() == phc => Self::Argon2id(packed),
-            _ => Self::Verbatim(phc.into()),
+            Some(packed) => Self::Argon2id(packed),
+            None => Self::Verbatim(phc.into()),
         }
     }
 
@@ -51,6 +52,13 @@ impl StoredPinHash {
     }
 }
 
+/// `digits` as a number, if written as `to_string` writes it.
+fn canonical_number(digits: &str) -> Option<u32> {
+    let canonical =
+        digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
+}
+
 impl PackedArgon2id {
     fn parse(phc: &str) -> Option<Self> {
         let mut parts = phc.split('$');
@@ -65,11 +73,15 @@ impl PackedArgon2id {
         ) else {
             return None;
         };
-        let version = version.strip_prefix("v=")?.parse().ok()?;
+        let version = canonical_number(version.strip_prefix("v=")?)?;
         let mut params = params.split(',');
         let mut param =
-            |name: &str| -> Option<u32> { params.next()?.strip_prefix(name)?.parse().ok() };
+            |name: &str| -> Option<u32> { canonical_number(params.next()?.strip_prefix(name)?) };
         let (memory_kib, iterations, parallelism) = (param("m=")?, param("t=")?, param("p=")?);
+        if params.next().is_some() {
+            return None;
+        }
+        // The decoder refuses non-zero trailing bits, so the encoding is the canonical one.
         Some(Self {
             version,
             memory_kib,
@@ -107,11 +119,22 @@ mod tests {
     }
 
     #[test]
+    fn a_canonical_hash_round_trips() {
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let stored = StoredPinHash::new(phc);
+        assert!(matches!(stored, StoredPinHash::Argon2id(_)));
+        assert_eq!(stored.phc(), phc);
+    }
+
+    #[test]
     fn anything_else_is_kept_verbatim() {
         for phc in [
             "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaA",
             "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
             "$argon2id$v=19$m=019456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=+19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=19456,t=2,p=1,x=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdB$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
             "not a hash",
         ] {
             let stored = StoredPinHash::new(phc);
