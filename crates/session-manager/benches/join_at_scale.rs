@@ -12,8 +12,9 @@
 //! the per-session join quota lifted; this process is the load (run it pinned to CPU 1).
 //! It reports:
 //!
-//! - start-up: from spawn until `/healthz` answers, and the resident memory then (VmRSS)
-//!   and at its peak (VmHWM);
+//! - start-up: from spawn until `/healthz` answers (wall clock, and the service's CPU
+//!   time, which a busy machine inflates less), and the resident memory then (VmRSS) and
+//!   at its peak (VmHWM);
 //! - first joins: one join to each of `WARM_SESSIONS` sessions spread over the id range,
 //!   each verifying the PIN with argon2 once;
 //! - cached joins: `JOINS` joins, each of a new client (a durable journal record), to a
@@ -135,7 +136,8 @@ async fn main() -> BenchResult<()> {
         journal.joined(&id, "device-1", now + 1);
     }
     let records = journal.finish();
-    let journal_mib = std::fs::metadata(data_dir.join("sessions.journal"))?.len() as f64 / 1048576.0;
+    let journal_mib =
+        std::fs::metadata(data_dir.join("sessions.journal"))?.len() as f64 / 1048576.0;
     println!(
         "join_at_scale: binary {}, {sessions} sessions (9-digit ids), {records} records, journal {journal_mib:.0} MiB",
         test_support::service::binary().display()
@@ -147,8 +149,9 @@ async fn main() -> BenchResult<()> {
     let ready = started.elapsed();
     let pid = service.pid();
     println!(
-        "start-up: ready in {:.2} s, RSS {:.0} MiB, peak RSS {:.0} MiB",
+        "start-up: ready in {:.2} s ({:.2} s of CPU), RSS {:.0} MiB, peak RSS {:.0} MiB",
         ready.as_secs_f64(),
+        cpu_secs(pid),
         status_mib(pid, "VmRSS:"),
         status_mib(pid, "VmHWM:")
     );

@@ -13,6 +13,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use session_manager::domain::Pin;
 use session_manager::store::{JournalStore, SessionStore, StoreConfig, JOURNAL_FILE_NAME};
 
+/// utime + stime of this process, in seconds.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|t| t.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// `field` (kB) of `/proc/self/status`, in MiB.
+fn status_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -45,7 +70,9 @@ async fn main() -> BenchResult<()> {
             id_length: 7,
             repair_journal_at: None,
         };
+        let cpu_before = process_cpu_secs();
         let (store, report) = JournalStore::open(config).await?;
+        let cpu = process_cpu_secs() - cpu_before;
         if report.sessions != sessions {
             return Err(format!(
                 "recovered {} sessions, expected {sessions}",
@@ -53,7 +80,12 @@ async fn main() -> BenchResult<()> {
             )
             .into());
         }
-        println!("run {run}: recovered in {:?}", report.elapsed);
+        println!(
+            "run {run}: recovered in {:?} ({cpu:.2} s of CPU), RSS {:.0} MiB, peak {:.0} MiB",
+            report.elapsed,
+            status_mib("VmRSS:"),
+            status_mib("VmHWM:")
+        );
         times.push(report.elapsed);
         store.shutdown().await;
     }

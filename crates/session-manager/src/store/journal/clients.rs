@@ -57,10 +57,7 @@ impl Clients {
                 let Self::One(first, first_at) = std::mem::take(self) else {
                     return;
                 };
-                let mut list = Vec::with_capacity(2);
-                list.push((first, first_at));
-                list.push((name, at));
-                *self = Self::Few(list);
+                *self = Self::Few(vec![(first, first_at), (name, at)]);
             }
             Self::Few(list) => {
                 if list.len() < FEW {
