@@ -6,6 +6,7 @@
 //! - [`mqtt_device`]: a full MQTT client (rumqttc) whose events a test can await;
 //! - [`raw_mqtt`]: hand-driven MQTT over a plain socket, for what a full client hides;
 //! - [`session_api`]: creating and joining sessions over the service's HTTP API;
+//! - [`journal_file`]: session journals written straight in the on-disk format;
 //! - [`fixture_tokens`]: tokens signed with the fixture keys of `session-token`;
 //! - [`control_message`]: the messages that close sessions on the plugin's control topic.
 
@@ -15,6 +16,7 @@
 
 pub mod control_message;
 pub mod fixture_tokens;
+pub mod journal_file;
 pub mod mosquitto;
 pub mod mqtt_device;
 pub mod raw_mqtt;

@@ -56,6 +56,10 @@ pub struct StoreHealth {
     pub skipped: Vec<SkippedRange>,
     /// Bytes of torn tail (an append cut short by a crash) start-up cut off.
     pub torn_tail_bytes: u64,
+    /// Journal compactions finished since start.
+    pub compactions: u64,
+    /// Whether a journal compaction is under way (joins go on meanwhile).
+    pub compacting: bool,
 }
 
 fn status(ready: bool) -> (StatusCode, &'static str) {
@@ -85,8 +89,9 @@ pub async fn admin_health(
         .signer
         .algorithm()
         .map(|algorithm| format!("{algorithm:?}"));
-    // A store that cannot count right now is reported with none live rather than
-    // failing the whole report, whose point is to say what is wrong.
+    // A running tally, not a pass over the sessions. A store that cannot count right now
+    // is reported with none live rather than failing the whole report, whose point is to
+    // say what is wrong.
     let live_sessions = match state.store.live_count(state.clock.unix_now()).await {
         Ok(count) => count,
         Err(error) => {
@@ -111,6 +116,8 @@ pub async fn admin_health(
                 write_fault,
                 skipped: store.skipped,
                 torn_tail_bytes: store.torn_tail_bytes,
+                compactions: store.compactions,
+                compacting: store.compacting,
             },
             revocation: state.revocation.as_ref().map(|link| RevocationHealth {
                 connected: link.is_connected(),

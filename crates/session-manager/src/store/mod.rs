@@ -110,6 +110,10 @@ pub struct StoreHealth {
     pub skipped: Vec<SkippedRange>,
     /// Bytes of torn tail this process's start-up cut off (embedded backend only).
     pub torn_tail_bytes: u64,
+    /// Journal compactions finished since start (embedded backend only).
+    pub compactions: u64,
+    /// Whether a journal compaction is under way (embedded backend only).
+    pub compacting: bool,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -19,9 +19,13 @@
 //! What the store decides on its own (dropping sessions that expired while down, a close's
 //! time, what a compaction keeps) asks the [`Clock`] it was opened with.
 
+mod clients;
 mod compaction;
 pub mod record;
 mod recovery;
+mod session_key;
+mod stored_pin_hash;
+mod tally;
 pub mod writer;
 
 use std::collections::BTreeSet;
@@ -31,7 +35,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use indexmap::IndexMap;
 
 use async_trait::async_trait;
 
@@ -41,8 +44,12 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
+use clients::Clients;
 use compaction::SnapshotSource;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use session_key::SessionKey;
+use stored_pin_hash::StoredPinHash;
+use tally::Tally;
 use writer::{Journal, JournalStats};
 
 pub use writer::JOURNAL_FILE_NAME;
@@ -97,39 +104,62 @@ impl Retired {
     }
 }
 
+/// A live session as memory keeps it: dense, since there may be a million of them (a
+/// default type takes no allocation, the PIN hash is bytes, a few clients are a list).
 pub(crate) struct LiveSession {
-    session_type: SessionType,
+    /// `None` for the default type.
+    session_type: Option<SessionType>,
     created_at: u64,
     expires_at: Option<u64>,
     max_clients: Option<u32>,
     /// The argon2id hash of its PIN, as the sessions use-case made it.
-    pin_hash: Arc<str>,
-    /// Client name → first join time, in join order. A map, not a list: joins look names
-    /// up, and a session may hold many thousands of them.
-    clients: IndexMap<ClientName, u64>,
+    pin_hash: StoredPinHash,
+    /// Client name → first join time, in join order; a map once there are more than a
+    /// few, since a session may hold many thousands of them.
+    clients: Clients,
 }
 
 impl LiveSession {
-    fn from_record(record: CreatedRecord) -> Self {
+    fn new(
+        session_type: SessionType,
+        created_at: u64,
+        expires_at: Option<u64>,
+        max_clients: Option<u32>,
+        pin_hash: &str,
+    ) -> Self {
         Self {
-            session_type: record.session_type,
-            created_at: record.created_at,
-            expires_at: record.expires_at,
-            max_clients: record.max_clients,
-            pin_hash: record.pin_hash.into(),
-            clients: IndexMap::new(),
+            session_type: (session_type != SessionType::default()).then_some(session_type),
+            created_at,
+            expires_at,
+            max_clients,
+            pin_hash: StoredPinHash::new(pin_hash),
+            clients: Clients::default(),
         }
+    }
+
+    fn from_record(record: CreatedRecord) -> Self {
+        Self::new(
+            record.session_type,
+            record.created_at,
+            record.expires_at,
+            record.max_clients,
+            &record.pin_hash,
+        )
+    }
+
+    fn session_type(&self) -> SessionType {
+        self.session_type.clone().unwrap_or_default()
     }
 
     /// The journal record that re-creates this session (without its joins).
     fn created_record(&self, id: &SessionId) -> CreatedRecord {
         CreatedRecord {
             id: id.clone(),
-            session_type: self.session_type.clone(),
+            session_type: self.session_type(),
             created_at: self.created_at,
             expires_at: self.expires_at,
             max_clients: self.max_clients,
-            pin_hash: self.pin_hash.to_string(),
+            pin_hash: self.pin_hash.phc(),
         }
     }
 
@@ -148,14 +178,14 @@ impl LiveSession {
     fn info(&self, id: &SessionId) -> SessionInfo {
         SessionInfo {
             id: id.clone(),
-            session_type: self.session_type.clone(),
+            session_type: self.session_type(),
             created_at: self.created_at,
             expires_at: self.expires_at,
             max_clients: self.max_clients,
             clients: self
                 .clients
                 .iter()
-                .map(|(name, &joined_at)| ClientInfo {
+                .map(|(name, joined_at)| ClientInfo {
                     name: name.clone(),
                     joined_at,
                 })
@@ -176,7 +206,7 @@ struct Inner {
     sessions: Arc<SessionTable>,
     /// Ids of live sessions in order, for listings. Never locked while a `sessions` guard
     /// is held (and vice versa), so the two locks cannot deadlock.
-    ordered: RwLock<BTreeSet<SessionId>>,
+    ordered: RwLock<BTreeSet<SessionKey>>,
     journal: Journal,
     /// Damage the start-up recovery skipped, for `/healthz`.
     skipped: Vec<SkippedRange>,
@@ -185,8 +215,32 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
-/// Every session id this store ever handed out, live or retired.
-pub(crate) type SessionTable = DashMap<SessionId, Slot>;
+/// Every session id this store ever handed out, live or retired, with the running tallies
+/// that spare readers a pass over all of them.
+#[derive(Default)]
+pub(crate) struct SessionTable {
+    pub(crate) map: DashMap<SessionKey, Slot>,
+    pub(crate) tally: Tally,
+}
+
+impl SessionTable {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts the tallies of a table filled without them (by replay), once.
+    pub(crate) fn count_tallies(&self) {
+        for entry in self.map.iter() {
+            match entry.value() {
+                Slot::Live(session) => self
+                    .tally
+                    .add_live(session.expires_at, session.clients.len()),
+                Slot::Retired(_) => self.tally.add_retired(),
+            }
+        }
+    }
+}
 
 impl JournalStore {
     /// Opens (or creates) the store in `config.data_dir`, replaying its journal, on the
@@ -249,7 +303,7 @@ impl JournalStore {
         let inner = &*self.inner;
         let length = inner.config.id_length;
         let capacity = id_space_capacity(length);
-        let used = inner.sessions.len() as u128;
+        let used = inner.sessions.map.len() as u128;
         let exhausted = StoreError::IdSpaceExhausted {
             used,
             capacity,
@@ -261,13 +315,14 @@ impl JournalStore {
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate(length)?;
             // A vacant entry means the id was never used: retired ids stay in the map.
-            let Entry::Vacant(vacant) = inner.sessions.entry(id.clone()) else {
+            let Entry::Vacant(vacant) = inner.sessions.map.entry(SessionKey::of(&id)) else {
                 continue;
             };
             let frame = Record::Created(session.created_record(&id))
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
             let info = session.info(&id);
+            inner.sessions.tally.add_live(session.expires_at, 0);
             vacant.insert(Slot::Live(Box::new(session)));
             let pending = inner.journal.submit(frame);
             return Ok((info, pending));
@@ -276,7 +331,7 @@ impl JournalStore {
     }
 
     fn live_info(&self, id: &SessionId, now: u64) -> Option<SessionInfo> {
-        match self.inner.sessions.get(id)?.value() {
+        match self.inner.sessions.map.get(&SessionKey::of(id))?.value() {
             Slot::Live(session) if session.is_live(now) => Some(session.info(id)),
             _ => None,
         }
@@ -286,10 +341,10 @@ impl JournalStore {
     fn list_page(&self, now: u64, after: Option<&SessionId>, limit: usize) -> Vec<SessionInfo> {
         let inner = &*self.inner;
         let mut page = Vec::with_capacity(limit.min(1024));
-        let mut cursor = after.cloned();
+        let mut cursor = after.map(SessionKey::of);
         while page.len() < limit {
             // Copy a chunk of ids, release the lock, then look them up (lock order rule).
-            let chunk: Vec<SessionId> = {
+            let chunk: Vec<SessionKey> = {
                 let ordered = inner.ordered_read();
                 let start = match &cursor {
                     Some(id) => Bound::Excluded(id),
@@ -298,13 +353,17 @@ impl JournalStore {
                 ordered
                     .range((start, Bound::Unbounded))
                     .take(limit - page.len())
-                    .cloned()
+                    .copied()
                     .collect()
             };
-            let Some(last) = chunk.last().cloned() else {
+            let Some(last) = chunk.last().copied() else {
                 break;
             };
-            page.extend(chunk.iter().filter_map(|id| self.live_info(id, now)));
+            page.extend(
+                chunk
+                    .iter()
+                    .filter_map(|key| self.live_info(&key.id(), now)),
+            );
             cursor = Some(last);
         }
         page
@@ -312,23 +371,20 @@ impl JournalStore {
 
     /// Number of sessions that are neither closed nor expired.
     fn count_live(&self, now: u64) -> usize {
-        self.inner
-            .sessions
-            .iter()
-            .filter(|entry| matches!(entry.value(), Slot::Live(session) if session.is_live(now)))
-            .count()
+        self.inner.sessions.tally.live_at(now)
     }
 
     /// Every closed session whose tokens may still be alive at `now`.
     fn closed_sessions(&self, token_ttl_secs: u64, now: u64) -> Vec<Revocation> {
         self.inner
             .sessions
+            .map
             .iter()
             .filter_map(|entry| match entry.value() {
                 Slot::Retired(retired) => {
                     let until = retired.refuse_until(token_ttl_secs);
                     (until > now).then(|| Revocation {
-                        id: entry.key().clone(),
+                        id: entry.key().id(),
                         until,
                     })
                 }
@@ -339,7 +395,7 @@ impl JournalStore {
 
     /// The revocation of one closed session, if its tokens may still be alive at `now`.
     fn closed_session(&self, id: &SessionId, token_ttl_secs: u64, now: u64) -> Option<Revocation> {
-        match self.inner.sessions.get(id).as_deref() {
+        match self.inner.sessions.map.get(&SessionKey::of(id)).as_deref() {
             Some(Slot::Retired(retired)) => {
                 let until = retired.refuse_until(token_ttl_secs);
                 (until > now).then(|| Revocation {
@@ -366,19 +422,24 @@ impl SessionStore for JournalStore {
         now: u64,
     ) -> Result<SessionInfo, StoreError> {
         let inner = &*self.inner;
-        let session = LiveSession {
-            session_type: new.session_type,
-            created_at: now,
-            expires_at: new.ttl_secs.map(|ttl| now.saturating_add(ttl)),
-            max_clients: new.max_clients,
-            pin_hash,
-            clients: IndexMap::new(),
-        };
+        let session = LiveSession::new(
+            new.session_type,
+            now,
+            new.ttl_secs.map(|ttl| now.saturating_add(ttl)),
+            new.max_clients,
+            &pin_hash,
+        );
         let (info, pending) = self.insert_with_fresh_id(session)?;
-        inner.ordered_write().insert(info.id.clone());
+        let key = SessionKey::of(&info.id);
+        inner.ordered_write().insert(key);
         if let Err(error) = pending.durable().await {
-            inner.sessions.remove(&info.id);
-            inner.ordered_write().remove(&info.id);
+            if let Some((_, Slot::Live(session))) = inner.sessions.map.remove(&key) {
+                inner
+                    .sessions
+                    .tally
+                    .remove_live(session.expires_at, session.clients.len());
+            }
+            inner.ordered_write().remove(&key);
             return Err(error);
         }
         Ok(info)
@@ -390,7 +451,7 @@ impl SessionStore for JournalStore {
 
     fn is_live(&self, id: &SessionId, now: u64) -> bool {
         matches!(
-            self.inner.sessions.get(id).as_deref(),
+            self.inner.sessions.map.get(&SessionKey::of(id)).as_deref(),
             Some(Slot::Live(session)) if session.is_live(now)
         )
     }
@@ -409,12 +470,14 @@ impl SessionStore for JournalStore {
     }
 
     async fn pin_hash(&self, id: &SessionId, now: u64) -> Result<Option<Arc<str>>, StoreError> {
-        Ok(match self.inner.sessions.get(id).as_deref() {
-            Some(Slot::Live(session)) if session.is_live(now) => {
-                Some(Arc::clone(&session.pin_hash))
-            }
-            _ => None,
-        })
+        Ok(
+            match self.inner.sessions.map.get(&SessionKey::of(id)).as_deref() {
+                Some(Slot::Live(session)) if session.is_live(now) => {
+                    Some(session.pin_hash.shared())
+                }
+                _ => None,
+            },
+        )
     }
 
     async fn join_record(
@@ -424,8 +487,9 @@ impl SessionStore for JournalStore {
         now: u64,
     ) -> Result<JoinedSession, JoinError> {
         let inner = &*self.inner;
+        let key = SessionKey::of(id);
         let (info, pending) = {
-            let Some(mut slot) = inner.sessions.get_mut(id) else {
+            let Some(mut slot) = inner.sessions.map.get_mut(&key) else {
                 return Err(JoinError::InvalidCredentials);
             };
             // Closed or expired while the PIN was being verified.
@@ -438,7 +502,7 @@ impl SessionStore for JournalStore {
             let joined = JoinedSession {
                 expires_at: session.expires_at,
             };
-            if session.clients.contains_key(client) {
+            if session.clients.contains(client) {
                 // Its first join may still be on its way to disk: wait for it.
                 (joined, inner.journal.barrier())
             } else {
@@ -456,15 +520,17 @@ impl SessionStore for JournalStore {
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
                 session.clients.insert(client.clone(), now);
+                inner.sessions.tally.client_added();
                 (joined, inner.journal.submit(frame))
             }
         };
         if let Err(error) = pending.durable().await {
             // Memory must not claim what the disk does not hold: forget this join again.
-            if let Some(mut slot) = inner.sessions.get_mut(id) {
+            if let Some(mut slot) = inner.sessions.map.get_mut(&key) {
                 if let Slot::Live(session) = slot.value_mut() {
-                    if session.clients.get(client) == Some(&now) {
-                        session.clients.shift_remove(client);
+                    if session.clients.get(client) == Some(now) {
+                        session.clients.remove(client);
+                        inner.sessions.tally.client_removed();
                     }
                 }
             }
@@ -478,8 +544,9 @@ impl SessionStore for JournalStore {
     async fn close(&self, id: &SessionId) -> Result<bool, StoreError> {
         let inner = &*self.inner;
         let now = inner.clock.unix_now();
+        let key = SessionKey::of(id);
         let (previous, pending) = {
-            let Some(mut slot) = inner.sessions.get_mut(id) else {
+            let Some(mut slot) = inner.sessions.map.get_mut(&key) else {
                 return Ok(false);
             };
             match slot.value() {
@@ -494,15 +561,27 @@ impl SessionStore for JournalStore {
                 .encode()
                 .map_err(|error| StoreError::Encode(error.to_string()))?;
             let session = std::mem::replace(slot.value_mut(), Slot::Retired(retired));
+            if let Slot::Live(closed) = &session {
+                inner
+                    .sessions
+                    .tally
+                    .retire_live(closed.expires_at, closed.clients.len());
+            }
             (session, inner.journal.submit(frame))
         };
-        inner.ordered_write().remove(id);
+        inner.ordered_write().remove(&key);
         if let Err(error) = pending.durable().await {
             // Memory must not claim what the disk does not hold: put the session back.
-            if let Some(mut slot) = inner.sessions.get_mut(id) {
+            if let Some(mut slot) = inner.sessions.map.get_mut(&key) {
+                if let Slot::Live(session) = &previous {
+                    inner
+                        .sessions
+                        .tally
+                        .unretire_live(session.expires_at, session.clients.len());
+                }
                 *slot.value_mut() = previous;
             }
-            inner.ordered_write().insert(id.clone());
+            inner.ordered_write().insert(key);
             return Err(error);
         }
         Ok(true)
@@ -526,10 +605,13 @@ impl SessionStore for JournalStore {
     }
 
     fn health(&self) -> StoreHealth {
+        let stats = self.inner.journal.stats();
         StoreHealth {
             write_fault: self.inner.journal.fault(),
             skipped: self.inner.skipped.clone(),
             torn_tail_bytes: self.inner.torn_tail_bytes,
+            compactions: stats.compactions,
+            compacting: stats.compacting,
         }
     }
 
@@ -539,13 +621,13 @@ impl SessionStore for JournalStore {
 }
 
 impl Inner {
-    fn ordered_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<SessionId>> {
+    fn ordered_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<SessionKey>> {
         // The set is consistent after every single insert/remove, so a panic elsewhere
         // while holding the lock cannot leave it half-updated.
         self.ordered.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ordered_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<SessionId>> {
+    fn ordered_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<SessionKey>> {
         self.ordered.write().unwrap_or_else(PoisonError::into_inner)
     }
 }

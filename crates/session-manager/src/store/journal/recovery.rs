@@ -3,9 +3,12 @@
 //! an older format).
 //!
 //! Replay is deliberately cheap, because it stands between a restart and a working
-//! service: the file is read in one piece, each frame is checked and decoded straight from
-//! that buffer, and nothing expensive (argon2 above all) runs per record. PIN hashes are
-//! only carried over; the first join of each session verifies against them later.
+//! service: the file is read in chunks of [`CHUNK`] bytes (never whole: at a million
+//! sessions it is hundreds of megabytes), each frame is checked and decoded straight from
+//! the chunk into the store's own table, and nothing expensive (argon2 above all) runs per
+//! record. PIN hashes are only carried over; the first join of each session verifies
+//! against them later. Damage is judged with the rest of the file at hand: from the first
+//! frame that is not intact, the remainder of the file is read in one piece.
 //!
 //! What damage means, and what recovery does about it:
 //!
@@ -30,13 +33,12 @@
 //! start reads clean; when that cannot be written (full disk), the service still starts
 //! on the old file, and the next start decides the same again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-use dashmap::DashMap;
 
 use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
@@ -44,16 +46,26 @@ use super::record::{
     JOURNAL_HEADER,
 };
 use super::writer::JOURNAL_FILE_NAME;
-use super::{io_error, LiveSession, Retired, Slot};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use super::session_key::SessionKey;
+use super::{io_error, LiveSession, Retired, SessionTable, Slot};
 use crate::domain::SessionId;
 use crate::store::{RecoveryReport, SkippedRange, StoreError};
 
 /// What every journal format's first line starts with.
 const HEADER_PREFIX: &[u8] = b"ism-session-journal ";
+/// Bytes read at a time while replaying.
+const CHUNK: usize = 4 << 20;
+#[cfg(test)]
+pub(crate) const CHUNK_FOR_TESTS: usize = CHUNK;
+
+type Table = DashMap<SessionKey, Slot>;
 
 pub(crate) struct Recovered {
-    pub(crate) sessions: DashMap<SessionId, Slot>,
-    pub(crate) ordered: BTreeSet<SessionId>,
+    pub(crate) sessions: SessionTable,
+    pub(crate) ordered: BTreeSet<SessionKey>,
     pub(crate) journal_file: File,
     /// Records in the journal file as it is now (after any compaction).
     pub(crate) journal_records: usize,
@@ -70,13 +82,34 @@ enum Format {
     V2,
 }
 
-/// The replayed history, before it is turned into the store's maps.
+/// What replay has counted so far.
+#[derive(Default)]
 struct Replay {
-    sessions: HashMap<SessionId, Slot>,
     records: usize,
     skipped: Vec<SkippedRange>,
-    /// Where the intact part ends; everything after is a torn tail.
-    intact_len: usize,
+}
+
+/// How far replay got in the bytes it was given.
+enum Step {
+    /// The intact part ends here (relative to the bytes given); anything after is a torn
+    /// tail.
+    Done(usize),
+    /// Needs the bytes from here on with more of the file after them.
+    NeedMore(usize),
+}
+
+/// Appends up to [`CHUNK`] more bytes of `file` to `buf`; `true` once the file is read to
+/// its end.
+fn read_chunk(file: &mut Option<File>, buf: &mut Vec<u8>, path: &Path) -> Result<bool, StoreError> {
+    let Some(file) = file else {
+        return Ok(true);
+    };
+    buf.reserve_exact(CHUNK);
+    let read = Read::by_ref(file)
+        .take(CHUNK as u64)
+        .read_to_end(buf)
+        .map_err(io_error("read", path))?;
+    Ok(read < CHUNK)
 }
 
 pub(crate) fn recover(
@@ -97,11 +130,13 @@ pub(crate) fn recover(
         Err(error) => return Err(io_error("remove", &compaction_path)(error)),
     }
 
-    let bytes = match fs::read(&journal_path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(error) => return Err(io_error("read", &journal_path)(error)),
+    let mut file = match File::open(&journal_path) {
+        Ok(file) => Some(file),
+        Err(error) if error.kind() == ErrorKind::NotFound => None,
+        Err(error) => return Err(io_error("open", &journal_path)(error)),
     };
+    let mut bytes = Vec::new();
+    let mut at_end = read_chunk(&mut file, &mut bytes, &journal_path)?;
     let (format, start) = if bytes.starts_with(JOURNAL_HEADER) {
         (Format::V2, JOURNAL_HEADER.len())
     } else if bytes.starts_with(HEADER_PREFIX) {
@@ -117,15 +152,33 @@ pub(crate) fn recover(
         (Format::V1, 0)
     };
 
-    let replay = replay(&bytes, start, format, now, repair_at, &journal_path)?;
-    let Replay {
-        sessions,
-        records,
-        skipped,
-        intact_len,
-    } = replay;
-    let discarded_tail_bytes = (bytes.len() - intact_len) as u64;
+    let sessions = SessionTable::default();
+    let mut replayed = Replay::default();
+    let (mut base, mut pos) = (0, start);
+    let intact_len = loop {
+        let step = replay(
+            &sessions.map,
+            &mut replayed,
+            &bytes,
+            (pos, base),
+            at_end,
+            (format, now, repair_at),
+            &journal_path,
+        )?;
+        match step {
+            Step::Done(end) => break base + end,
+            Step::NeedMore(from) => {
+                bytes.drain(..from);
+                base += from;
+                pos = 0;
+                at_end = read_chunk(&mut file, &mut bytes, &journal_path)?;
+            }
+        }
+    };
+    let Replay { records, skipped } = replayed;
+    let discarded_tail_bytes = (base + bytes.len() - intact_len) as u64;
     drop(bytes);
+    drop(file);
     if discarded_tail_bytes > 0 {
         tracing::warn!(
             path = %journal_path.display(),
@@ -146,17 +199,16 @@ pub(crate) fn recover(
     }
 
     // Expired sessions are over for good; keep only their ids (never to be reused).
-    let mut sessions = sessions;
-    for slot in sessions.values_mut() {
+    for mut entry in sessions.map.iter_mut() {
+        let slot = entry.value_mut();
         if let Slot::Live(session) = slot {
             if !session.is_live(now) {
                 *slot = Slot::Retired(session.retire(now));
             }
         }
     }
-
-    let sessions: DashMap<SessionId, Slot> = sessions.into_iter().collect();
-    let snapshot_records = sessions.snapshot_len(now);
+    sessions.count_tallies();
+    let snapshot_records = sessions.snapshot_records_estimate();
     let must_rewrite = format == Format::V1 || !skipped.is_empty();
     let mut journal = None;
     if must_rewrite || compaction::worth_compacting(records, snapshot_records) {
@@ -185,11 +237,14 @@ pub(crate) fn recover(
         None => open_for_append(data_dir, &journal_path, intact_len, records)?,
     };
 
-    let ordered: BTreeSet<SessionId> = sessions
+    let mut live: Vec<SessionKey> = sessions
+        .map
         .iter()
         .filter(|entry| matches!(entry.value(), Slot::Live(_)))
-        .map(|entry| entry.key().clone())
+        .map(|entry| *entry.key())
         .collect();
+    live.sort_unstable();
+    let ordered: BTreeSet<SessionKey> = live.into_iter().collect();
     let report = RecoveryReport {
         sessions: ordered.len(),
         records,
@@ -207,34 +262,36 @@ pub(crate) fn recover(
     })
 }
 
+/// Replays the frames in `bytes` from `pos` into `sessions`; `base` is the file offset of
+/// `bytes[0]`. Unless `at_end` (the bytes run to the end of the file), it stops at the
+/// first frame that is not intact and asks for more.
 fn replay(
+    sessions: &Table,
+    replayed: &mut Replay,
     bytes: &[u8],
-    start: usize,
-    format: Format,
-    now: u64,
-    repair_at: Option<u64>,
+    (mut pos, base): (usize, usize),
+    at_end: bool,
+    (format, now, repair_at): (Format, u64, Option<u64>),
     path: &Path,
-) -> Result<Replay, StoreError> {
+) -> Result<Step, StoreError> {
     let decode = |at: usize| match format {
         Format::V1 => decode_v1_frame(&bytes[at..]),
         Format::V2 => decode_frame(&bytes[at..]),
     };
-    let mut sessions = HashMap::new();
-    let mut records = 0;
-    let mut skipped = Vec::new();
-    let mut pos = start;
+    let Replay { records, skipped } = replayed;
     while pos < bytes.len() {
         let defect = match decode(pos) {
             Ok((record, frame_len)) => {
-                apply(&mut sessions, record, now);
-                records += 1;
+                apply(sessions, record, now);
+                *records += 1;
                 pos += frame_len;
                 continue;
             }
+            Err(_) if !at_end => return Ok(Step::NeedMore(pos)),
             Err(defect) => defect,
         };
         let end = match &defect {
-            FrameDefect::Torn => return Ok(torn(sessions, records, skipped, pos)),
+            FrameDefect::Torn => return Ok(Step::Done(pos)),
             FrameDefect::Undecodable => {
                 return Err(StoreError::UndecodableRecord {
                     path: path.to_owned(),
@@ -255,56 +312,42 @@ fn replay(
                     Some(next) => next,
                     // No intact frame up to the end of the file: what a crash in the
                     // middle of an append (never acknowledged) leaves.
-                    None => return Ok(torn(sessions, records, skipped, pos)),
+                    None => return Ok(Step::Done(pos)),
                 }
             }
         };
+        let offset = base + pos;
         let range = |detail: String| SkippedRange {
-            offset: pos as u64,
+            offset: offset as u64,
             len: (end - pos) as u64,
             detail,
         };
         let description = defect.describe();
         match defect {
             FrameDefect::DamagedBody { kind, id, len } if (pos + len).min(bytes.len()) == end => {
-                let detail = lose(&mut sessions, kind, id, now);
+                let detail = lose(sessions, kind, id, now);
                 skipped.push(range(format!("{description}; {detail}")));
             }
-            _ if repair_at == Some(pos as u64) => {
-                let detail = repair(&mut sessions, &bytes[pos..end], now);
+            _ if repair_at == Some(offset as u64) => {
+                let detail = repair(sessions, &bytes[pos..end], now);
                 skipped.push(range(format!(
-                    "unreadable records (repaired with --repair-journal-at {pos}); {detail}"
+                    "unreadable records (repaired with --repair-journal-at {offset}); {detail}"
                 )));
             }
             _ => {
                 return Err(StoreError::UndecidableDamage {
                     path: path.to_owned(),
-                    offset: pos as u64,
-                    end: end as u64,
+                    offset: offset as u64,
+                    end: (base + end) as u64,
                 })
             }
         }
         pos = end;
     }
-    Ok(Replay {
-        sessions,
-        records,
-        skipped,
-        intact_len: bytes.len(),
-    })
-}
-
-fn torn(
-    sessions: HashMap<SessionId, Slot>,
-    records: usize,
-    skipped: Vec<SkippedRange>,
-    at: usize,
-) -> Replay {
-    Replay {
-        sessions,
-        records,
-        skipped,
-        intact_len: at,
+    if at_end {
+        Ok(Step::Done(bytes.len()))
+    } else {
+        Ok(Step::NeedMore(pos))
     }
 }
 
@@ -329,28 +372,30 @@ fn resync(
     }
 }
 
-fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record, now: u64) {
+fn apply(sessions: &Table, record: Record, now: u64) {
     match record {
-        Record::Created(created) => {
-            let id = created.id.clone();
-            match sessions.get(&id) {
-                // A create never revives a closed id (it can only be a replay of a
-                // record already in a snapshot).
-                Some(Slot::Retired(_)) => {
-                    tracing::debug!(session_id = %id, "journal creates a closed session id again; it stays closed");
-                }
-                _ => {
-                    sessions.insert(id, Slot::Live(Box::new(LiveSession::from_record(created))));
-                }
+        Record::Created(created) => match sessions.entry(SessionKey::of(&created.id)) {
+            // A create never revives a closed id (it can only be a replay of a record
+            // already in a snapshot).
+            Entry::Occupied(entry) if matches!(entry.get(), Slot::Retired(_)) => {
+                tracing::debug!(session_id = %created.id, "journal creates a closed session id again; it stays closed");
             }
-        }
+            Entry::Occupied(mut entry) => {
+                entry.insert(Slot::Live(Box::new(LiveSession::from_record(created))));
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Slot::Live(Box::new(LiveSession::from_record(created))));
+            }
+        },
         Record::Joined(JoinedRecord {
             id,
             client,
             joined_at,
         }) => {
-            if let Some(Slot::Live(session)) = sessions.get_mut(&id) {
-                session.clients.entry(client).or_insert(joined_at);
+            if let Some(mut slot) = sessions.get_mut(&SessionKey::of(&id)) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    session.clients.insert(client, joined_at);
+                }
             }
         }
         Record::Closed(ClosedRecord {
@@ -362,30 +407,25 @@ fn apply(sessions: &mut HashMap<SessionId, Slot>, record: Record, now: u64) {
 }
 
 /// Marks `id` closed at `closed_at`; an earlier close stands.
-fn close(
-    sessions: &mut HashMap<SessionId, Slot>,
-    id: SessionId,
-    closed_at: u64,
-    session_end: Option<u64>,
-) {
-    let retired = match sessions.get(&id) {
-        Some(Slot::Retired(_)) => return,
-        Some(Slot::Live(session)) => session.retire(closed_at),
-        None => Retired {
-            closed_at,
-            session_end,
-        },
-    };
-    sessions.insert(id, Slot::Retired(retired));
+fn close(sessions: &Table, id: SessionId, closed_at: u64, session_end: Option<u64>) {
+    match sessions.entry(SessionKey::of(&id)) {
+        Entry::Occupied(mut entry) => {
+            if let Slot::Live(session) = entry.get() {
+                let retired = session.retire(closed_at);
+                entry.insert(Slot::Retired(retired));
+            }
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(Slot::Retired(Retired {
+                closed_at,
+                session_end,
+            }));
+        }
+    }
 }
 
 /// Stays on the safe side for a lost record whose kind and id are known.
-fn lose(
-    sessions: &mut HashMap<SessionId, Slot>,
-    kind: RecordKind,
-    id: SessionId,
-    now: u64,
-) -> String {
+fn lose(sessions: &Table, kind: RecordKind, id: SessionId, now: u64) -> String {
     match kind {
         RecordKind::Closed => {
             let detail = format!("a close of session {id}: the session stays closed");
@@ -393,7 +433,7 @@ fn lose(
             detail
         }
         RecordKind::Created => {
-            if sessions.contains_key(&id) {
+            if sessions.contains_key(&SessionKey::of(&id)) {
                 return format!("a repeated create of session {id}: nothing lost");
             }
             let detail = format!(
@@ -410,11 +450,11 @@ fn lose(
 
 /// The operator's repair of an undecidable range: close everything open at this point and
 /// reserve every session id still readable in the damaged bytes.
-fn repair(sessions: &mut HashMap<SessionId, Slot>, damaged: &[u8], now: u64) -> String {
+fn repair(sessions: &Table, damaged: &[u8], now: u64) -> String {
     let open: Vec<SessionId> = sessions
         .iter()
-        .filter(|(_, slot)| matches!(slot, Slot::Live(_)))
-        .map(|(id, _)| id.clone())
+        .filter(|entry| matches!(entry.value(), Slot::Live(_)))
+        .map(|entry| entry.key().id())
         .collect();
     let closed = open.len();
     for id in open {
@@ -422,7 +462,7 @@ fn repair(sessions: &mut HashMap<SessionId, Slot>, damaged: &[u8], now: u64) -> 
     }
     let mut reserved = 0;
     for id in readable_ids(damaged) {
-        if !sessions.contains_key(&id) {
+        if !sessions.contains_key(&SessionKey::of(&id)) {
             close(sessions, id, now, None);
             reserved += 1;
         }
@@ -457,14 +497,14 @@ fn readable_ids(damaged: &[u8]) -> Vec<SessionId> {
 /// Rewrites the journal as a snapshot of `sessions`; the new file, its records and length.
 fn compact(
     data_dir: &Path,
-    sessions: &DashMap<SessionId, Slot>,
+    sessions: &SessionTable,
     now: u64,
 ) -> Result<(File, usize, u64), StoreError> {
-    let (snapshot, records) = sessions.encode_snapshot(now)?;
-    let file = compaction::write_snapshot(data_dir, &snapshot)?;
+    let never = AtomicBool::new(false);
+    let written = compaction::write_snapshot(data_dir, sessions, now, &never)?;
     compaction::install_snapshot(data_dir)?;
     compaction::sync_dir(data_dir)?;
-    Ok((file, records, snapshot.len() as u64))
+    Ok((written.file, written.records, written.len))
 }
 
 /// Opens the existing journal for appending (writing the header into a new one).

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use super::recovery::CHUNK_FOR_TESTS;
 use super::*;
 use crate::clock::unix_now;
 use crate::domain::Pin;
@@ -916,6 +917,19 @@ async fn unfinished_compaction_file_is_ignored() {
 
 // --- compaction ---------------------------------------------------------------------------
 
+/// Waits (up to 30 s) until the store has finished `count` compactions.
+async fn wait_for_compactions(store: &TestStore, count: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.stats().journal.compactions < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction finished: {:?}",
+            store.stats().journal
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 fn write_journal(dir: &Path, records: &[Record]) {
     std::fs::write(journal_path(dir), record::encode_journal(records).unwrap()).unwrap();
 }
@@ -982,7 +996,7 @@ async fn compaction_keeps_exactly_the_live_state() {
     // The compacted PIN hash still verifies.
     store.join(&id(0), &pin, &client("c"), now).await.unwrap();
     // Expired and closed ids are retired, not forgotten.
-    assert_eq!(store.store.inner.sessions.len(), 3000);
+    assert_eq!(store.store.inner.sessions.map.len(), 3000);
 }
 
 #[tokio::test]
@@ -1054,13 +1068,13 @@ async fn a_running_store_compacts_its_journal() {
     for join in joins {
         join.await.unwrap().unwrap();
     }
-    // The writer compacts after acknowledging its batch; a re-join waits on a barrier
-    // queued behind that.
+    // The writer begins compacting after acknowledging its batch; a thread of its own
+    // writes the snapshot, which the writer installs once it is done.
     store
         .join(&survivor, &pin, &client("d0"), now)
         .await
         .unwrap();
-    assert_eq!(store.stats().journal.compactions, 1);
+    wait_for_compactions(&store, 1).await;
 
     // The file now holds the header, the live state (1 + 924 records) and 100 tombstones,
     // and takes later changes.
@@ -1111,4 +1125,60 @@ async fn a_burst_of_joins_after_restart_runs_argon2_only_a_few_times() {
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     let verifications = store.stats().argon2_verifications;
     assert!((1..=cores).contains(&verifications), "{verifications}");
+}
+
+// --- replay in chunks -----------------------------------------------------------------------
+
+/// A journal several read chunks long, with damage and a torn tail past the first chunk:
+/// offsets are file offsets, every session before and after the damage is there, and a
+/// damaged close still closes.
+#[tokio::test]
+async fn damage_and_a_torn_tail_beyond_the_first_chunk_are_handled_like_in_one_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin_hash = hash_pin_blocking(&Pin::parse("123456").unwrap()).unwrap();
+    let id = |n: usize| SessionId::parse(&format!("{}", 100_000_000 + n)).unwrap();
+    let created = |n: usize| {
+        Record::Created(CreatedRecord {
+            id: id(n),
+            session_type: SessionType::default(),
+            created_at: NOW,
+            expires_at: None,
+            max_clients: None,
+            pin_hash: pin_hash.clone(),
+        })
+    };
+    let sessions = 60_000;
+    let mut bytes = record::encode_journal(&[]).unwrap();
+    let mut damaged_at = 0;
+    for n in 0..sessions {
+        created(n).encode_into(&mut bytes).unwrap();
+        if n == 40_000 {
+            damaged_at = bytes.len();
+            Record::Closed(ClosedRecord {
+                id: id(7),
+                closed_at: Some(NOW),
+                session_end: None,
+            })
+            .encode_into(&mut bytes)
+            .unwrap();
+        }
+    }
+    assert!(bytes.len() > 3 * CHUNK_FOR_TESTS && damaged_at > CHUNK_FOR_TESTS);
+    let body = bytes[damaged_at..].iter().position(|&b| b == b'{').unwrap();
+    bytes[damaged_at + body + 5] ^= 0x20;
+    let torn = created(sessions).encode().unwrap();
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(journal_path(dir.path()), &bytes).unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(report.skipped[0].offset, damaged_at as u64);
+    assert!(report.skipped[0].detail.contains(id(7).as_str()));
+    assert_eq!(report.discarded_tail_bytes, (torn.len() / 2) as u64);
+    assert_eq!(report.records, sessions);
+    assert_eq!(report.sessions, sessions - 1);
+    assert!(store.get(&id(7), NOW).is_none(), "closed session revived");
+    assert!(store.get(&id(0), NOW).is_some());
+    assert!(store.get(&id(sessions - 1), NOW).is_some());
+    assert_eq!(store.store.count_live(NOW), sessions - 1);
 }

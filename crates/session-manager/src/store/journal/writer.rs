@@ -11,8 +11,12 @@
 //! is what keeps the order in the file equal to the order of changes in memory.
 //!
 //! The writer also keeps the file from growing forever: when the records in the file
-//! exceed the live state by far, it compacts between two batches (see `compaction`).
-//! Nothing is appended meanwhile, so no record can fall between snapshot and rename.
+//! exceed the live state by far (a running tally, never a pass over all sessions), it has
+//! a thread of its own write a snapshot while it goes on appending and acknowledging
+//! changes; it keeps a copy of each batch committed meanwhile, and between two batches
+//! appends that copy to the finished snapshot and renames it over the journal (see
+//! `compaction`). So no acknowledged record can fall between snapshot and rename, and
+//! joins are never held up by a compaction.
 //!
 //! A failed write or fsync (a full disk, above all) fails its whole batch: no waiter of it
 //! hears "done", and the store takes those changes back out of memory. The file may then
@@ -27,14 +31,15 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::compaction::{self, SnapshotSource};
+use super::compaction::{self, SnapshotSource, WrittenSnapshot};
 use super::StoreError;
 use crate::clock::Clock;
 
@@ -56,6 +61,8 @@ pub struct JournalStats {
     pub records: u64,
     pub fsyncs: u64,
     pub compactions: u64,
+    /// Whether a compaction is under way right now.
+    pub compacting: bool,
 }
 
 #[derive(Default)]
@@ -63,6 +70,7 @@ struct Counters {
     records: AtomicU64,
     fsyncs: AtomicU64,
     compactions: AtomicU64,
+    compacting: AtomicBool,
     /// Why writes fail right now; `None` while the journal is healthy.
     fault: Mutex<Option<String>>,
 }
@@ -82,6 +90,8 @@ enum Command {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// The compaction thread has finished writing its snapshot (or failed to).
+    SnapshotWritten(Result<WrittenSnapshot, StoreError>),
 }
 
 /// Handle to the writer thread; cheap to share behind the store's `Arc`.
@@ -119,6 +129,8 @@ impl Journal {
         let (commands, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let writer = Writer {
+            commands: commands.downgrade(),
+            compaction: None,
             file,
             data_dir,
             counters: Arc::clone(&counters),
@@ -181,11 +193,27 @@ impl Journal {
             records: self.counters.records.load(Ordering::Relaxed),
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
             compactions: self.counters.compactions.load(Ordering::Relaxed),
+            compacting: self.counters.compacting.load(Ordering::Relaxed),
         }
     }
 }
 
+/// A compaction under way: its thread writes the snapshot, the writer keeps the tail.
+struct RunningCompaction {
+    /// Every batch committed to the old journal since the snapshot was begun.
+    tail: Vec<u8>,
+    tail_records: usize,
+    records_before: usize,
+    started: Instant,
+    cancel: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
 struct Writer {
+    /// For the compaction thread's report; weak, so dropping every [`Journal`] still
+    /// stops the writer.
+    commands: mpsc::WeakUnboundedSender<Command>,
+    compaction: Option<RunningCompaction>,
     file: File,
     data_dir: PathBuf,
     counters: Arc<Counters>,
@@ -201,8 +229,8 @@ struct Writer {
     /// Decides which sessions have expired when a compaction drops them.
     clock: Arc<dyn Clock>,
     records_in_file: usize,
-    /// Counting the live state costs a pass over all sessions, so it is only done when
-    /// the file has grown past this many records (see `compaction::next_check_after`).
+    /// The file is looked at for compaction once it has grown past this many records
+    /// (see `compaction::next_check_after`).
     next_compaction_check: usize,
 }
 
@@ -228,6 +256,7 @@ impl Writer {
                 }
             };
             let mut shutdown = None;
+            let mut snapshot = None;
             let mut frames = 0;
             let mut next = Some(first);
             while let Some(command) = next.take() {
@@ -243,72 +272,141 @@ impl Writer {
                         shutdown = Some(done);
                         break;
                     }
+                    Command::SnapshotWritten(written) => snapshot = Some(written),
                 }
                 if waiters.len() < MAX_BATCH_FRAMES {
                     next = commands.try_recv().ok();
                 }
             }
             let outcome = self.commit(&batch);
-            batch.clear();
             if outcome.is_ok() {
                 self.counters.records.fetch_add(frames, Ordering::Relaxed);
                 self.records_in_file += frames as usize;
+                if let Some(running) = &mut self.compaction {
+                    running.tail.extend_from_slice(&batch);
+                    running.tail_records += frames as usize;
+                }
             }
+            batch.clear();
             for waiter in waiters.drain(..) {
                 // A waiter that gave up (dropped its future) needs no answer.
                 let _ = waiter.send(outcome.clone());
             }
             if let Some(done) = shutdown {
+                self.cancel_compaction();
                 let _ = done.send(());
                 return;
             }
-            if outcome.is_ok() && self.records_in_file >= self.next_compaction_check {
+            if let Some(written) = snapshot {
+                self.finish_compaction(written);
+            }
+            if outcome.is_ok()
+                && self.compaction.is_none()
+                && self.records_in_file >= self.next_compaction_check
+            {
                 self.compact_if_worth_it();
             }
         }
     }
 
+    /// Begins a compaction when the file holds far more records than the live state.
     fn compact_if_worth_it(&mut self) {
-        let now = self.clock.unix_now();
-        let live = self.snapshots.snapshot_len(now);
-        if !compaction::worth_compacting(self.records_in_file, live) {
-            self.next_compaction_check = compaction::next_check_after(self.records_in_file);
+        let estimate = self.snapshots.snapshot_records_estimate();
+        self.next_compaction_check = compaction::next_check_after(self.records_in_file);
+        if !compaction::worth_compacting(self.records_in_file, estimate) {
             return;
         }
-        let written = self
-            .snapshots
-            .encode_snapshot(now)
-            .and_then(|(bytes, records)| {
-                compaction::write_snapshot(&self.data_dir, &bytes)
-                    .map(|file| (file, records, bytes.len() as u64))
+        let Some(report) = self.commands.upgrade() else {
+            return;
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (snapshots, data_dir, now) = (
+            Arc::clone(&self.snapshots),
+            self.data_dir.clone(),
+            self.clock.unix_now(),
+        );
+        let thread_cancel = Arc::clone(&cancel);
+        let spawned = std::thread::Builder::new()
+            .name("session-compaction".to_owned())
+            .spawn(move || {
+                let written =
+                    compaction::write_snapshot(&data_dir, &*snapshots, now, &thread_cancel);
+                // Nobody listens once the writer stopped; the file is removed at start-up.
+                let _ = report.send(Command::SnapshotWritten(written));
             });
-        let (file, records, snapshot_len) = match written.and_then(|(file, records, len)| {
+        match spawned {
+            Ok(thread) => {
+                self.counters.compacting.store(true, Ordering::Relaxed);
+                self.compaction = Some(RunningCompaction {
+                    tail: Vec::new(),
+                    tail_records: 0,
+                    records_before: self.records_in_file,
+                    started: Instant::now(),
+                    cancel,
+                    thread,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot start a session journal compaction; keeping the uncompacted journal");
+            }
+        }
+    }
+
+    /// Installs the written snapshot, with the tail appended, as the journal.
+    fn finish_compaction(&mut self, written: Result<WrittenSnapshot, StoreError>) {
+        let Some(running) = self.compaction.take() else {
+            return;
+        };
+        self.counters.compacting.store(false, Ordering::Relaxed);
+        // The thread has sent its last word; joining it only reaps it.
+        let _ = running.thread.join();
+        let installed = written.and_then(|mut snapshot| {
+            compaction::append_tail(
+                &self.data_dir,
+                &mut snapshot,
+                &running.tail,
+                running.tail_records,
+            )?;
             compaction::install_snapshot(&self.data_dir)?;
-            Ok((file, records, len))
-        }) {
-            Ok(installed) => installed,
+            Ok(snapshot)
+        });
+        let snapshot = match installed {
+            Ok(snapshot) => snapshot,
             Err(error) => {
                 // Nothing was renamed (or the rename failed): the old journal is complete
                 // and stays in use.
+                compaction::discard_snapshot(&self.data_dir);
                 tracing::warn!(%error, "session journal compaction failed; keeping the uncompacted journal");
                 self.next_compaction_check = compaction::next_check_after(self.records_in_file);
                 return;
             }
         };
         tracing::info!(
-            records_before = self.records_in_file,
-            records_after = records,
+            records_before = running.records_before,
+            records_after = snapshot.records,
+            appended_meanwhile = running.tail_records,
+            elapsed_ms = running.started.elapsed().as_millis() as u64,
             "compacted the session journal"
         );
-        self.file = file;
-        self.durable_len = snapshot_len;
-        self.records_in_file = records;
-        self.next_compaction_check = compaction::next_check_after(records);
+        self.file = snapshot.file;
+        self.durable_len = snapshot.len;
+        self.records_in_file = snapshot.records;
+        self.next_compaction_check = compaction::next_check_after(snapshot.records);
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = compaction::sync_dir(&self.data_dir) {
             // Which of the two files a crash would leave is unknown until this works.
             self.dir_unsynced = true;
             self.fail(format!("compacting the session journal: {error}"));
+        }
+    }
+
+    /// Stops a compaction under way (at shutdown) and removes its file.
+    fn cancel_compaction(&mut self) {
+        if let Some(running) = self.compaction.take() {
+            running.cancel.store(true, Ordering::Relaxed);
+            let _ = running.thread.join();
+            compaction::discard_snapshot(&self.data_dir);
+            self.counters.compacting.store(false, Ordering::Relaxed);
         }
     }
 

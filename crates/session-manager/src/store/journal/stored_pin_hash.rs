@@ -1,0 +1,145 @@
+//! `StoredPinHash`: a session's argon2id PIN hash as memory keeps it, the salt and hash as
+//! bytes inside the session rather than a ~100-byte PHC string on the heap of its own.
+//!
+//! The usual shape (`$argon2id$v=V$m=M,t=T,p=P$<16-byte salt>$<32-byte hash>`, both in
+//! unpadded base64) is kept as numbers and bytes and turned back into the identical string
+//! when a join asks for it. Any other string is kept as it is; a hash is only packed in its
+//! canonical spelling (numbers without leading zeros, base64 without stray trailing bits),
+//! the one that unpacking gives back.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
+
+const SALT_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+
+#[derive(Clone)]
+pub(crate) enum StoredPinHash {
+    Argon2id(PackedArgon2id),
+    Verbatim(Box<str>),
+}
+
+#[derive(Clone)]
+pub(crate) struct PackedArgon2id {
+    version: u32,
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    salt: [u8; SALT_LEN],
+    hash: [u8; HASH_LEN],
+}
+
+impl StoredPinHash {
+    pub(crate) fn new(phc: &str) -> Self {
+        match PackedArgon2id::parse(phc) {
+            Some(packed) => Self::Argon2id(packed),
+            None => Self::Verbatim(phc.into()),
+        }
+    }
+
+    /// The PHC string, as it was given.
+    pub(crate) fn phc(&self) -> String {
+        match self {
+            Self::Argon2id(packed) => packed.phc(),
+            Self::Verbatim(phc) => phc.to_string(),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> Arc<str> {
+        Arc::from(self.phc())
+    }
+}
+
+/// `digits` as a number, if written as `to_string` writes it.
+fn canonical_number(digits: &str) -> Option<u32> {
+    let canonical =
+        digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
+}
+
+impl PackedArgon2id {
+    fn parse(phc: &str) -> Option<Self> {
+        let mut parts = phc.split('$');
+        let (Some(""), Some("argon2id"), Some(version), Some(params), Some(salt), Some(hash), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        let version = canonical_number(version.strip_prefix("v=")?)?;
+        let mut params = params.split(',');
+        let mut param =
+            |name: &str| -> Option<u32> { canonical_number(params.next()?.strip_prefix(name)?) };
+        let (memory_kib, iterations, parallelism) = (param("m=")?, param("t=")?, param("p=")?);
+        if params.next().is_some() {
+            return None;
+        }
+        // The decoder refuses non-zero trailing bits, so the encoding is the canonical one.
+        Some(Self {
+            version,
+            memory_kib,
+            iterations,
+            parallelism,
+            salt: STANDARD_NO_PAD.decode(salt).ok()?.try_into().ok()?,
+            hash: STANDARD_NO_PAD.decode(hash).ok()?.try_into().ok()?,
+        })
+    }
+
+    fn phc(&self) -> String {
+        format!(
+            "$argon2id$v={}$m={},t={},p={}${}${}",
+            self.version,
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            STANDARD_NO_PAD.encode(self.salt),
+            STANDARD_NO_PAD.encode(self.hash)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_real_hash_is_packed_and_given_back_identically() {
+        let pin = crate::domain::Pin::parse("123456").unwrap();
+        let phc = crate::join::pin_check::hash_pin_blocking(&pin).unwrap();
+        let stored = StoredPinHash::new(&phc);
+        assert!(matches!(stored, StoredPinHash::Argon2id(_)));
+        assert_eq!(stored.phc(), phc);
+    }
+
+    #[test]
+    fn a_canonical_hash_round_trips() {
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let stored = StoredPinHash::new(phc);
+        assert!(matches!(stored, StoredPinHash::Argon2id(_)));
+        assert_eq!(stored.phc(), phc);
+    }
+
+    #[test]
+    fn anything_else_is_kept_verbatim() {
+        for phc in [
+            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaA",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            "$argon2id$v=19$m=019456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=+19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=19456,t=2,p=1,x=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdB$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "not a hash",
+        ] {
+            let stored = StoredPinHash::new(phc);
+            assert!(matches!(stored, StoredPinHash::Verbatim(_)), "{phc}");
+            assert_eq!(stored.phc(), phc);
+        }
+    }
+}
