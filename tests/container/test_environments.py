@@ -4,6 +4,7 @@ proxy with generated and with bring-your-own certificates, AWS KMS signing (moto
 in a container beside the stack), and dev_no_auth.
 """
 
+import base64
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import time
 import boto3
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
 
 from conftest import LOOPBACK_BINDS
 from doc_blocks import doc_block
@@ -99,8 +101,11 @@ def test_kms_jwt_auth_against_a_kms_api(compose):
                  AWS_SECRET_ACCESS_KEY="test", AWS_ENDPOINT_URL="http://kms:5000")
         endpoints = Endpoints(ca_file=ca_from_stack(compose))
         jwks = requests.get(f"{endpoints.public_url}/.well-known/jwks.json", timeout=10).json()
-        public = kms.get_public_key(KeyId=key_id)
-        assert jwks["keys"][0]["alg"] == "RS256" and public["KeySpec"] == "RSA_2048"
+        # The published key is the KMS key's public half.
+        public = serialization.load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])
+        modulus = public.public_numbers().n.to_bytes(256, "big")
+        assert jwks["keys"][0]["alg"] == "RS256"
+        assert jwks["keys"][0]["n"] == base64.urlsafe_b64encode(modulus).rstrip(b"=").decode()
         full_session_check(endpoints)
     finally:
         compose.down()
