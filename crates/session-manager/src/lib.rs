@@ -59,6 +59,7 @@ pub mod store;
 
 pub(crate) mod cli;
 pub(crate) mod client_ip;
+pub(crate) mod cpu_pool;
 pub(crate) mod data_dir_lock;
 pub(crate) mod empty_settings;
 pub(crate) mod extract;
