@@ -14,8 +14,8 @@
 //! Tags are worthless outside the process: the key is never written anywhere and is new on
 //! every start, which is why a restarted process falls back to argon2 once per secret.
 //!
-//! argon2 runs only on the argon2 threads ([`ARGON2_THREADS`]: one per core, started on
-//! first use) and only while holding one of the checker's slots: each run takes about
+//! argon2 runs only on the argon2 threads ([`ARGON2_THREADS`]: one per core but at most
+//! [`MAX_ARGON2_THREADS`], started on first use) and only while holding one of the checker's slots: each run takes about
 //! 19 MiB and a core for tens of milliseconds, and unbounded concurrent runs (a burst
 //! after a restart, wrong secrets sprayed at uncached entries) would exhaust memory and
 //! pin every core. Each argon2 thread keeps its 19 MiB work area and reuses it, so the
@@ -145,9 +145,14 @@ fn compute(
     })
 }
 
-/// How many argon2 threads run: one per core this process may use.
+/// At most this many argon2 threads, whatever the number of cores: each keeps a 19 MiB
+/// work area for the life of the process, so this bounds argon2's memory (38 MiB).
+pub const MAX_ARGON2_THREADS: usize = 2;
+
+/// How many argon2 threads run: one per core this process may use, at most
+/// [`MAX_ARGON2_THREADS`].
 pub fn argon2_threads() -> usize {
-    cores_available()
+    cores_available().min(MAX_ARGON2_THREADS)
 }
 
 /// The argon2 threads (started on first use, [`argon2_threads`] of them).
@@ -200,11 +205,6 @@ impl SecretChecker {
             argon2_slots: Semaphore::new(argon2_concurrency.max(1)),
             argon2_verifications: AtomicU64::new(0),
         }
-    }
-
-    /// A checker allowing one argon2 computation per core.
-    pub fn one_per_core() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
     }
 
     /// Waits for a turn to run argon2; hold it across the hashing or verification.
