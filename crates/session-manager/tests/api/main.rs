@@ -13,6 +13,7 @@ mod helpers;
 mod limits;
 mod logs;
 mod public;
+mod session_clients;
 mod settings;
 mod signing_keys;
 mod timing;
