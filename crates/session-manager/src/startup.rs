@@ -25,6 +25,7 @@ use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
 use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
+use crate::join::refusal_log::RefusalLog;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::revocation::{self, RevocationTask};
 use crate::routes::admin::SessionDefaults;
@@ -47,6 +48,7 @@ pub struct Application {
     public_router: Router,
     admin_limits: ConnectionLimits,
     public_limits: ConnectionLimits,
+    refusal_log_interval: Duration,
     state: AppState,
     shutdown: Shutdown,
     revocation: Option<RevocationTask>,
@@ -160,6 +162,7 @@ impl Application {
                 issuer: config.signing.issuer.clone(),
                 ttl_secs: config.signing.token_ttl_secs,
             }),
+            refusals: Arc::new(RefusalLog::new()),
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
             clock,
@@ -222,6 +225,7 @@ impl Application {
             public_router,
             admin_limits,
             public_limits,
+            refusal_log_interval: Duration::from_secs(config.logging.refusal_log_interval_secs),
             state,
             shutdown: Shutdown::new(),
             revocation: revocation_task,
@@ -258,6 +262,7 @@ impl Application {
             public_router,
             admin_limits,
             public_limits,
+            refusal_log_interval,
             state,
             shutdown,
             revocation,
@@ -280,12 +285,27 @@ impl Application {
             }
         });
 
+        let refusal_flusher = tokio::spawn({
+            let refusals = Arc::clone(&state.refusals);
+            let shutdown = shutdown.clone();
+            async move {
+                let mut ticks = tokio::time::interval(refusal_log_interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => refusals.flush(),
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            }
+        });
         let admin_server =
             match serve_on_own_thread(admin_listener, admin_router, admin_limits, shutdown.clone())
             {
                 Ok(finished) => finished,
                 Err(error) => {
                     sweeper.abort();
+                    refusal_flusher.abort();
                     state.store.shutdown().await;
                     return Err(error);
                 }
@@ -316,6 +336,9 @@ impl Application {
             }
         }
         sweeper.abort();
+        refusal_flusher.abort();
+        // The counts of the last, unfinished interval.
+        state.refusals.flush();
         if let Some(revocation) = revocation {
             // The task stops on the shutdown signal; bounded in case the broker stalls.
             if tokio::time::timeout(Duration::from_secs(5), revocation)
