@@ -38,6 +38,8 @@ use http_listener::ConnectionLimits;
 
 /// How long requests in flight may take to finish once a shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often repeated join refusals are logged, as one line per source with a count.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the join throttle forgets stale entries.
 const THROTTLE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -48,7 +50,6 @@ pub struct Application {
     public_router: Router,
     admin_limits: ConnectionLimits,
     public_limits: ConnectionLimits,
-    refusal_log_interval: Duration,
     state: AppState,
     shutdown: Shutdown,
     revocation: Option<RevocationTask>,
@@ -225,7 +226,6 @@ impl Application {
             public_router,
             admin_limits,
             public_limits,
-            refusal_log_interval: Duration::from_secs(config.logging.refusal_log_interval_secs),
             state,
             shutdown: Shutdown::new(),
             revocation: revocation_task,
@@ -262,7 +262,6 @@ impl Application {
             public_router,
             admin_limits,
             public_limits,
-            refusal_log_interval,
             state,
             shutdown,
             revocation,
@@ -289,7 +288,7 @@ impl Application {
             let refusals = Arc::clone(&state.refusals);
             let shutdown = shutdown.clone();
             async move {
-                let mut ticks = tokio::time::interval(refusal_log_interval);
+                let mut ticks = tokio::time::interval(REFUSAL_LOG_INTERVAL);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {

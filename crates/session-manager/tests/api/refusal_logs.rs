@@ -17,7 +17,6 @@ async fn a_burst_of_wrong_pins_logs_a_few_lines_that_carry_the_counts() {
     let service = Launch::new()
         .data_dir(&dir.path().join("data"))
         .env("RUST_LOG", "info")
-        .env("ISM_REFUSAL_LOG_INTERVAL_SECS", "1")
         .env("ISM_JOIN_REFUSAL_FLOOR_MS", "0")
         .log_file(dir.path().join("service.log"))
         .start();
