@@ -1,23 +1,35 @@
--- wrk script for scripts/bench/join: every request joins one session under a new client
--- name, so every join is a new durable journal record (the expensive case).
--- SESSION_ID and PIN come from the environment.
-local session_id = os.getenv("SESSION_ID")
-local pin = os.getenv("PIN")
-local path = "/api/v1/sessions/" .. session_id .. "/join"
+-- wrk script for scripts/bench/join: joins spread round-robin over the sessions listed in
+-- $SESSIONS_FILE (one "id pin" per line, created by the bench in the same run).
+--
+-- MODE=new (default): every request joins under a client name no request of this run used
+-- before ("<STEP>-t<thread>-<n>"; STEP differs per wrk invocation), so every join is a new
+-- durable journal record (the expensive case).
+-- MODE=rejoin: every request re-joins the name "bench-device", which the bench joined into
+-- every session beforehand (the journal records nothing new).
+local sessions = {}
+for line in io.lines(os.getenv("SESSIONS_FILE")) do
+  local id, pin = line:match("^(%S+) (%S+)$")
+  if id then sessions[#sessions + 1] = { path = "/api/v1/sessions/" .. id .. "/join", pin = pin } end
+end
+local step = os.getenv("STEP") or "s"
+local rejoin = os.getenv("MODE") == "rejoin"
 local headers = { ["Content-Type"] = "application/json" }
 local thread_counter = 0
-local prefix = "t"
+local thread_count = tonumber(os.getenv("THREADS") or "1")
 
 function setup(thread)
   thread_counter = thread_counter + 1
-  thread:set("prefix", "t" .. thread_counter .. "-")
+  thread:set("thread_index", thread_counter)
 end
 
 local n = 0
 function request()
   n = n + 1
-  local body = '{"pin":"' .. pin .. '","client":"' .. prefix .. n .. '"}'
-  return wrk.format("POST", path, headers, body)
+  -- Threads interleave over the sessions, so each session gets an even share.
+  local s = sessions[((n - 1) * thread_count + thread_index - 1) % #sessions + 1]
+  local client
+  if rejoin then client = "bench-device" else client = step .. "-t" .. thread_index .. "-" .. n end
+  return wrk.format("POST", s.path, headers, '{"pin":"' .. s.pin .. '","client":"' .. client .. '"}')
 end
 
 done = function(summary, latency, requests)

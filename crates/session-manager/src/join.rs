@@ -6,7 +6,8 @@
 //! PIN is checked here ([`pin_check`]), and only a right PIN makes the store check expiry
 //! and `max_clients` and record the join durably; then the session's join quota is taken,
 //! and only then is a token signed. A refused PIN counts against both the session and the client network;
-//! the PIN itself is never logged. Every refused join is answered no earlier than the
+//! the PIN itself is never logged. Refusals are logged through [`refusal_log`], which
+//! writes the first of each source at once and counts the repeats. Every refused join is answered no earlier than the
 //! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
 //! session from an unknown one.
 //!
@@ -15,6 +16,7 @@
 
 pub mod pin_check;
 pub mod refusal_floor;
+pub mod refusal_log;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -26,6 +28,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{JoinError, JoinedSession};
 use pin_check::PinChecker;
+use refusal_log::{Refusal, RefusalReason};
 
 /// A device's request to join.
 pub struct JoinAttempt {
@@ -70,14 +73,19 @@ async fn decide_join(
         .throttle
         .check(&session_id, client_ip, clock.instant_now())
     {
-        tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: locked after too many failures");
+        note_refusal(state, RefusalReason::Locked, &session_id, client_ip);
         return Err(ApiError::TooManyAttempts { retry_after });
     }
     let now = clock.unix_now();
     let session = match admit(state, pins, &session_id, &pin, &client, now).await {
         Ok(session) => session,
         Err(JoinError::InvalidCredentials) => {
-            tracing::warn!(session_id = %session_id, client_ip = %client_ip, "join refused: unknown session or wrong PIN");
+            note_refusal(
+                state,
+                RefusalReason::InvalidCredentials,
+                &session_id,
+                client_ip,
+            );
             state
                 .throttle
                 .record_failure(&session_id, client_ip, clock.instant_now(), |id| {
@@ -92,7 +100,7 @@ async fn decide_join(
         .joins
         .try_take(&session_id, clock.instant_now())
     {
-        tracing::warn!(session_id = %session_id, client = %client, "join refused: the session's join quota is used up");
+        note_refusal(state, RefusalReason::QuotaUsedUp, &session_id, client_ip);
         return Err(ApiError::TooManyJoins { retry_after });
     }
     // A token must not outlive its session.
@@ -112,6 +120,23 @@ async fn decide_join(
     let token = state.signer.sign(&claims).await?;
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");
     Ok(IssuedToken { token, claims })
+}
+
+/// Hands a refused join to the refusal log, which logs the first of each source and
+/// counts the repeats ([`refusal_log`]).
+fn note_refusal(
+    state: &AppState,
+    reason: RefusalReason,
+    session_id: &SessionId,
+    client_ip: IpAddr,
+) {
+    state.refusals.record(&Refusal {
+        reason,
+        session_id,
+        session_is_live: state.store.is_live(session_id, state.clock.unix_now()),
+        client_ip,
+        client_network: state.throttle.client_network(client_ip),
+    });
 }
 
 /// Checks the PIN against the stored hash and, only when it is right, has the store record

@@ -33,7 +33,8 @@
 //!   data directory; every acknowledged change is fsynced first. [`data_dir_lock`] keeps
 //!   a second process off the same directory.
 //! - [`signer`]: the `TokenSigner` trait with one implementation per `MQTT_AUTH_MODE`,
-//!   all assembling tokens with `signer::jws`; [`signing_key`] holds local key material
+//!   all assembling tokens with `signer::jws`; CPU-heavy work (RSA signatures, argon2)
+//!   runs on fixed per-core threads ([`cpu_pool`]), never on a growing thread pool; [`signing_key`] holds local key material
 //!   and [`new_file`] writes key and certificate files that must not exist yet.
 //! - [`admin_auth`] guards the admin port.
 //! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
@@ -59,6 +60,7 @@ pub mod store;
 
 pub(crate) mod cli;
 pub(crate) mod client_ip;
+pub(crate) mod cpu_pool;
 pub(crate) mod data_dir_lock;
 pub(crate) mod empty_settings;
 pub(crate) mod extract;

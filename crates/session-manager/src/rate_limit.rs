@@ -221,6 +221,11 @@ impl JoinThrottle {
         }
     }
 
+    /// The network `client` is counted under (its IPv6 prefix, or the IPv4 address).
+    pub fn client_network(&self, client: IpAddr) -> IpAddr {
+        client_network(client, self.ipv6_prefix_len)
+    }
+
     /// Err(time left) while the session or the client network is locked out.
     pub fn check(&self, session: &SessionId, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let network = client_network(client, self.ipv6_prefix_len);

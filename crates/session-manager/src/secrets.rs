@@ -14,16 +14,25 @@
 //! Tags are worthless outside the process: the key is never written anywhere and is new on
 //! every start, which is why a restarted process falls back to argon2 once per secret.
 //!
-//! argon2 runs on the blocking pool and only while holding one of the checker's slots:
-//! each run takes about 19 MiB and a core for tens of milliseconds, and unbounded
-//! concurrent runs (a burst after a restart, wrong secrets sprayed at uncached entries)
-//! would exhaust memory and pin every core.
+//! argon2 runs only on the argon2 threads ([`ARGON2_THREADS`]: one per core but at most
+//! [`MAX_ARGON2_THREADS`], started on first use) and only while holding one of the checker's slots: each run takes about
+//! 19 MiB and a core for tens of milliseconds, and unbounded concurrent runs (a burst
+//! after a restart, wrong secrets sprayed at uncached entries) would exhaust memory and
+//! pin every core. Each argon2 thread keeps its 19 MiB work area and reuses it, so the
+//! memory argon2 needs is allocated once per core for the life of the process. (When
+//! argon2 ran on tokio's blocking pool, each run allocated its work area afresh on
+//! whichever of dozens of threads it landed, and the allocator kept the freed memory in
+//! that thread's arena: every session created after a join burst added about 17 MB of
+//! memory that was never returned.)
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+use crate::cpu_pool::{cores_available, CpuPool};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -40,22 +49,133 @@ pub enum SecretError {
     Task(String),
 }
 
-/// Argon2id PHC hash of `secret` with a fresh random salt. Blocking and slow by design:
-/// call it from `spawn_blocking` (or [`hash_secret`]) in async code.
+/// Argon2id PHC hash of `secret` with a fresh random salt (default parameters). Blocking
+/// and slow by design: call it through [`hash_secret`] in async code.
 pub fn hash_secret_blocking(secret: &[u8]) -> Result<String, SecretError> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|error| SecretError::Hash(error.to_string()))?;
-    Argon2::default()
-        .hash_password(secret, &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|error| SecretError::Hash(error.to_string()))
+    let hash_error = |error: &dyn std::fmt::Display| SecretError::Hash(error.to_string());
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| hash_error(&e))?;
+    let params = Params::default();
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| hash_error(&e))?;
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        &params,
+        secret,
+        salt_raw,
+        &mut output,
+    )
+    .map_err(|e| hash_error(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| hash_error(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(|e| hash_error(&e))?),
+    };
+    Ok(hash.to_string())
 }
 
-/// [`hash_secret_blocking`] on the blocking thread pool.
-pub async fn hash_secret(secret: impl AsRef<[u8]> + Send + 'static) -> Result<String, SecretError> {
-    tokio::task::spawn_blocking(move || hash_secret_blocking(secret.as_ref()))
+/// Whether `secret` matches the PHC string `phc` (any argon2 variant and parameters the
+/// string names). Blocking and slow by design: call it through
+/// [`SecretChecker::verify_hash`] in async code.
+pub fn verify_secret_blocking(phc: &str, secret: &[u8]) -> Result<bool, SecretError> {
+    let unreadable = |error: &dyn std::fmt::Display| SecretError::UnreadableHash(error.to_string());
+    let parsed = PasswordHash::new(phc).map_err(|e| unreadable(&e))?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| unreadable(&e))?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| unreadable(&e))?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(SecretError::UnreadableHash(
+            "the hash has no salt or no output".to_owned(),
+        ));
+    };
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| unreadable(&e))?;
+    let mut output = vec![0u8; expected.len()];
+    // A secret argon2 refuses (too long, say) matches nothing.
+    if compute(algorithm, version, &params, secret, salt_raw, &mut output).is_err() {
+        return Ok(false);
+    }
+    // `Output`'s equality is constant-time.
+    Ok(Output::new(&output).is_ok_and(|computed| computed == expected))
+}
+
+/// Work areas of at most this many 1 KiB blocks (the default parameters' 19 MiB) are kept
+/// by the thread for its next run; a larger one (a hash made with a higher memory cost)
+/// is allocated for its run only.
+const KEPT_WORK_AREA_BLOCKS: usize = Params::DEFAULT_M_COST as usize;
+
+thread_local! {
+    /// This thread's argon2 work area, reused by every run on it.
+    static WORK_AREA: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Raw argon2 of `secret` under `salt` into `output`, in this thread's kept work area.
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    secret: &[u8],
+    salt: &[u8],
+    output: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let blocks = params.block_count();
+    if blocks > KEPT_WORK_AREA_BLOCKS {
+        let mut area = vec![Block::default(); blocks];
+        return argon2.hash_password_into_with_memory(secret, salt, output, &mut area);
+    }
+    WORK_AREA.with(|area| {
+        let mut area = area.borrow_mut();
+        if area.len() < blocks {
+            area.resize(blocks, Block::default());
+        }
+        argon2.hash_password_into_with_memory(secret, salt, output, &mut area[..blocks])
+    })
+}
+
+/// At most this many argon2 threads, whatever the number of cores: each keeps a 19 MiB
+/// work area for the life of the process, so this bounds argon2's memory (38 MiB).
+pub const MAX_ARGON2_THREADS: usize = 2;
+
+/// How many argon2 threads run: one per core this process may use, at most
+/// [`MAX_ARGON2_THREADS`].
+pub fn argon2_threads() -> usize {
+    cores_available().min(MAX_ARGON2_THREADS)
+}
+
+/// The argon2 threads (started on first use, [`argon2_threads`] of them).
+static ARGON2_THREADS: OnceLock<Result<CpuPool, String>> = OnceLock::new();
+
+/// Runs `job` on an argon2 thread.
+pub async fn on_argon2_thread<T, F>(job: F) -> Result<T, SecretError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = ARGON2_THREADS
+        .get_or_init(|| CpuPool::new("argon2", argon2_threads()).map_err(|error| error.to_string()))
+        .as_ref()
+        .map_err(|error| SecretError::Task(format!("cannot start the argon2 threads: {error}")))?;
+    pool.run(job)
         .await
-        .map_err(|error| SecretError::Task(error.to_string()))?
+        .map_err(|error| SecretError::Task(error.to_string()))
+}
+
+/// [`hash_secret_blocking`] on an argon2 thread.
+pub async fn hash_secret(secret: impl AsRef<[u8]> + Send + 'static) -> Result<String, SecretError> {
+    on_argon2_thread(move || hash_secret_blocking(secret.as_ref())).await?
 }
 
 /// Ok when `phc` is a readable PHC string (checked once, at configuration time).
@@ -85,11 +205,6 @@ impl SecretChecker {
             argon2_slots: Semaphore::new(argon2_concurrency.max(1)),
             argon2_verifications: AtomicU64::new(0),
         }
-    }
-
-    /// A checker allowing one argon2 computation per core.
-    pub fn one_per_core() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
     }
 
     /// Waits for a turn to run argon2; hold it across the hashing or verification.
@@ -134,15 +249,7 @@ impl SecretChecker {
         secret: impl AsRef<[u8]> + Send + 'static,
     ) -> Result<bool, SecretError> {
         self.argon2_verifications.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc)
-                .map_err(|error| SecretError::UnreadableHash(error.to_string()))?;
-            Ok(Argon2::default()
-                .verify_password(secret.as_ref(), &parsed)
-                .is_ok())
-        })
-        .await
-        .map_err(|error| SecretError::Task(error.to_string()))?
+        on_argon2_thread(move || verify_secret_blocking(&phc, secret.as_ref())).await?
     }
 
     /// How many times argon2 verification ran in this checker.
@@ -164,6 +271,41 @@ mod tests {
         assert!(checker.verify_hash(hash.clone(), b"123456").await.unwrap());
         assert!(!checker.verify_hash(hash, b"123457").await.unwrap());
         assert_eq!(checker.argon2_verifications(), 2);
+    }
+
+    #[test]
+    fn hashes_are_interchangeable_with_the_argon2_crates_own() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_secret_blocking(b"4711").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"4711", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"4712", &parsed).is_err());
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"4711", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_secret_blocking(&theirs, b"4711").unwrap());
+        assert!(!verify_secret_blocking(&theirs, b"4712").unwrap());
+        // Other parameters than the defaults (a smaller memory cost) verify too.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"4711", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify_secret_blocking(&small, b"4711").unwrap());
+        assert!(!verify_secret_blocking(&small, b"4712").unwrap());
+    }
+
+    #[tokio::test]
+    async fn argon2_runs_on_its_own_threads() {
+        let name = on_argon2_thread(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("argon2"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! finishes the requests in flight and flushes the store.
 //!
 //! Each listener is served with connection limits and timeouts ([`http_listener`]); the
-//! routers come from [`crate::routes`].
+//! routers come from [`crate::routes`]. The admin listener runs on a thread and runtime
+//! of its own, so that a flood of joins on the public port cannot delay it.
 
 mod http_listener;
 
@@ -24,6 +25,7 @@ use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
 use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
+use crate::join::refusal_log::RefusalLog;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::revocation::{self, RevocationTask};
 use crate::routes::admin::SessionDefaults;
@@ -36,6 +38,8 @@ use http_listener::ConnectionLimits;
 
 /// How long requests in flight may take to finish once a shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often repeated join refusals are logged, as one line per source with a count.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the join throttle forgets stale entries.
 const THROTTLE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -159,6 +163,7 @@ impl Application {
                 issuer: config.signing.issuer.clone(),
                 ttl_secs: config.signing.token_ttl_secs,
             }),
+            refusals: Arc::new(RefusalLog::new()),
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
             clock,
@@ -279,15 +284,37 @@ impl Application {
             }
         });
 
+        let refusal_flusher = tokio::spawn({
+            let refusals = Arc::clone(&state.refusals);
+            let shutdown = shutdown.clone();
+            async move {
+                let mut ticks = tokio::time::interval(REFUSAL_LOG_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => refusals.flush(),
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            }
+        });
+        let admin_server =
+            match serve_on_own_thread(admin_listener, admin_router, admin_limits, shutdown.clone())
+            {
+                Ok(finished) => finished,
+                Err(error) => {
+                    sweeper.abort();
+                    refusal_flusher.abort();
+                    state.store.shutdown().await;
+                    return Err(error);
+                }
+            };
         let servers = async {
             tokio::join!(
-                http_listener::serve(
-                    "admin",
-                    admin_listener,
-                    admin_router,
-                    admin_limits,
-                    shutdown.clone()
-                ),
+                async {
+                    // An error only means the admin thread is gone, which is its end too.
+                    let _ = admin_server.await;
+                },
                 http_listener::serve(
                     "public",
                     public_listener,
@@ -308,6 +335,9 @@ impl Application {
             }
         }
         sweeper.abort();
+        refusal_flusher.abort();
+        // The counts of the last, unfinished interval.
+        state.refusals.flush();
         if let Some(revocation) = revocation {
             // The task stops on the shutdown signal; bounded in case the broker stalls.
             if tokio::time::timeout(Duration::from_secs(5), revocation)
@@ -322,6 +352,46 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Serves the admin port on a thread of its own, with its own single-threaded runtime, so
+/// that admin requests (probes, the operator) never wait in line behind the joins the
+/// main runtime's workers are busy with. The returned receiver resolves when the admin
+/// listener has stopped and its last connection has closed.
+fn serve_on_own_thread(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: Shutdown,
+) -> Result<tokio::sync::oneshot::Receiver<()>, Error> {
+    let addr = local_addr(&listener);
+    let bind_error = |source| Error::Bind {
+        which: "admin",
+        addr,
+        source,
+    };
+    // A listener belongs to the runtime that registered it: hand it over unregistered.
+    let listener = listener.into_std().map_err(bind_error)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(bind_error)?;
+    let (finished, admin_finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("admin-http".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        http_listener::serve("admin", listener, router, limits, shutdown).await;
+                    }
+                    Err(error) => tracing::error!(%error, "cannot serve the admin port"),
+                }
+            });
+            let _ = finished.send(());
+        })
+        .map_err(bind_error)?;
+    Ok(admin_finished)
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {

@@ -1,11 +1,12 @@
-//! What every handler shares: the store, the signer, the join throttle and the settings
-//! they need, plus the clock.
+//! What every handler shares: the store, the signer, the join throttle, the refusal log
+//! and the settings they need, plus the clock.
 
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::clock::Clock;
+use crate::join::refusal_log::RefusalLog;
 use crate::rate_limit::JoinThrottle;
 use crate::revocation::RevocationLink;
 use crate::signer::TokenSigner;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub store: Arc<dyn SessionStore>,
     pub signer: Arc<dyn TokenSigner>,
     pub throttle: Arc<JoinThrottle>,
+    /// Refused joins: the first of each source logged at once, repeats counted.
+    pub refusals: Arc<RefusalLog>,
     pub tokens: Arc<TokenPolicy>,
     pub trusted_proxies: Arc<[IpNet]>,
     /// The link that tells the broker about closed sessions, when configured.

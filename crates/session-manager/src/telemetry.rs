@@ -3,7 +3,9 @@
 //!
 //! Pretty logs are coloured only when stderr is a terminal and `NO_COLOR` is unset or
 //! empty (no-color.org), so a redirected log holds no escape codes. `/healthz` requests
-//! (container healthchecks, every few seconds) are logged at DEBUG, the others at INFO.
+//! (container healthchecks, every few seconds) and answers 401 and 429 (refusals an
+//! attacker can produce at will, logged in aggregate where they are decided) are logged
+//! at DEBUG, the others at INFO.
 //!
 //! Request spans carry method, path, status and latency only. Bodies and the
 //! `Authorization` header are never recorded, so PINs, admin keys and tokens stay out of
@@ -50,6 +52,13 @@ fn colour_wanted(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>)
 /// Probes' path: their requests are logged at DEBUG.
 const HEALTH_PATH: &str = "/healthz";
 
+/// 401 and 429: refused credentials and throttled requests, which an attacker can
+/// produce at will. Their access-log lines are DEBUG; the refusals themselves are logged,
+/// aggregated, where they are decided (`join::refusal_log`).
+fn is_refusal(status: u16) -> bool {
+    status == 401 || status == 429
+}
+
 /// Middleware: one span per request, and one event when its response is ready.
 pub async fn trace_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -69,7 +78,7 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
     span.in_scope(|| {
         if response.status().is_server_error() {
             tracing::warn!(status, latency_ms, "request finished");
-        } else if is_probe {
+        } else if is_probe || is_refusal(status) {
             tracing::debug!(status, latency_ms, "request finished");
         } else {
             tracing::info!(status, latency_ms, "request finished");

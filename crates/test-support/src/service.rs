@@ -284,6 +284,22 @@ impl Service {
         self.child.id()
     }
 
+    /// A field of the process's `/proc/<pid>/status` in its unit (kB for `VmRSS`).
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("proc status of the service");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} missing from /proc/<pid>/status"))
+    }
+
+    /// Resident memory of the service process (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS")
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(mut self) {
         self.child.kill().expect("cannot SIGKILL the service");

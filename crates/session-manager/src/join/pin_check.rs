@@ -4,7 +4,8 @@
 //! Each PIN is a hashed secret ([`crate::secrets`]). Once this process has seen the right
 //! PIN of a session, it keeps a keyed fast check of (session id, PIN) in memory, so that a
 //! join costs one HMAC and a wrong PIN no argon2 at all. Sessions this process did not
-//! create fall back to argon2 once per process. At most one argon2 run per core at a time.
+//! create fall back to argon2 once per process. At most one argon2 run per argon2 thread at a
+//! time.
 //! The store never sees a PIN, only the hash.
 
 use std::sync::Arc;
@@ -65,7 +66,7 @@ impl PinChecker {
         // Refuse an impossible length now rather than at the first session.
         Pin::generate(pin_length)?;
         Ok(Self {
-            secrets: SecretChecker::one_per_core(),
+            secrets: SecretChecker::new(secrets::argon2_threads()),
             pin_length,
             known: DashMap::new(),
         })

@@ -21,10 +21,8 @@
 
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-
 use crate::error::Error;
+use crate::secrets::{self, SecretError};
 
 /// The calibrated floor is this many times the slowest measured verification, leaving
 /// room for a loaded machine.
@@ -37,26 +35,20 @@ pub const JITTER_DIVISOR: u32 = 5;
 
 /// Measures argon2 verification (the store's parameters) and returns the floor.
 pub async fn calibrate() -> Result<Duration, Error> {
-    let slowest = tokio::task::spawn_blocking(|| -> Result<Duration, String> {
-        let argon2 = Argon2::default();
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-            .map_err(|error| error.to_string())?;
-        let hash = argon2
-            .hash_password(b"000000", &salt)
-            .map_err(|error| error.to_string())?
-            .to_string();
-        let parsed = PasswordHash::new(&hash).map_err(|error| error.to_string())?;
+    // On the argon2 threads, like every argon2 run of the service.
+    let slowest = secrets::on_argon2_thread(|| -> Result<Duration, SecretError> {
+        let hash = secrets::hash_secret_blocking(b"000000")?;
         let mut slowest = Duration::ZERO;
         for _ in 0..CALIBRATION_RUNS {
             let started = Instant::now();
             // A wrong PIN: the case the floor hides.
-            let _ = argon2.verify_password(b"111111", &parsed);
+            let _ = secrets::verify_secret_blocking(&hash, b"111111")?;
             slowest = slowest.max(started.elapsed());
         }
         Ok(slowest)
     })
     .await
-    .map_err(|error| Error::Config(format!("cannot calibrate the refusal floor: {error}")))?
+    .and_then(|result| result)
     .map_err(|error| Error::Config(format!("cannot calibrate the refusal floor: {error}")))?;
     Ok(floor_for(slowest))
 }

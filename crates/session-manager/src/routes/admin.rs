@@ -1,4 +1,5 @@
-//! The versioned admin API: create, list, inspect and close sessions.
+//! The versioned admin API: create, list, inspect and close sessions. Views of a session
+//! carry one page of its clients (see [`super::SessionView`]).
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use axum::Json;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::SessionView;
-use crate::domain::{SessionId, SessionType};
+use super::{clients_page_size, SessionView};
+use crate::domain::{ClientName, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::join::pin_check::PinChecker;
@@ -123,16 +124,30 @@ pub async fn list_sessions(
     }))
 }
 
+/// Query of `GET /api/v1/sessions/{id}`: which page of the session's clients to show.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionQuery {
+    pub clients_limit: Option<usize>,
+    pub clients_after: Option<ClientName>,
+}
+
 pub async fn get_session(
     State(state): State<AppState>,
     PathParams(id): PathParams<SessionId>,
+    QueryParams(query): QueryParams<SessionQuery>,
 ) -> Result<Json<SessionView>, ApiError> {
-    state
+    let limit = clients_page_size(query.clients_limit)?;
+    let session = state
         .store
         .get(&id, state.clock.unix_now())
         .await?
-        .map(|session| Json(session.into()))
-        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))?;
+    Ok(Json(SessionView::with_clients(
+        session,
+        query.clients_after.as_ref(),
+        limit,
+    )?))
 }
 
 pub async fn close_session(

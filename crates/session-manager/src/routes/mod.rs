@@ -33,6 +33,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
 use crate::admin_auth::{require_admin_key, AdminAuth};
+use crate::domain::ClientName;
 use crate::error::ApiError;
 use crate::join::pin_check::PinChecker;
 use crate::state::AppState;
@@ -130,7 +131,14 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::resp
     ApiError::Internal("a request handler panicked".to_owned()).into_response()
 }
 
-/// A session as the admin API shows it (never with its PIN).
+/// Clients in a session view when the request does not say (`clients_limit`), and the
+/// most one page may hold: a session may have tens of thousands of clients, and a view
+/// with all of them (1.3 MB for 25 000) is too big to build on every look.
+pub(crate) const DEFAULT_CLIENTS_PAGE: usize = 100;
+pub(crate) const MAX_CLIENTS_PAGE: usize = 1000;
+
+/// A session as the admin API shows it (never with its PIN), with one page of its
+/// clients in join order.
 #[derive(Debug, Serialize)]
 pub(crate) struct SessionView {
     pub id: String,
@@ -141,10 +149,51 @@ pub(crate) struct SessionView {
     pub max_clients: Option<u32>,
     pub topic_root: String,
     pub clients: Vec<ClientInfo>,
+    /// Cursor of the next page of clients (`?clients_after=`), None on the last page.
+    pub clients_next: Option<String>,
 }
 
-impl From<SessionInfo> for SessionView {
-    fn from(session: SessionInfo) -> Self {
+impl SessionView {
+    /// The view of `session` with at most `limit` clients, those after the client named
+    /// `after` (from the first when None); 400 when `after` is not a client of the session.
+    pub(crate) fn with_clients(
+        session: SessionInfo,
+        after: Option<&ClientName>,
+        limit: usize,
+    ) -> Result<Self, ApiError> {
+        let start = match after {
+            None => 0,
+            Some(after) => {
+                let position = session
+                    .clients
+                    .iter()
+                    .position(|client| &client.name == after)
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "clients_after: no client {} in this session",
+                            after.as_str()
+                        ))
+                    })?;
+                position + 1
+            }
+        };
+        Ok(Self::from_position(session, start, limit))
+    }
+
+    /// The view with at most `limit` clients from position `start` (join order).
+    fn from_position(session: SessionInfo, start: usize, limit: usize) -> Self {
+        let mut clients = session.clients;
+        let end = start.saturating_add(limit).min(clients.len());
+        let start = start.min(end);
+        let clients_next = if end < clients.len() && end > start {
+            clients
+                .get(end - 1)
+                .map(|client| client.name.as_str().to_owned())
+        } else {
+            None
+        };
+        clients.truncate(end);
+        clients.drain(..start);
         SessionView {
             topic_root: session_token::claims::session_topic_root(session.id.as_str()),
             id: session.id.as_str().to_owned(),
@@ -152,8 +201,28 @@ impl From<SessionInfo> for SessionView {
             created_at: session.created_at,
             expires_at: session.expires_at,
             max_clients: session.max_clients,
-            clients: session.clients,
+            clients,
+            clients_next,
         }
+    }
+}
+
+impl From<SessionInfo> for SessionView {
+    /// The view with the first [`DEFAULT_CLIENTS_PAGE`] clients.
+    fn from(session: SessionInfo) -> Self {
+        Self::from_position(session, 0, DEFAULT_CLIENTS_PAGE)
+    }
+}
+
+/// `clients_limit` checked: 1 to [`MAX_CLIENTS_PAGE`], [`DEFAULT_CLIENTS_PAGE`] when absent.
+pub(crate) fn clients_page_size(requested: Option<usize>) -> Result<usize, ApiError> {
+    let limit = requested.unwrap_or(DEFAULT_CLIENTS_PAGE);
+    if (1..=MAX_CLIENTS_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "clients_limit must be between 1 and {MAX_CLIENTS_PAGE}"
+        )))
     }
 }
 

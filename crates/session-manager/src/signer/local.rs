@@ -11,11 +11,14 @@
 //! key per call, made 1 300 signatures/s on one core; the parsed key pair 3 900/s, the
 //! same as `openssl speed rsa2048`).
 //!
-//! An RSA signature costs about 0.25 ms of CPU and runs on the blocking pool. Measured
-//! with wrk against the service pinned to one core (so the runtime has a single worker):
-//! signing inline stalled the executor, journal writer included (p99 over 1 s, time-outs
-//! at 64 connections); `block_in_place` was no better; the blocking pool kept p99 under
-//! 60 ms and doubled throughput. ECDSA signatures (~17 µs) are cheap enough to run inline.
+//! An RSA signature costs about 0.25 ms of CPU and runs on the signer's own threads, one
+//! per core ([`crate::cpu_pool`]). Measured with wrk against the service pinned to one
+//! core (so the runtime has a single worker): signing inline stalled the executor, journal
+//! writer included (p99 over 1 s, time-outs at 64 connections); `block_in_place` was no
+//! better; tokio's blocking pool kept p99 under 60 ms but started a thread per concurrent
+//! join (dozens at 64 connections), which crowded out the admin listener; a fixed pool
+//! does the same work with one thread per core. ECDSA signatures (~17 µs) are cheap
+//! enough to run inline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,12 +30,15 @@ use session_token::Claims;
 use super::jws::JwsHeader;
 use super::{SignError, SignerHealth, TokenSigner};
 use crate::config::{JwtAlgorithm, SigningConfig};
+use crate::cpu_pool::{cores_available, CpuPool};
 use crate::error::Error;
 use crate::new_file::write_private_file;
 use crate::signing_key::SigningKey;
 
 pub struct LocalSigner {
     inner: Arc<Inner>,
+    /// Where RSA signatures are made; None for keys cheap enough to sign inline.
+    signing_threads: Option<CpuPool>,
 }
 
 struct Inner {
@@ -88,7 +94,14 @@ impl LocalSigner {
         let algorithm = key.algorithm().as_jwt();
         let jwk = key.public_jwk()?;
         let header = JwsHeader::new(algorithm, jwk.common.key_id.clone())?;
+        let signing_threads = match algorithm {
+            Algorithm::RS256 => Some(CpuPool::new("rsa-signer", cores_available()).map_err(
+                |error| Error::Key(format!("cannot start the signing threads: {error}")),
+            )?),
+            _ => None,
+        };
         Ok(LocalSigner {
+            signing_threads,
             inner: Arc::new(Inner {
                 key,
                 algorithm,
@@ -121,15 +134,16 @@ impl TokenSigner for LocalSigner {
     }
 
     async fn sign(&self, claims: &Claims) -> Result<String, SignError> {
-        match self.inner.algorithm {
-            Algorithm::RS256 => {
+        match &self.signing_threads {
+            Some(threads) => {
                 let inner = Arc::clone(&self.inner);
                 let claims = claims.clone();
-                tokio::task::spawn_blocking(move || inner.sign(&claims))
+                threads
+                    .run(move || inner.sign(&claims))
                     .await
                     .map_err(|e| SignError::Failed(format!("signing task failed: {e}")))?
             }
-            _ => self.inner.sign(claims),
+            None => self.inner.sign(claims),
         }
     }
 

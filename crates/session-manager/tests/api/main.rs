@@ -13,6 +13,8 @@ mod helpers;
 mod limits;
 mod logs;
 mod public;
+mod refusal_logs;
+mod session_clients;
 mod settings;
 mod signing_keys;
 mod timing;
