@@ -6,7 +6,7 @@
 //! PIN is checked here ([`pin_check`]), and only a right PIN makes the store check expiry
 //! and `max_clients` and record the join durably; then the session's join quota is taken,
 //! and only then is a token signed. A refused PIN counts against both the session and the client network;
-//! the PIN itself is never logged. Refusals are logged through [`refusal_log`], which
+//! the PIN itself is never logged. Refusals are logged through [`crate::refusal_log`], which
 //! writes the first of each source at once and counts the repeats. Every refused join is answered no earlier than the
 //! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
 //! session from an unknown one.
@@ -16,7 +16,6 @@
 
 pub mod pin_check;
 pub mod refusal_floor;
-pub mod refusal_log;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -25,10 +24,10 @@ use session_token::{Claims, DeviceGrant};
 
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
+use crate::refusal_log::{Refusal, RefusalReason};
 use crate::state::AppState;
 use crate::store::{JoinError, JoinedSession};
 use pin_check::PinChecker;
-use refusal_log::{Refusal, RefusalReason};
 
 /// A device's request to join.
 pub struct JoinAttempt {
@@ -123,7 +122,7 @@ async fn decide_join(
 }
 
 /// Hands a refused join to the refusal log, which logs the first of each source and
-/// counts the repeats ([`refusal_log`]).
+/// counts the repeats ([`crate::refusal_log`]).
 fn note_refusal(
     state: &AppState,
     reason: RefusalReason,

@@ -66,6 +66,7 @@ pub(crate) mod empty_settings;
 pub(crate) mod extract;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;
+pub(crate) mod refusal_log;
 pub(crate) mod revocation;
 pub(crate) mod routes;
 pub(crate) mod secrets;

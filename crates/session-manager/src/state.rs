@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::clock::Clock;
-use crate::join::refusal_log::RefusalLog;
 use crate::rate_limit::JoinThrottle;
+use crate::refusal_log::RefusalLog;
 use crate::revocation::RevocationLink;
 use crate::signer::TokenSigner;
 use crate::store::SessionStore;

@@ -54,7 +54,7 @@ const HEALTH_PATH: &str = "/healthz";
 
 /// 401 and 429: refused credentials and throttled requests, which an attacker can
 /// produce at will. Their access-log lines are DEBUG; the refusals themselves are logged,
-/// aggregated, where they are decided (`join::refusal_log`).
+/// aggregated, where they are decided (`refusal_log`).
 fn is_refusal(status: u16) -> bool {
     status == 401 || status == 429
 }
