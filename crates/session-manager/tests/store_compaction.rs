@@ -168,14 +168,26 @@ async fn assert_nothing_lost(data_dir: &Path, session_id: &str, acknowledged: &[
         "start-up left the half-written snapshot"
     );
     let http = reqwest::Client::new();
-    let info: Value =
-        json_answer(http.get(format!("{}/api/v1/sessions/{session_id}", service.admin))).await;
-    let clients: std::collections::HashSet<&str> = info["clients"]
-        .as_array()
-        .expect("clients")
-        .iter()
-        .map(|client| client["name"].as_str().expect("name"))
-        .collect();
+    // The session view pages its clients: follow `clients_next` to the end.
+    let mut clients = std::collections::HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!(
+            "{}/api/v1/sessions/{session_id}?clients_limit=1000",
+            service.admin
+        );
+        if let Some(cursor) = &after {
+            url.push_str(&format!("&clients_after={cursor}"));
+        }
+        let page: Value = json_answer(http.get(url)).await;
+        for client in page["clients"].as_array().expect("clients") {
+            clients.insert(client["name"].as_str().expect("name").to_owned());
+        }
+        match page["clients_next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
     let missing: Vec<&String> = acknowledged
         .iter()
         .filter(|client| !clients.contains(client.as_str()))
