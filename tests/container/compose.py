@@ -134,8 +134,11 @@ class Compose:
             if all(state == "running/healthy" for state in states.values()):
                 return
             time.sleep(1)
-        logs = "\n".join(f"--- {s}\n{self.logs(s)[-3000:]}" for s in services)
-        pytest.fail(f"not healthy within {timeout}s: {states}\n{logs}")
+        pytest.fail(f"not healthy within {timeout}s: {states}\n{self.logs_tail(services)}")
+
+    def logs_tail(self, services=("session-manager", "broker", "proxy")):
+        """The end of each service's log, for a failure message."""
+        return "\n".join(f"--- {s}\n{self.logs(s)[-3000:]}" for s in services)
 
     def down(self):
         self.run("down", "-v", "--remove-orphans", "-t", "5", check=False, timeout=300)

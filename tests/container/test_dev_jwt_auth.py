@@ -214,13 +214,13 @@ def test_changing_the_algorithm_after_the_first_start_does_not_crash_loop(compos
                "an ES256 token admitted by the broker")
 
 
-def test_the_stack_starts_without_an_env_file(compose):
+def test_the_stack_starts_without_an_env_file(compose, monkeypatch):
     compose.down()
     os.remove(compose.env_path())
     # Without .env every setting takes its default; only the host binds stay on loopback
     # (given through the environment, which compose reads like .env).
-    saved = {name: os.environ.get(name) for name in LOOPBACK_BINDS}
-    os.environ.update(LOOPBACK_BINDS)
+    for name, value in LOOPBACK_BINDS.items():
+        monkeypatch.setenv(name, value)
     try:
         compose.run("up", "-d", timeout=600)
         compose.wait_healthy()
@@ -228,11 +228,6 @@ def test_the_stack_starts_without_an_env_file(compose):
         endpoints.admin_key = None
         full_session_check(endpoints, transports=("tcp", "ws"))
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         compose.down()
 
 

@@ -28,9 +28,7 @@ def bring_up(compose, fresh=True, **settings):
     compose.write_env(**LOOPBACK_BINDS, **settings)
     result = compose.run("up", "-d", timeout=900, check=False)
     if result.returncode != 0:
-        logs = "\n".join(f"--- {s}\n{compose.logs(s)[-3000:]}"
-                         for s in ("session-manager", "broker", "proxy"))
-        pytest.fail(f"docker-compose up -d failed:\n{result.stderr}\n{logs}")
+        pytest.fail(f"docker-compose up -d failed:\n{result.stderr}\n{compose.logs_tail()}")
     compose.wait_healthy()
     assert compose.inspect("session-manager", "{{.RestartCount}}") == "0"
 
