@@ -6,6 +6,9 @@
 -- durable journal record (the expensive case).
 -- MODE=rejoin: every request re-joins the name "bench-device", which the bench joined into
 -- every session beforehand (the journal records nothing new).
+-- MODE=http: every request is GET /healthz, an HTTP request that does no work: what the
+-- HTTP layer and loopback TCP cost the service per request, the part of a join no store
+-- or signer change can remove.
 local sessions = {}
 for line in io.lines(os.getenv("SESSIONS_FILE")) do
   local id, pin = line:match("^(%S+) (%S+)$")
@@ -13,6 +16,7 @@ for line in io.lines(os.getenv("SESSIONS_FILE")) do
 end
 local step = os.getenv("STEP") or "s"
 local rejoin = os.getenv("MODE") == "rejoin"
+local http_only = os.getenv("MODE") == "http"
 local headers = { ["Content-Type"] = "application/json" }
 local thread_counter = 0
 local thread_count = tonumber(os.getenv("THREADS") or "1")
@@ -24,6 +28,7 @@ end
 
 local n = 0
 function request()
+  if http_only then return wrk.format("GET", "/healthz") end
   n = n + 1
   -- Threads interleave over the sessions, so each session gets an even share.
   local s = sessions[((n - 1) * thread_count + thread_index - 1) % #sessions + 1]
