@@ -20,6 +20,19 @@ async fn error_of(response: reqwest::Response) -> (StatusCode, String, String) {
     (status, text("code"), text("message"))
 }
 
+/// Sends `request` with a JSON body, asserts the 404 `not_found` a route on the wrong port
+/// gets, and returns its message.
+async fn wrong_port_message(request: reqwest::RequestBuilder, what: &str) -> String {
+    let request = with_raw_body(request, Some("application/json"), "{}");
+    let (status, code, message) = error_of(send(request).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{what}: {message}"
+    );
+    message
+}
+
 #[tokio::test]
 async fn a_route_on_the_wrong_port_says_which_port_serves_it() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -31,16 +44,8 @@ async fn a_route_on_the_wrong_port_says_which_port_serves_it() {
         (Method::GET, "/.well-known/jwks.json"),
     ];
     for (method, path) in on_admin {
-        let request = with_raw_body(
-            service.admin(method.clone(), path),
-            Some("application/json"),
-            "{}",
-        );
-        let (status, code, message) = error_of(send(request).await).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::NOT_FOUND, "not_found")
-        );
+        let request = service.admin(method.clone(), path);
+        let message = wrong_port_message(request, &format!("{method} {path}")).await;
         assert!(
             message.contains("public port") && message.contains(&public_addr),
             "{method} {path}: {message}"
@@ -52,16 +57,8 @@ async fn a_route_on_the_wrong_port_says_which_port_serves_it() {
         (Method::GET, "/api/createSession"),
     ];
     for (method, path) in on_public {
-        let request = with_raw_body(
-            service.public(method.clone(), path),
-            Some("application/json"),
-            "{}",
-        );
-        let (status, code, message) = error_of(send(request).await).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::NOT_FOUND, "not_found")
-        );
+        let request = service.public(method.clone(), path);
+        let message = wrong_port_message(request, &format!("{method} {path}")).await;
         assert!(message.contains("admin port"), "{method} {path}: {message}");
     }
     // A path neither port serves is a plain 404.

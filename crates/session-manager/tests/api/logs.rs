@@ -16,6 +16,23 @@ fn json_lines(service: &Service) -> Vec<Value> {
         .collect()
 }
 
+/// Starts the service with `env`, its log in `dir`, and makes one admin request.
+async fn service_after_one_admin_request(dir: &std::path::Path, env: &[(&str, &str)]) -> Service {
+    let service = Launch::new()
+        .data_dir(&dir.join("data"))
+        .envs(env)
+        .log_file(dir.join("service.log"))
+        .start();
+    service.wait_until_answering().await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/sessions", service.admin))
+        .send()
+        .await
+        .expect("request");
+    assert!(response.status().is_success(), "{}", response.status());
+    service
+}
+
 fn level(line: &Value) -> &str {
     line["level"].as_str().unwrap_or("")
 }
@@ -23,20 +40,11 @@ fn level(line: &Value) -> &str {
 #[tokio::test]
 async fn pretty_logs_written_to_a_file_carry_no_colour_codes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let service = Launch::new()
-        .data_dir(&dir.path().join("data"))
-        .env("ISM_LOG_FORMAT", "pretty")
-        .env("RUST_LOG", "info")
-        .log_file(dir.path().join("pretty.log"))
-        .start();
-    service.wait_until_answering().await;
-    let http = reqwest::Client::new();
-    let response = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .expect("request");
-    assert!(response.status().is_success());
+    let service = service_after_one_admin_request(
+        dir.path(),
+        &[("ISM_LOG_FORMAT", "pretty"), ("RUST_LOG", "info")],
+    )
+    .await;
     let log_path = service.log_path.clone();
     assert!(service.terminate().success());
     let log = std::fs::read(&log_path).expect("the log file");
@@ -51,12 +59,8 @@ async fn pretty_logs_written_to_a_file_carry_no_colour_codes() {
 #[tokio::test]
 async fn healthchecks_are_logged_at_debug_not_info() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let service = Launch::new()
-        .data_dir(&dir.path().join("data"))
-        .env("RUST_LOG", "session_manager=debug")
-        .log_file(dir.path().join("service.log"))
-        .start();
-    service.wait_until_answering().await;
+    let service =
+        service_after_one_admin_request(dir.path(), &[("RUST_LOG", "session_manager=debug")]).await;
     let http = reqwest::Client::new();
     for base in [&service.admin, &service.public, &service.admin] {
         let response = http
@@ -66,12 +70,6 @@ async fn healthchecks_are_logged_at_debug_not_info() {
             .expect("healthz");
         assert!(response.status().is_success());
     }
-    let response = http
-        .get(format!("{}/api/v1/sessions", service.admin))
-        .send()
-        .await
-        .expect("request");
-    assert!(response.status().is_success());
     let path = service.log_path.clone();
     assert!(service.terminate().success());
     let lines: Vec<Value> = std::fs::read_to_string(path)
