@@ -156,21 +156,7 @@ fn keygen_writes_es256_files_without_der() {
 
 #[test]
 fn hash_admin_key_reads_stdin_and_prints_an_argon2id_phc_string() {
-    let mut child = Command::new(service::binary())
-        .arg("hash-admin-key")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"my-admin-key\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let printed = String::from_utf8(output.stdout).unwrap();
+    let printed = printed_hash("my-admin-key\n");
     let phc = printed
         .trim()
         .strip_prefix('\'')
