@@ -16,7 +16,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clients::ClientHandle;
 use crate::config::PluginConfig;
@@ -137,6 +136,19 @@ pub struct EvtTick {
 #[allow(non_camel_case_types)]
 pub type libc_time_t = i64;
 
+/// `struct timespec`, what `clock_gettime` fills in.
+#[repr(C)]
+pub struct Timespec {
+    pub tv_sec: libc_time_t,
+    pub tv_nsec: c_long,
+}
+
+/// The wall clock `clock_gettime` reads (Linux's `CLOCK_REALTIME`).
+pub const CLOCK_REALTIME: c_int = 0;
+/// The wall clock as of the kernel's last timer tick (Linux's `CLOCK_REALTIME_COARSE`):
+/// read without the hardware counter, and behind `CLOCK_REALTIME` by at most one tick.
+pub const CLOCK_REALTIME_COARSE: c_int = 5;
+
 type GenericCallback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
 
 extern "C" {
@@ -158,15 +170,17 @@ extern "C" {
     fn mosquitto_client_protocol_version(client: *const MosquittoClient) -> c_int;
     fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool) -> c_int;
     fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
+    fn clock_gettime(clock: c_int, time: *mut Timespec) -> c_int;
 }
 
 /// What Mosquitto holds as `userdata` between `init` and `cleanup`.
 struct Instance {
     identifier: *mut PluginId,
     plugin: Mutex<Plugin>,
-    /// The second of the last TICK that did its work. Mosquitto raises TICK on every pass
-    /// of its main loop, which under load is every few messages; everything a TICK does is
-    /// due at whole seconds, so only the first TICK of each second does it.
+    /// The second (by the coarse clock) of the last TICK that did its work. Mosquitto
+    /// raises TICK on every pass of its main loop, which under load is every few messages;
+    /// everything a TICK does is due at whole seconds, so only the first TICK of each
+    /// second does it.
     last_tick_secs: AtomicU64,
 }
 
@@ -201,10 +215,45 @@ fn event_data(event: c_int) -> *const c_void {
     }
 }
 
+/// The whole seconds since the epoch on `clock`; 0 if it cannot be read (as before the
+/// epoch: every token looks alive for a moment rather than the broker stopping).
+fn clock_secs(clock: c_int) -> u64 {
+    let mut time = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid, writable `struct timespec` for the duration of the call,
+    // which only writes it.
+    let rc = unsafe { clock_gettime(clock, &mut time) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(time.tv_sec).unwrap_or(0)
+}
+
+/// The current time in seconds since the epoch, read directly from the C library (no
+/// conversion through `SystemTime`): every ACL check reads it.
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    clock_secs(CLOCK_REALTIME)
+}
+
+/// The second the kernel's last timer tick fell in: enough to tell that a new second has
+/// begun, at a fraction of the cost of [`now_secs`].
+fn coarse_now_secs() -> u64 {
+    clock_secs(CLOCK_REALTIME_COARSE)
+}
+
+/// A C string the broker hands over as text (a client id, a topic), without copying.
+/// ASCII, which every topic and client id on the message path is in practice, is taken as
+/// it is; anything else must be valid UTF-8.
+fn c_text(text: &CStr) -> Option<&str> {
+    let bytes = text.to_bytes();
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 fn log(level: c_int, message: &str) {
@@ -571,14 +620,13 @@ fn acl_check(instance: &Instance, event: &EvtAclCheck) -> c_int {
         _ => return MOSQ_ERR_ACL_DENIED,
     };
     // SAFETY: the topic is a NUL-terminated string owned by the broker for the call.
-    let Some(Ok(topic)) = (unsafe { c_str(event.topic) }).map(CStr::to_str) else {
+    let Some(topic) = (unsafe { c_str(event.topic) }).and_then(c_text) else {
         return MOSQ_ERR_ACL_DENIED;
     };
     // SAFETY: the client id is a NUL-terminated string owned by the client context (a
     // connected client, or an offline one whose will or queue is being handled), which
     // outlives the callback.
-    let Some(Ok(client_id)) =
-        (unsafe { c_str(mosquitto_client_id(event.client)) }).map(CStr::to_str)
+    let Some(client_id) = (unsafe { c_str(mosquitto_client_id(event.client)) }).and_then(c_text)
     else {
         return MOSQ_ERR_ACL_DENIED;
     };
@@ -602,10 +650,13 @@ unsafe extern "C" fn on_tick(
 }
 
 fn tick(instance: &Instance) -> c_int {
-    let now = now_secs();
-    if instance.last_tick_secs.swap(now, Ordering::Relaxed) == now {
+    // The coarse clock says whether a new second has begun (it may see it up to a kernel
+    // tick late, which only delays the sweep as much); the work itself uses the exact time.
+    let second = coarse_now_secs();
+    if instance.last_tick_secs.swap(second, Ordering::Relaxed) == second {
         return MOSQ_ERR_SUCCESS;
     }
+    let now = now_secs();
     // The lock is dropped at the end of this statement, before the kicks re-enter.
     let tick = instance.plugin().tick(now);
     if let Some(error) = tick.save_error {
@@ -766,6 +817,36 @@ mod tests {
         // SAFETY: a negative count is never read either.
         let negative = unsafe { mosquitto_plugin_version(-1, [5].as_ptr()) };
         assert_eq!(negative, MOSQ_PLUGIN_VERSION_REFUSED);
+    }
+
+    #[test]
+    fn broker_text_is_taken_as_is_when_ascii_and_checked_otherwise() {
+        assert_eq!(c_text(c"/4242/lamp"), Some("/4242/lamp"));
+        assert_eq!(c_text(c""), Some(""));
+        assert_eq!(
+            c_text(c"/4242/\xc3\xa9t\xc3\xa9"),
+            Some("/4242/\u{e9}t\u{e9}")
+        );
+        assert_eq!(c_text(c"/4242/\xff"), None, "not UTF-8");
+        assert_eq!(c_text(c"/4242/\xc3"), None, "a cut character");
+    }
+
+    #[test]
+    fn the_coarse_clock_trails_the_exact_one_by_less_than_a_second() {
+        let coarse = coarse_now_secs();
+        let exact = now_secs();
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_secs();
+        assert!(
+            exact <= system && system <= exact + 1,
+            "{exact} vs {system}"
+        );
+        assert!(
+            coarse <= exact && exact <= coarse + 1,
+            "{coarse} vs {exact}"
+        );
     }
 
     #[test]

@@ -56,8 +56,7 @@ impl Acl {
 
     /// May the holder publish to `topic`? Malformed topics are refused.
     pub fn may_publish(&self, topic: &str) -> bool {
-        TopicName::validate(topic).is_ok()
-            && self.publish.iter().any(|g| g.covers_valid_topic(topic))
+        reaches(&self.publish, topic)
     }
 
     /// May the holder subscribe to `filter`? Only when every topic the filter can match is
@@ -77,9 +76,23 @@ impl Acl {
 
     /// May a message on `topic` be delivered to the holder?
     pub fn may_receive(&self, topic: &str) -> bool {
-        TopicName::validate(topic).is_ok()
-            && self.subscribe.iter().any(|g| g.covers_valid_topic(topic))
+        reaches(&self.subscribe, topic)
     }
+}
+
+/// Is `topic` a valid topic name that one of `grants` covers? The broker asks this for
+/// every message (the publisher's write and each subscriber's read), so the common case,
+/// a topic inside a grant of literal levels ending in `#` (a session's `/S/#`), is decided
+/// by the topic's prefix and a check of the rest alone; every other case takes the full
+/// rules.
+fn reaches(grants: &[TopicFilter], topic: &str) -> bool {
+    if let Some(valid) = grants
+        .iter()
+        .find_map(|grant| grant.covers_by_prefix(topic))
+    {
+        return valid;
+    }
+    TopicName::validate(topic).is_ok() && grants.iter().any(|g| g.covers_valid_topic(topic))
 }
 
 #[cfg(test)]
@@ -207,6 +220,24 @@ mod tests {
             if acl.may_subscribe(&requested) && requested_filter.covers_topic(&name) {
                 prop_assert!(acl.may_receive(&t));
             }
+        }
+
+        #[test]
+        fn the_prefix_shortcut_decides_as_the_full_rules_do(
+            g in grants(),
+            t in prop_oneof![
+                topic(),
+                "\\PC{0,24}",
+                "[/1#+\u{0}a\u{e9}]{0,12}",
+                "/111111/[a#+\u{0}/\u{e9}]{0,10}",
+            ],
+        ) {
+            let acl = Acl::from_grants(&g, &g).expect("generated grants are valid");
+            let full = |grants: &[TopicFilter]| {
+                TopicName::validate(&t).is_ok() && grants.iter().any(|f| f.covers_valid_topic(&t))
+            };
+            prop_assert_eq!(acl.may_publish(&t), full(&acl.publish));
+            prop_assert_eq!(acl.may_receive(&t), full(&acl.subscribe));
         }
 
         #[test]

@@ -58,6 +58,13 @@ pub struct TopicFilter {
     literal_prefix: Option<usize>,
 }
 
+/// Does `bytes` hold a character a topic name may not contain (NUL, `+`, `#`)? These are
+/// ASCII, and UTF-8 never uses ASCII bytes inside a multi-byte character, so a byte scan
+/// finds exactly those characters.
+fn has_forbidden_name_byte(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| matches!(b, 0 | b'+' | b'#'))
+}
+
 fn check_common(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
@@ -80,6 +87,11 @@ impl TopicName {
     /// Checks `s` by the topic-name rules without copying it (the broker's per-message
     /// path uses this: no allocation per message).
     pub fn validate(s: &str) -> Result<(), TopicError> {
+        // One pass over the bytes for the common case; a name breaking a rule takes the
+        // ordered checks below, which say which rule it breaks.
+        if !s.is_empty() && s.len() <= MAX_TOPIC_BYTES && !has_forbidden_name_byte(s.as_bytes()) {
+            return Ok(());
+        }
         check_common(s)?;
         if s.contains(['+', '#']) {
             return Err(TopicError::WildcardInName);
@@ -144,6 +156,18 @@ impl TopicFilter {
                 .starts_with(&self.text.as_bytes()[..length]),
             None => covers(self.levels(), topic.split('/').map(FilterLevel::Exact)),
         }
+    }
+
+    /// For a grant of literal levels ending in `#` and a topic that starts with those
+    /// levels: whether the topic is a valid name (and so covered). `None` when the
+    /// shortcut does not apply and the full rules must decide.
+    ///
+    /// The prefix comes from a valid filter without wildcards, so it holds none of the
+    /// characters a name may not contain; only the rest of the topic needs the check.
+    pub(crate) fn covers_by_prefix(&self, topic: &str) -> Option<bool> {
+        let prefix = &self.text.as_bytes()[..self.literal_prefix?];
+        let rest = topic.as_bytes().strip_prefix(prefix)?;
+        Some(topic.len() <= MAX_TOPIC_BYTES && !has_forbidden_name_byte(rest))
     }
 
     /// [`covers_valid_topic`](Self::covers_valid_topic) by levels, whatever the filter.
@@ -255,6 +279,26 @@ mod tests {
             Err(TopicError::TooLong)
         );
         assert!(TopicFilter::parse(&"a".repeat(MAX_TOPIC_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn names_are_judged_by_the_first_rule_they_break() {
+        // The one-pass check must give the same answer, and the same error, as the rules
+        // taken in order.
+        let too_long = "a".repeat(MAX_TOPIC_BYTES + 1);
+        for (topic, expected) in [
+            ("/S/x", Ok(())),
+            ("/S/\u{e9}t\u{e9}/\u{1f600}", Ok(())),
+            ("", Err(TopicError::Empty)),
+            (too_long.as_str(), Err(TopicError::TooLong)),
+            ("a/+\0", Err(TopicError::ContainsNul)),
+            ("a\0/#", Err(TopicError::ContainsNul)),
+            ("a/\u{e9}+", Err(TopicError::WildcardInName)),
+            ("#", Err(TopicError::WildcardInName)),
+        ] {
+            assert_eq!(TopicName::validate(topic), expected, "{topic:?}");
+        }
+        assert!(TopicName::validate(&"a".repeat(MAX_TOPIC_BYTES)).is_ok());
     }
 
     #[test]
