@@ -19,8 +19,10 @@
 //! What the store decides on its own (dropping sessions that expired while down, a close's
 //! time, what a compaction keeps) asks the [`Clock`] it was opened with.
 
+mod canonical_body;
 mod clients;
 mod compaction;
+mod key_hasher;
 pub mod record;
 mod recovery;
 mod session_key;
@@ -46,6 +48,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
 use clients::Clients;
 use compaction::SnapshotSource;
+use key_hasher::KeyHasherBuilder;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
@@ -219,7 +222,7 @@ struct Inner {
 /// that spare readers a pass over all of them.
 #[derive(Default)]
 pub(crate) struct SessionTable {
-    pub(crate) map: DashMap<SessionKey, Slot>,
+    pub(crate) map: DashMap<SessionKey, Slot, KeyHasherBuilder>,
     pub(crate) tally: Tally,
 }
 
@@ -227,6 +230,14 @@ impl SessionTable {
     #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty table with room for `ids` ids before it first grows.
+    pub(crate) fn with_capacity(ids: usize) -> Self {
+        Self {
+            map: DashMap::with_capacity_and_hasher(ids, KeyHasherBuilder::default()),
+            tally: Tally::default(),
+        }
     }
 
     /// Counts the tallies of a table filled without them (by replay), once.

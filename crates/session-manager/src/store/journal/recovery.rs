@@ -49,6 +49,7 @@ use super::writer::JOURNAL_FILE_NAME;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::key_hasher::KeyHasherBuilder;
 use super::session_key::SessionKey;
 use super::{io_error, LiveSession, Retired, SessionTable, Slot};
 use crate::domain::SessionId;
@@ -58,10 +59,15 @@ use crate::store::{RecoveryReport, SkippedRange, StoreError};
 const HEADER_PREFIX: &[u8] = b"ism-session-journal ";
 /// Bytes read at a time while replaying.
 const CHUNK: usize = 4 << 20;
+/// Journal bytes per session id, roughly, in a journal as the service writes it: a create
+/// (about 300 bytes with its PIN hash) and a join or two. The table is sized from the
+/// file's length by it, so that replay does not grow and rehash it again and again; a
+/// wrong guess costs at most one more growth or a few unused (and never touched) buckets.
+const JOURNAL_BYTES_PER_ID: u64 = 384;
 #[cfg(test)]
 pub(crate) const CHUNK_FOR_TESTS: usize = CHUNK;
 
-type Table = DashMap<SessionKey, Slot>;
+type Table = DashMap<SessionKey, Slot, KeyHasherBuilder>;
 
 pub(crate) struct Recovered {
     pub(crate) sessions: SessionTable,
@@ -152,7 +158,11 @@ pub(crate) fn recover(
         (Format::V1, 0)
     };
 
-    let sessions = SessionTable::default();
+    let expected_ids = match &file {
+        Some(file) => file.metadata().map_or(0, |meta| meta.len() / JOURNAL_BYTES_PER_ID),
+        None => 0,
+    };
+    let sessions = SessionTable::with_capacity(usize::try_from(expected_ids).unwrap_or(0));
     let mut replayed = Replay::default();
     let (mut base, mut pos) = (0, start);
     let intact_len = loop {
