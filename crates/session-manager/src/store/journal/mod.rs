@@ -52,7 +52,7 @@ use key_hasher::KeyHasherBuilder;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
-use tally::Tally;
+use tally::{Counted, Tally};
 use writer::{Journal, JournalStats};
 
 pub use writer::JOURNAL_FILE_NAME;
@@ -240,16 +240,32 @@ impl SessionTable {
         }
     }
 
-    /// Counts the tallies of a table filled without them (by replay), once.
-    pub(crate) fn count_tallies(&self) {
-        for entry in self.map.iter() {
-            match entry.value() {
-                Slot::Live(session) => self
-                    .tally
-                    .add_live(session.expires_at, session.clients.len()),
-                Slot::Retired(_) => self.tally.add_retired(),
+    /// After replay filled the table without its tallies: retires every live slot whose
+    /// end has come by `now` (expired while the service was down), counts the tallies, and
+    /// returns the ids of the live sessions, sorted; one pass over the table.
+    pub(crate) fn settle_after_replay(&self, now: u64) -> Vec<SessionKey> {
+        let mut counted = Counted::default();
+        let mut live = Vec::with_capacity(self.map.len());
+        for mut entry in self.map.iter_mut() {
+            let key = *entry.key();
+            let slot = entry.value_mut();
+            match slot {
+                Slot::Live(session) if session.is_live(now) => {
+                    counted.live(session.expires_at, session.clients.len());
+                    live.push(key);
+                }
+                Slot::Live(session) => {
+                    // Expired sessions are over for good; keep only their ids (never to
+                    // be reused).
+                    *slot = Slot::Retired(session.retire(now));
+                    counted.retired();
+                }
+                Slot::Retired(_) => counted.retired(),
             }
         }
+        self.tally.add_counted(counted);
+        live.sort_unstable();
+        live
     }
 }
 

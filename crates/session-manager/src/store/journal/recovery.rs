@@ -208,16 +208,7 @@ pub(crate) fn recover(
         );
     }
 
-    // Expired sessions are over for good; keep only their ids (never to be reused).
-    for mut entry in sessions.map.iter_mut() {
-        let slot = entry.value_mut();
-        if let Slot::Live(session) = slot {
-            if !session.is_live(now) {
-                *slot = Slot::Retired(session.retire(now));
-            }
-        }
-    }
-    sessions.count_tallies();
+    let live = sessions.settle_after_replay(now);
     let snapshot_records = sessions.snapshot_records_estimate();
     let must_rewrite = format == Format::V1 || !skipped.is_empty();
     let mut journal = None;
@@ -247,13 +238,6 @@ pub(crate) fn recover(
         None => open_for_append(data_dir, &journal_path, intact_len, records)?,
     };
 
-    let mut live: Vec<SessionKey> = sessions
-        .map
-        .iter()
-        .filter(|entry| matches!(entry.value(), Slot::Live(_)))
-        .map(|entry| *entry.key())
-        .collect();
-    live.sort_unstable();
     let ordered: BTreeSet<SessionKey> = live.into_iter().collect();
     let report = RecoveryReport {
         sessions: ordered.len(),
