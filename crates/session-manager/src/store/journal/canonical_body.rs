@@ -87,12 +87,12 @@ impl<'a> Cursor<'a> {
     /// The rest of a string whose opening quote was read, up to and past its closing
     /// quote; only printable ASCII without escapes.
     fn string(&mut self) -> Option<&'a str> {
-        let end = self.0.iter().position(|&b| b == b'"')?;
+        let end = self
+            .0
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || !(b' '..=b'~').contains(&b))?;
         let (text, rest) = self.0.split_at(end);
-        if !text.iter().all(|&b| (b' '..=b'~').contains(&b) && b != b'\\') {
-            return None;
-        }
-        self.0 = &rest[1..];
+        self.0 = rest.strip_prefix(b"\"")?;
         // Printable ASCII is UTF-8.
         std::str::from_utf8(text).ok()
     }
