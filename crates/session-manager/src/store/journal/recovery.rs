@@ -7,7 +7,11 @@
 //! sessions it is hundreds of megabytes), each frame is checked and decoded straight from
 //! the chunk into the store's own table, and nothing expensive (argon2 above all) runs per
 //! record. PIN hashes are only carried over; the first join of each session verifies
-//! against them later. Damage is judged with the rest of the file at hand: from the first
+//! against them later. Bodies in the writer's own spelling are read without the general
+//! JSON parser ([`super::canonical_body`]), the table is sized from the file's length
+//! before the first record and hashed cheaply ([`super::key_hasher`]), and one pass at the
+//! end retires what expired while the service was down, counts the tallies and collects
+//! the live ids. Damage is judged with the rest of the file at hand: from the first
 //! frame that is not intact, the remainder of the file is read in one piece.
 //!
 //! What damage means, and what recovery does about it:
@@ -159,7 +163,9 @@ pub(crate) fn recover(
     };
 
     let expected_ids = match &file {
-        Some(file) => file.metadata().map_or(0, |meta| meta.len() / JOURNAL_BYTES_PER_ID),
+        Some(file) => file
+            .metadata()
+            .map_or(0, |meta| meta.len() / JOURNAL_BYTES_PER_ID),
         None => 0,
     };
     let sessions = SessionTable::with_capacity(usize::try_from(expected_ids).unwrap_or(0));
