@@ -19,8 +19,10 @@
 //! What the store decides on its own (dropping sessions that expired while down, a close's
 //! time, what a compaction keeps) asks the [`Clock`] it was opened with.
 
+mod canonical_body;
 mod clients;
 mod compaction;
+mod key_hasher;
 pub mod record;
 mod recovery;
 mod session_key;
@@ -46,10 +48,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
 use clients::Clients;
 use compaction::SnapshotSource;
+use key_hasher::KeyHasherBuilder;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
-use tally::Tally;
+use tally::{Counted, Tally};
 use writer::{Journal, JournalStats};
 
 pub use writer::JOURNAL_FILE_NAME;
@@ -219,7 +222,7 @@ struct Inner {
 /// that spare readers a pass over all of them.
 #[derive(Default)]
 pub(crate) struct SessionTable {
-    pub(crate) map: DashMap<SessionKey, Slot>,
+    pub(crate) map: DashMap<SessionKey, Slot, KeyHasherBuilder>,
     pub(crate) tally: Tally,
 }
 
@@ -229,16 +232,40 @@ impl SessionTable {
         Self::default()
     }
 
-    /// Counts the tallies of a table filled without them (by replay), once.
-    pub(crate) fn count_tallies(&self) {
-        for entry in self.map.iter() {
-            match entry.value() {
-                Slot::Live(session) => self
-                    .tally
-                    .add_live(session.expires_at, session.clients.len()),
-                Slot::Retired(_) => self.tally.add_retired(),
+    /// An empty table with room for `ids` ids before it first grows.
+    pub(crate) fn with_capacity(ids: usize) -> Self {
+        Self {
+            map: DashMap::with_capacity_and_hasher(ids, KeyHasherBuilder::default()),
+            tally: Tally::default(),
+        }
+    }
+
+    /// After replay filled the table without its tallies: retires every live slot whose
+    /// end has come by `now` (expired while the service was down), counts the tallies, and
+    /// returns the ids of the live sessions, sorted; one pass over the table.
+    pub(crate) fn settle_after_replay(&self, now: u64) -> Vec<SessionKey> {
+        let mut counted = Counted::default();
+        let mut live = Vec::with_capacity(self.map.len());
+        for mut entry in self.map.iter_mut() {
+            let key = *entry.key();
+            let slot = entry.value_mut();
+            match slot {
+                Slot::Live(session) if session.is_live(now) => {
+                    counted.live(session.expires_at, session.clients.len());
+                    live.push(key);
+                }
+                Slot::Live(session) => {
+                    // Expired sessions are over for good; keep only their ids (never to
+                    // be reused).
+                    *slot = Slot::Retired(session.retire(now));
+                    counted.retired();
+                }
+                Slot::Retired(_) => counted.retired(),
             }
         }
+        self.tally.add_counted(counted);
+        live.sort_unstable();
+        live
     }
 }
 

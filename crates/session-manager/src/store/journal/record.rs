@@ -23,6 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::canonical_body;
+
 use crate::domain::{ClientName, SessionId, SessionType};
 
 /// First line of every journal in the current format.
@@ -246,6 +248,9 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Record, usize), FrameDefect> {
             len: frame_len,
         });
     }
+    if let Some(record) = canonical_body::decode(kind, &id, body) {
+        return Ok((record, frame_len));
+    }
     let record: Record = serde_json::from_slice(body).map_err(|_| FrameDefect::Undecodable)?;
     if record.kind() != kind || *record.id() != id {
         return Err(FrameDefect::Undecodable);
@@ -272,12 +277,12 @@ pub fn decode_v1_frame(bytes: &[u8]) -> Result<(Record, usize), FrameDefect> {
 }
 
 fn parse_hex(bytes: &[u8]) -> Option<u32> {
-    if bytes.len() != 8 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+    if bytes.len() != 8 {
         return None;
     }
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+    bytes.iter().try_fold(0u32, |value, &digit| {
+        Some(value << 4 | char::from(digit).to_digit(16)?)
+    })
 }
 
 #[cfg(test)]

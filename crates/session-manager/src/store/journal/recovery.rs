@@ -7,7 +7,11 @@
 //! sessions it is hundreds of megabytes), each frame is checked and decoded straight from
 //! the chunk into the store's own table, and nothing expensive (argon2 above all) runs per
 //! record. PIN hashes are only carried over; the first join of each session verifies
-//! against them later. Damage is judged with the rest of the file at hand: from the first
+//! against them later. Bodies in the writer's own spelling are read without the general
+//! JSON parser ([`super::canonical_body`]), the table is sized from the file's length
+//! before the first record and hashed cheaply ([`super::key_hasher`]), and one pass at the
+//! end retires what expired while the service was down, counts the tallies and collects
+//! the live ids. Damage is judged with the rest of the file at hand: from the first
 //! frame that is not intact, the remainder of the file is read in one piece.
 //!
 //! What damage means, and what recovery does about it:
@@ -49,6 +53,7 @@ use super::writer::JOURNAL_FILE_NAME;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::key_hasher::KeyHasherBuilder;
 use super::session_key::SessionKey;
 use super::{io_error, LiveSession, Retired, SessionTable, Slot};
 use crate::domain::SessionId;
@@ -58,10 +63,15 @@ use crate::store::{RecoveryReport, SkippedRange, StoreError};
 const HEADER_PREFIX: &[u8] = b"ism-session-journal ";
 /// Bytes read at a time while replaying.
 const CHUNK: usize = 4 << 20;
+/// Journal bytes per session id, roughly, in a journal as the service writes it: a create
+/// (about 300 bytes with its PIN hash) and a join or two. The table is sized from the
+/// file's length by it, so that replay does not grow and rehash it again and again; a
+/// wrong guess costs at most one more growth or a few unused (and never touched) buckets.
+const JOURNAL_BYTES_PER_ID: u64 = 384;
 #[cfg(test)]
 pub(crate) const CHUNK_FOR_TESTS: usize = CHUNK;
 
-type Table = DashMap<SessionKey, Slot>;
+type Table = DashMap<SessionKey, Slot, KeyHasherBuilder>;
 
 pub(crate) struct Recovered {
     pub(crate) sessions: SessionTable,
@@ -152,7 +162,13 @@ pub(crate) fn recover(
         (Format::V1, 0)
     };
 
-    let sessions = SessionTable::default();
+    let expected_ids = match &file {
+        Some(file) => file
+            .metadata()
+            .map_or(0, |meta| meta.len() / JOURNAL_BYTES_PER_ID),
+        None => 0,
+    };
+    let sessions = SessionTable::with_capacity(usize::try_from(expected_ids).unwrap_or(0));
     let mut replayed = Replay::default();
     let (mut base, mut pos) = (0, start);
     let intact_len = loop {
@@ -198,16 +214,7 @@ pub(crate) fn recover(
         );
     }
 
-    // Expired sessions are over for good; keep only their ids (never to be reused).
-    for mut entry in sessions.map.iter_mut() {
-        let slot = entry.value_mut();
-        if let Slot::Live(session) = slot {
-            if !session.is_live(now) {
-                *slot = Slot::Retired(session.retire(now));
-            }
-        }
-    }
-    sessions.count_tallies();
+    let live = sessions.settle_after_replay(now);
     let snapshot_records = sessions.snapshot_records_estimate();
     let must_rewrite = format == Format::V1 || !skipped.is_empty();
     let mut journal = None;
@@ -237,13 +244,6 @@ pub(crate) fn recover(
         None => open_for_append(data_dir, &journal_path, intact_len, records)?,
     };
 
-    let mut live: Vec<SessionKey> = sessions
-        .map
-        .iter()
-        .filter(|entry| matches!(entry.value(), Slot::Live(_)))
-        .map(|entry| *entry.key())
-        .collect();
-    live.sort_unstable();
     let ordered: BTreeSet<SessionKey> = live.into_iter().collect();
     let report = RecoveryReport {
         sessions: ordered.len(),

@@ -54,41 +54,49 @@ impl StoredPinHash {
 
 /// `digits` as a number, if written as `to_string` writes it.
 fn canonical_number(digits: &str) -> Option<u32> {
-    let canonical =
-        digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
-    canonical.then(|| digits.parse().ok()).flatten()
+    let bytes = digits.as_bytes();
+    if bytes.is_empty() || (bytes.len() > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    bytes.iter().try_fold(0u32, |value, &digit| {
+        let digit = char::from(digit).to_digit(10)?;
+        value.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+/// Exactly `N` bytes in unpadded standard base64, decoded without an intermediate vector.
+fn decode_exact<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    // One spare byte: the decoder wants room for a whole last group of four characters.
+    let mut buffer = [0u8; 48];
+    let decoded = STANDARD_NO_PAD
+        .decode_slice(text, buffer.get_mut(..N + 2)?)
+        .ok()?;
+    if decoded != N {
+        return None;
+    }
+    bytes.copy_from_slice(&buffer[..N]);
+    Some(bytes)
 }
 
 impl PackedArgon2id {
     fn parse(phc: &str) -> Option<Self> {
-        let mut parts = phc.split('$');
-        let (Some(""), Some("argon2id"), Some(version), Some(params), Some(salt), Some(hash), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        let version = canonical_number(version.strip_prefix("v=")?)?;
-        let mut params = params.split(',');
-        let mut param =
-            |name: &str| -> Option<u32> { canonical_number(params.next()?.strip_prefix(name)?) };
-        let (memory_kib, iterations, parallelism) = (param("m=")?, param("t=")?, param("p=")?);
-        if params.next().is_some() {
-            return None;
-        }
+        // `$argon2id$v=V$m=M,t=T,p=P$<salt>$<hash>`, nothing more: replay parses one of
+        // these per session, so it is taken apart with plain prefix and separator matches.
+        let (version, rest) = phc.strip_prefix("$argon2id$v=")?.split_once('$')?;
+        let (params, rest) = rest.split_once('$')?;
+        let (salt, hash) = rest.split_once('$')?;
+        let (memory_kib, rest) = params.strip_prefix("m=")?.split_once(',')?;
+        let (iterations, parallelism) = rest.strip_prefix("t=")?.split_once(',')?;
+        // A `$` in the hash or a `,` after `p` fails the canonical checks below.
         // The decoder refuses non-zero trailing bits, so the encoding is the canonical one.
         Some(Self {
-            version,
-            memory_kib,
-            iterations,
-            parallelism,
-            salt: STANDARD_NO_PAD.decode(salt).ok()?.try_into().ok()?,
-            hash: STANDARD_NO_PAD.decode(hash).ok()?.try_into().ok()?,
+            version: canonical_number(version)?,
+            memory_kib: canonical_number(memory_kib)?,
+            iterations: canonical_number(iterations)?,
+            parallelism: canonical_number(parallelism.strip_prefix("p=")?)?,
+            salt: decode_exact(salt)?,
+            hash: decode_exact(hash)?,
         })
     }
 

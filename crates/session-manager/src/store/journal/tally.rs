@@ -25,6 +25,29 @@ pub(crate) struct Tally {
     slots: AtomicUsize,
 }
 
+/// Slots counted by a pass over a whole table, for [`Tally::add_counted`].
+#[derive(Default)]
+pub(crate) struct Counted {
+    live: usize,
+    retired: usize,
+    clients: usize,
+    by_end: BTreeMap<u64, usize>,
+}
+
+impl Counted {
+    pub(crate) fn live(&mut self, end: Option<u64>, clients: usize) {
+        self.live += 1;
+        self.clients += clients;
+        if let Some(end) = end {
+            *self.by_end.entry(end).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn retired(&mut self) {
+        self.retired += 1;
+    }
+}
+
 #[derive(Default)]
 struct LiveTally {
     /// Live slots, ended or not.
@@ -83,9 +106,30 @@ impl Tally {
         self.slots.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A retired slot was added (only replay and the tests do that).
+    /// A retired slot was added (only the tests do that; replay counts in bulk).
+    #[cfg(test)]
     pub(crate) fn add_retired(&self) {
         self.slots.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the slots of a table counted in one pass (by replay), at once rather than one
+    /// lock per slot.
+    pub(crate) fn add_counted(&self, counted: Counted) {
+        let Counted {
+            live: open,
+            retired,
+            clients,
+            by_end,
+        } = counted;
+        self.slots.fetch_add(open + retired, Ordering::Relaxed);
+        self.clients.fetch_add(clients, Ordering::Relaxed);
+        let mut live = self.live_lock();
+        live.open += open;
+        let counted_at = live.counted_at;
+        live.ended += by_end.range(..=counted_at).map(|(_, n)| n).sum::<usize>();
+        for (end, slots) in by_end {
+            *live.by_end.entry(end).or_default() += slots;
+        }
     }
 
     pub(crate) fn client_added(&self) {
@@ -148,5 +192,27 @@ mod tests {
         assert_eq!(tally.live_at(0), 2);
         tally.add_retired();
         assert_eq!(tally.snapshot_records_estimate(), 5);
+    }
+
+    #[test]
+    fn counted_slots_add_up_as_one_by_one() {
+        let one_by_one = Tally::default();
+        let in_bulk = Tally::default();
+        assert_eq!(in_bulk.live_at(150), 0);
+        let mut counted = Counted::default();
+        for (end, clients) in [(None, 0), (Some(100), 2), (Some(200), 1), (Some(100), 0)] {
+            one_by_one.add_live(end, clients);
+            counted.live(end, clients);
+        }
+        one_by_one.add_retired();
+        counted.retired();
+        in_bulk.add_counted(counted);
+        for now in [150, 0, 100, 250, 120] {
+            assert_eq!(in_bulk.live_at(now), one_by_one.live_at(now), "at {now}");
+        }
+        assert_eq!(
+            in_bulk.snapshot_records_estimate(),
+            one_by_one.snapshot_records_estimate()
+        );
     }
 }

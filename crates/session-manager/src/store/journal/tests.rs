@@ -1182,3 +1182,78 @@ async fn damage_and_a_torn_tail_beyond_the_first_chunk_are_handled_like_in_one_p
     assert!(store.get(&id(sessions - 1), NOW).is_some());
     assert_eq!(store.store.count_live(NOW), sessions - 1);
 }
+
+/// One format-2 frame around `body`, checksums and all, however the body is spelled.
+fn frame_with_body(kind: char, id: &str, body: &str) -> Vec<u8> {
+    let key = format!("{kind} {id} {}", body.len());
+    let key_crc = crc32fast::hash(key.as_bytes());
+    let body_crc = crc32fast::hash(body.as_bytes());
+    format!("{key} {key_crc:08x} {body_crc:08x} {body}\n").into_bytes()
+}
+
+#[tokio::test]
+async fn bodies_spelled_otherwise_than_the_writer_spells_them_replay_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let created = |id: &str| {
+        Record::Created(CreatedRecord {
+            id: SessionId::parse(id).unwrap(),
+            session_type: SessionType::parse("chat").unwrap(),
+            created_at: NOW,
+            expires_at: None,
+            max_clients: Some(3),
+            pin_hash: phc.to_owned(),
+        })
+    };
+    let mut bytes = record::encode_journal(&[created("11"), created("33")]).unwrap();
+    // Field order, white space and escapes the writer never produces, but JSON allows.
+    bytes.extend(frame_with_body(
+        'c',
+        "22",
+        &format!(
+            r#"{{ "created": {{"pin_hash":"{}","max_clients":3,"expires_at":null,"created_at":{NOW},"session_type":"ch\u0061t","id":"22"}} }}"#,
+            phc.replace('/', "\\/")
+        ),
+    ));
+    bytes.extend(frame_with_body(
+        'j',
+        "11",
+        r#"{"joined":{"client":"l\u0061mp","id":"11","joined_at":5}}"#,
+    ));
+    bytes.extend(frame_with_body(
+        'j',
+        "22",
+        r#"{"joined": {"id": "22", "client": "lamp", "joined_at": 6}}"#,
+    ));
+    bytes.extend(frame_with_body(
+        'x',
+        "33",
+        r#"{"closed":{"session_end":null,"closed_at":7,"id":"33"}}"#,
+    ));
+    std::fs::write(journal_path(dir.path()), &bytes).unwrap();
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, 6);
+    assert!(report.skipped.is_empty(), "{report:?}");
+    for (id, joined_at) in [("11", 5), ("22", 6)] {
+        let info = store.get(&SessionId::parse(id).unwrap(), NOW).unwrap();
+        assert_eq!(info.session_type.as_str(), "chat");
+        assert_eq!(info.max_clients, Some(3));
+        assert_eq!(
+            info.clients,
+            vec![ClientInfo {
+                name: client("lamp"),
+                joined_at
+            }]
+        );
+    }
+    let spelled_otherwise = SessionId::parse("22").unwrap();
+    let pin_hash = store.store.pin_hash(&spelled_otherwise, NOW).await.unwrap();
+    assert_eq!(pin_hash.as_deref(), Some(phc));
+    let closed = SessionId::parse("33").unwrap();
+    assert!(store.get(&closed, NOW).is_none());
+    assert_eq!(
+        store.revocation(&closed, 100, 0).map(|r| r.until),
+        Some(107)
+    );
+}
