@@ -22,7 +22,6 @@
 mod canonical_body;
 mod clients;
 mod compaction;
-mod key_hasher;
 pub mod record;
 mod recovery;
 mod session_key;
@@ -48,7 +47,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
 use clients::Clients;
 use compaction::SnapshotSource;
-use key_hasher::KeyHasherBuilder;
 use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
@@ -218,11 +216,18 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
+/// How the session table hashes its keys: foldhash's folded multiply, seeded per process.
+/// SipHash cost as much per key as the rest of a lookup, and replay does two lookups per
+/// journal record plus a rehash at each growth. Flooding is not a concern: only ids the
+/// service drew from a CSPRNG (or read from its own journal) are ever inserted, and the
+/// seed keeps the layout unpredictable from outside.
+pub(crate) type TableHasher = foldhash::fast::RandomState;
+
 /// Every session id this store ever handed out, live or retired, with the running tallies
 /// that spare readers a pass over all of them.
 #[derive(Default)]
 pub(crate) struct SessionTable {
-    pub(crate) map: DashMap<SessionKey, Slot, KeyHasherBuilder>,
+    pub(crate) map: DashMap<SessionKey, Slot, TableHasher>,
     pub(crate) tally: Tally,
 }
 
@@ -235,7 +240,7 @@ impl SessionTable {
     /// An empty table with room for `ids` ids before it first grows.
     pub(crate) fn with_capacity(ids: usize) -> Self {
         Self {
-            map: DashMap::with_capacity_and_hasher(ids, KeyHasherBuilder::default()),
+            map: DashMap::with_capacity_and_hasher(ids, TableHasher::default()),
             tally: Tally::default(),
         }
     }

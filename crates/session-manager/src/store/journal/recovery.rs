@@ -9,7 +9,7 @@
 //! record. PIN hashes are only carried over; the first join of each session verifies
 //! against them later. Bodies in the writer's own spelling are read without the general
 //! JSON parser ([`super::canonical_body`]), the table is sized from the file's length
-//! before the first record and hashed cheaply ([`super::key_hasher`]), and one pass at the
+//! before the first record and hashed cheaply ([`super::TableHasher`]), and one pass at the
 //! end retires what expired while the service was down, counts the tallies and collects
 //! the live ids. Damage is judged with the rest of the file at hand: from the first
 //! frame that is not intact, the remainder of the file is read in one piece.
@@ -53,8 +53,8 @@ use super::writer::JOURNAL_FILE_NAME;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::key_hasher::KeyHasherBuilder;
 use super::session_key::SessionKey;
+use super::TableHasher;
 use super::{io_error, LiveSession, Retired, SessionTable, Slot};
 use crate::domain::SessionId;
 use crate::store::{RecoveryReport, SkippedRange, StoreError};
@@ -71,7 +71,7 @@ const JOURNAL_BYTES_PER_ID: u64 = 384;
 #[cfg(test)]
 pub(crate) const CHUNK_FOR_TESTS: usize = CHUNK;
 
-type Table = DashMap<SessionKey, Slot, KeyHasherBuilder>;
+type Table = DashMap<SessionKey, Slot, TableHasher>;
 
 pub(crate) struct Recovered {
     pub(crate) sessions: SessionTable,
