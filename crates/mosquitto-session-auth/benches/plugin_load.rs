@@ -22,6 +22,11 @@
 //! runs on every broker back to back, in an order that alternates from round to round
 //! (`PLUGIN_BENCH_ROUNDS`, default 3); the median of the per-round ratios is reported.
 //!
+//! Every broker logs what the deployed one logs (`test_support::mosquitto::LOG_AS_DEPLOYED`:
+//! no line per message); `PLUGIN_BENCH_BROKER_LOG=all` makes them log everything, a line
+//! per message included, as the brokers of the tests do (which doubles the cost of a
+//! message for every broker and so flatters the plugin's ratio).
+//!
 //! `cargo bench -p mosquitto-session-auth --bench plugin_load`; `PLUGIN_BENCH_CASES=3,4`
 //! runs only those cases (numbered from 0 in the order above), e.g. to profile one path.
 //!
@@ -36,7 +41,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use test_support::fixture_tokens::{jwks, SigningKey};
-use test_support::mosquitto::{plugin_path, plugin_settings_for, readable_copy, Broker};
+use test_support::mosquitto::{
+    plugin_path, plugin_settings_for, readable_copy, Broker, LOG_AS_DEPLOYED, LOG_EVERYTHING,
+};
 use test_support::raw_mqtt::{connect_cycle, raw_connect};
 
 const SESSION: &str = "424242";
@@ -235,11 +242,26 @@ fn new_token_workers(
 /// delivered.
 const UNLIMITED_QUEUE: &str = "max_queued_messages 0\n";
 
+/// What the brokers log: as deployed, or everything with `PLUGIN_BENCH_BROKER_LOG=all`.
+fn broker_log_types() -> &'static str {
+    match std::env::var("PLUGIN_BENCH_BROKER_LOG").as_deref() {
+        Ok("all") => LOG_EVERYTHING,
+        Ok("" | "deployed") | Err(_) => LOG_AS_DEPLOYED,
+        Ok(other) => {
+            panic!("PLUGIN_BENCH_BROKER_LOG={other}: use `deployed` (the default) or `all`")
+        }
+    }
+}
+
 /// A broker loading the plugin library at `plugin`, trusting `jwks`.
 fn broker_with_plugin(plugin: &std::path::Path, jwks: &str) -> Broker {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = plugin_settings_for(plugin, &dir, jwks, &[]);
-    Broker::start(dir, &format!("{settings}{UNLIMITED_QUEUE}"))
+    Broker::start_logging(
+        dir,
+        &format!("{settings}{UNLIMITED_QUEUE}"),
+        broker_log_types(),
+    )
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -294,13 +316,22 @@ fn main() {
     };
     pin(std::process::id(), CLIENT_CPU);
     println!("load average before: {}", loadavg());
+    println!(
+        "brokers log: {}",
+        if broker_log_types() == LOG_EVERYTHING {
+            "everything (a line per message)"
+        } else {
+            "as deployed (no line per message)"
+        }
+    );
 
     let jwks_doc = jwks(&[&SigningKey::rsa()]);
     let mut subjects = vec![Subject {
         name: "anonymous",
-        broker: Broker::start(
+        broker: Broker::start_logging(
             tempfile::tempdir().expect("temp dir"),
             &format!("allow_anonymous true\n{UNLIMITED_QUEUE}"),
+            broker_log_types(),
         ),
         key: None,
     }];

@@ -62,6 +62,16 @@ pub fn require_mosquitto() {
     );
 }
 
+/// What test brokers log: everything, one line per message included, so tests can read
+/// what the broker did.
+pub const LOG_EVERYTHING: &str = "log_type all\n";
+
+/// What the deployed broker logs (deployment/broker/mosquitto.conf.template): no line
+/// per message. Benchmarks use it, since a line per message would double the cost of
+/// every message and hide what the plugin adds.
+pub const LOG_AS_DEPLOYED: &str =
+    "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n";
+
 /// A running Mosquitto, killed on drop.
 pub struct Broker {
     child: Child,
@@ -70,6 +80,7 @@ pub struct Broker {
     /// What `start` was given, so `restart` can run the same configuration again.
     settings: String,
     persistence: bool,
+    log_types: &'static str,
 }
 
 impl Broker {
@@ -86,7 +97,7 @@ impl Broker {
     pub fn with_plugin_persistent(jwks: &str, options: &[(&str, &str)]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = plugin_settings(&dir, jwks, options);
-        Self::launch(dir, &conf, true)
+        Self::launch(dir, &conf, true, LOG_EVERYTHING)
     }
 
     /// Stops the broker the way an operator does (SIGTERM: Mosquitto saves its persistence
@@ -109,9 +120,10 @@ impl Broker {
         }
         let settings = std::mem::take(&mut this.settings);
         let persistence = this.persistence;
+        let log_types = this.log_types;
         let dir = std::mem::replace(&mut this.dir, tempfile::tempdir().expect("temp dir"));
         drop(this);
-        Self::launch(dir, &settings, persistence)
+        Self::launch(dir, &settings, persistence, log_types)
     }
 
     /// The same broker without any authentication.
@@ -125,10 +137,25 @@ impl Broker {
     /// Starts mosquitto with `settings` plus a listener and a log file; the port is found
     /// by binding port 0, so a rare race with another process is retried.
     pub fn start(dir: tempfile::TempDir, settings: &str) -> Broker {
-        Self::launch(dir, settings, false)
+        Self::launch(dir, settings, false, LOG_EVERYTHING)
     }
 
-    fn launch(dir: tempfile::TempDir, settings: &str, persistent: bool) -> Broker {
+    /// Like [`start`](Self::start), logging `log_types` ([`LOG_EVERYTHING`],
+    /// [`LOG_AS_DEPLOYED`]) instead of everything.
+    pub fn start_logging(
+        dir: tempfile::TempDir,
+        settings: &str,
+        log_types: &'static str,
+    ) -> Broker {
+        Self::launch(dir, settings, false, log_types)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        settings: &str,
+        persistent: bool,
+        log_types: &'static str,
+    ) -> Broker {
         require_mosquitto();
         // Started as root, Mosquitto drops to its own user before loading the plugin; the
         // plugin's state file and the persistence database are written as that user.
@@ -150,7 +177,7 @@ impl Broker {
         for _ in 0..5 {
             let port = free_port();
             let conf = format!(
-                "listener {port} 127.0.0.1\n{settings}log_dest stderr\nlog_type all\nmax_keepalive 300\n{persistence}"
+                "listener {port} 127.0.0.1\n{settings}log_dest stderr\n{log_types}max_keepalive 300\n{persistence}"
             );
             let conf_path = dir.path().join("mosquitto.conf");
             std::fs::write(&conf_path, conf).expect("write mosquitto.conf");
@@ -187,6 +214,7 @@ impl Broker {
                         dir,
                         settings: settings_given.to_owned(),
                         persistence: persistent,
+                        log_types,
                     };
                 }
                 if child.try_wait().ok().flatten().is_some() {
