@@ -17,6 +17,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use rustix::time::{clock_gettime, ClockId};
+
 use crate::clients::ClientHandle;
 use crate::config::PluginConfig;
 use crate::decisions::{Access, ConnectAttempt};
@@ -136,19 +138,6 @@ pub struct EvtTick {
 #[allow(non_camel_case_types)]
 pub type libc_time_t = i64;
 
-/// `struct timespec`, what `clock_gettime` fills in.
-#[repr(C)]
-pub struct Timespec {
-    pub tv_sec: libc_time_t,
-    pub tv_nsec: c_long,
-}
-
-/// The wall clock `clock_gettime` reads (Linux's `CLOCK_REALTIME`).
-pub const CLOCK_REALTIME: c_int = 0;
-/// The wall clock as of the kernel's last timer tick (Linux's `CLOCK_REALTIME_COARSE`):
-/// read without the hardware counter, and behind `CLOCK_REALTIME` by at most one tick.
-pub const CLOCK_REALTIME_COARSE: c_int = 5;
-
 type GenericCallback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
 
 extern "C" {
@@ -170,7 +159,6 @@ extern "C" {
     fn mosquitto_client_protocol_version(client: *const MosquittoClient) -> c_int;
     fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool) -> c_int;
     fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
-    fn clock_gettime(clock: c_int, time: *mut Timespec) -> c_int;
 }
 
 /// What Mosquitto holds as `userdata` between `init` and `cleanup`.
@@ -215,32 +203,22 @@ fn event_data(event: c_int) -> *const c_void {
     }
 }
 
-/// The whole seconds since the epoch on `clock`; 0 if it cannot be read (as before the
-/// epoch: every token looks alive for a moment rather than the broker stopping).
-fn clock_secs(clock: c_int) -> u64 {
-    let mut time = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `time` is a valid, writable `struct timespec` for the duration of the call,
-    // which only writes it.
-    let rc = unsafe { clock_gettime(clock, &mut time) };
-    if rc != 0 {
-        return 0;
-    }
-    u64::try_from(time.tv_sec).unwrap_or(0)
+/// The whole seconds since the epoch on `clock` (before the epoch reads as 0: every
+/// token looks alive for a moment rather than the broker stopping).
+fn clock_secs(clock: ClockId) -> u64 {
+    u64::try_from(clock_gettime(clock).tv_sec).unwrap_or(0)
 }
 
-/// The current time in seconds since the epoch, read directly from the C library (no
+/// The current time in seconds since the epoch, read straight from the clock (no
 /// conversion through `SystemTime`): every ACL check reads it.
 fn now_secs() -> u64 {
-    clock_secs(CLOCK_REALTIME)
+    clock_secs(ClockId::Realtime)
 }
 
 /// The second the kernel's last timer tick fell in: enough to tell that a new second has
 /// begun, at a fraction of the cost of [`now_secs`].
 fn coarse_now_secs() -> u64 {
-    clock_secs(CLOCK_REALTIME_COARSE)
+    clock_secs(ClockId::RealtimeCoarse)
 }
 
 /// A C string the broker hands over as text (a client id, a topic), without copying.
