@@ -7,8 +7,8 @@
 //! ```
 //!
 //! The journal (sessions with 9-digit ids, the default length, one client each, all
-//! sharing one PIN hash) is written straight in the on-disk format, by the service's own
-//! record encoder, so it is spelled byte for byte as the service writes its journal. The service runs
+//! sharing one PIN hash) is written straight in the on-disk format, spelled byte for byte
+//! as the service writes its journal (`test_support::journal_file`). The service runs
 //! pinned to CPU 0 (`taskset`) in its default signing mode (`dev_jwt_auth`, RS256), with
 //! the per-session join quota lifted; this process is the load (run it pinned to CPU 1).
 //! It reports:
@@ -25,17 +25,12 @@
 //!
 //! `ISM_BENCH_SESSIONS`, `ISM_BENCH_JOINS` override the sizes.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use session_manager::domain::{ClientName, SessionId, SessionType};
-use session_manager::store::journal::record::{
-    CreatedRecord, JoinedRecord, Record, JOURNAL_HEADER,
-};
-use session_manager::store::JOURNAL_FILE_NAME;
+use test_support::journal_file::JournalWriter;
 use test_support::service::{Launch, Service};
 
 const PIN: &str = "424242";
@@ -114,44 +109,6 @@ async fn join(http: &reqwest::Client, public: &str, id: u64, client: &str) -> Re
     Ok(())
 }
 
-/// Writes the journal through the service's own record encoder, so that it is spelled
-/// exactly as a journal the service wrote itself; returns its number of records.
-fn write_journal(
-    data_dir: &std::path::Path,
-    sessions: usize,
-    pin_hash: &str,
-    now: u64,
-) -> BenchResult<usize> {
-    std::fs::create_dir_all(data_dir)?;
-    let file = std::fs::File::create(data_dir.join(JOURNAL_FILE_NAME))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    out.write_all(JOURNAL_HEADER)?;
-    let client = ClientName::parse("device-1")?;
-    let mut frame = Vec::with_capacity(512);
-    for n in 0..sessions as u64 {
-        let id = SessionId::parse(&(FIRST_ID + n).to_string())?;
-        frame.clear();
-        Record::Created(CreatedRecord {
-            id: id.clone(),
-            session_type: SessionType::default(),
-            created_at: now,
-            expires_at: Some(now + 86_400),
-            max_clients: None,
-            pin_hash: pin_hash.to_owned(),
-        })
-        .encode_into(&mut frame)?;
-        Record::Joined(JoinedRecord {
-            id,
-            client: client.clone(),
-            joined_at: now + 1,
-        })
-        .encode_into(&mut frame)?;
-        out.write_all(&frame)?;
-    }
-    out.flush()?;
-    Ok(sessions * 2)
-}
-
 fn start(data_dir: &std::path::Path) -> Service {
     let mut taskset = std::process::Command::new("taskset");
     taskset.args(["-c", "0"]);
@@ -173,7 +130,13 @@ async fn main() -> BenchResult<()> {
     let pin_hash = session_manager::join::pin_check::hash_pin_blocking(
         &session_manager::domain::Pin::parse(PIN)?,
     )?;
-    let records = write_journal(&data_dir, sessions, &pin_hash, now)?;
+    let mut journal = JournalWriter::create(&data_dir);
+    for n in 0..sessions as u64 {
+        let id = (FIRST_ID + n).to_string();
+        journal.created(&id, now, Some(now + 86_400), None, &pin_hash);
+        journal.joined(&id, "device-1", now + 1);
+    }
+    let records = journal.finish();
     let journal_mib =
         std::fs::metadata(data_dir.join("sessions.journal"))?.len() as f64 / 1048576.0;
     println!(

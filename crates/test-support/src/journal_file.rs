@@ -4,18 +4,43 @@
 //! session may share one argon2 hash.
 //!
 //! A frame is one line: `<kind> <id> <body length> <key crc32> <body crc32> <body JSON>`,
-//! the key checksum covering `<kind> <id> <body length>`.
+//! the key checksum covering `<kind> <id> <body length>`. Bodies are spelled byte for
+//! byte as the service spells them (its fields in its order), so a journal written here
+//! replays exactly as one the service wrote itself.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// First line of a journal in the current format.
 pub const JOURNAL_HEADER: &[u8] = b"ism-session-journal 2\n";
 /// Name of the journal file inside the data directory.
 pub const JOURNAL_FILE_NAME: &str = "sessions.journal";
+
+/// A record body, its fields in the order the service writes them.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Body<'a> {
+    Created {
+        id: &'a str,
+        session_type: &'a str,
+        created_at: u64,
+        expires_at: Option<u64>,
+        max_clients: Option<u32>,
+        pin_hash: &'a str,
+    },
+    Joined {
+        id: &'a str,
+        client: &'a str,
+        joined_at: u64,
+    },
+    Closed {
+        id: &'a str,
+        closed_at: u64,
+    },
+}
 
 /// A journal being written; [`JournalWriter::finish`] flushes it.
 pub struct JournalWriter {
@@ -45,14 +70,14 @@ impl JournalWriter {
         self.frame(
             b'c',
             id,
-            &json!({"created": {
-                "id": id,
-                "session_type": "default",
-                "created_at": created_at,
-                "expires_at": expires_at,
-                "max_clients": max_clients,
-                "pin_hash": pin_hash,
-            }}),
+            &Body::Created {
+                id,
+                session_type: "default",
+                created_at,
+                expires_at,
+                max_clients,
+                pin_hash,
+            },
         );
     }
 
@@ -61,17 +86,17 @@ impl JournalWriter {
         self.frame(
             b'j',
             id,
-            &json!({"joined": {"id": id, "client": client, "joined_at": joined_at}}),
+            &Body::Joined {
+                id,
+                client,
+                joined_at,
+            },
         );
     }
 
     /// A `closed` record.
     pub fn closed(&mut self, id: &str, closed_at: u64) {
-        self.frame(
-            b'x',
-            id,
-            &json!({"closed": {"id": id, "closed_at": closed_at}}),
-        );
+        self.frame(b'x', id, &Body::Closed { id, closed_at });
     }
 
     /// Records written so far.
@@ -85,7 +110,7 @@ impl JournalWriter {
         self.records
     }
 
-    fn frame(&mut self, kind: u8, id: &str, body: &Value) {
+    fn frame(&mut self, kind: u8, id: &str, body: &Body<'_>) {
         let body = serde_json::to_vec(body).expect("a record encodes");
         let key = format!("{} {id} {}", char::from(kind), body.len());
         let key_crc = crc32fast::hash(key.as_bytes());

@@ -1257,3 +1257,58 @@ async fn bodies_spelled_otherwise_than_the_writer_spells_them_replay_alike() {
         Some(107)
     );
 }
+
+#[test]
+fn the_test_journal_writer_spells_records_as_the_store_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut journal = test_support::journal_file::JournalWriter::create(dir.path());
+    journal.created(
+        "123456789",
+        1_700_000_000,
+        Some(1_700_086_400),
+        None,
+        "$argon2id$x",
+    );
+    journal.created("123456780", 1_700_000_000, None, Some(7), "$argon2id$y");
+    journal.joined("123456789", "device-1", 1_700_000_001);
+    journal.closed("123456789", 1_700_000_002);
+    journal.finish();
+
+    let id = |text: &str| SessionId::parse(text).expect("a valid id");
+    let mut expected = record::JOURNAL_HEADER.to_vec();
+    for record in [
+        Record::Created(CreatedRecord {
+            id: id("123456789"),
+            session_type: SessionType::default(),
+            created_at: 1_700_000_000,
+            expires_at: Some(1_700_086_400),
+            max_clients: None,
+            pin_hash: "$argon2id$x".to_owned(),
+        }),
+        Record::Created(CreatedRecord {
+            id: id("123456780"),
+            session_type: SessionType::default(),
+            created_at: 1_700_000_000,
+            expires_at: None,
+            max_clients: Some(7),
+            pin_hash: "$argon2id$y".to_owned(),
+        }),
+        Record::Joined(JoinedRecord {
+            id: id("123456789"),
+            client: ClientName::parse("device-1").expect("a valid name"),
+            joined_at: 1_700_000_001,
+        }),
+        Record::Closed(ClosedRecord {
+            id: id("123456789"),
+            closed_at: Some(1_700_000_002),
+            session_end: None,
+        }),
+    ] {
+        record.encode_into(&mut expected).expect("a record encodes");
+    }
+    let written = std::fs::read(dir.path().join(JOURNAL_FILE_NAME)).expect("the journal");
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&expected)
+    );
+}
