@@ -247,8 +247,8 @@ impl SessionTable {
 
     /// After replay filled the table without its tallies: retires every live slot whose
     /// end has come by `now` (expired while the service was down), counts the tallies, and
-    /// returns the ids of the live sessions, sorted; one pass over the table.
-    pub(crate) fn settle_after_replay(&self, now: u64) -> Vec<SessionKey> {
+    /// returns the ids of the live sessions in order; one pass over the table.
+    pub(crate) fn settle_after_replay(&self, now: u64) -> BTreeSet<SessionKey> {
         let mut counted = Counted::default();
         let mut live = Vec::with_capacity(self.map.len());
         for mut entry in self.map.iter_mut() {
@@ -269,8 +269,8 @@ impl SessionTable {
             }
         }
         self.tally.add_counted(counted);
-        live.sort_unstable();
-        live
+        // Collecting sorts once and builds the set in bulk.
+        live.into_iter().collect()
     }
 }
 

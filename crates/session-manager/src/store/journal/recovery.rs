@@ -214,7 +214,7 @@ pub(crate) fn recover(
         );
     }
 
-    let live = sessions.settle_after_replay(now);
+    let ordered = sessions.settle_after_replay(now);
     let snapshot_records = sessions.snapshot_records_estimate();
     let must_rewrite = format == Format::V1 || !skipped.is_empty();
     let mut journal = None;
@@ -244,7 +244,6 @@ pub(crate) fn recover(
         None => open_for_append(data_dir, &journal_path, intact_len, records)?,
     };
 
-    let ordered: BTreeSet<SessionKey> = live.into_iter().collect();
     let report = RecoveryReport {
         sessions: ordered.len(),
         records,
