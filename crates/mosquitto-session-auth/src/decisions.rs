@@ -190,6 +190,7 @@ mod tests {
             issued_at: NOW,
             lifetime_secs,
             token_id: "t",
+            generation: 0,
         });
         let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture key");
         encode(&Header::new(Algorithm::RS256), &claims, &key).expect("signs")

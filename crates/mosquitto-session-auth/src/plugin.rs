@@ -289,6 +289,7 @@ mod tests {
             issued_at,
             lifetime_secs: 600,
             token_id: name,
+            generation: 0,
         });
         sign(&claims)
     }

@@ -54,6 +54,7 @@ mod tests {
             issued_at: NOW,
             lifetime_secs: 600,
             token_id: "t",
+            generation: 0,
         });
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(key.kid.clone());

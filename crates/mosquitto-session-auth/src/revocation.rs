@@ -120,6 +120,7 @@ mod tests {
             issued_at: NOW,
             lifetime_secs: 600,
             token_id: client,
+            generation: 0,
         })
     }
 

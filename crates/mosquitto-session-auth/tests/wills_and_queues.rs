@@ -132,6 +132,7 @@ fn no_will_for_a_device_whose_session_was_closed() {
             sid: "111".into(),
             until: test_support::now() + 600,
         }],
+        ..ControlMessage::default()
     };
     control
         .client

@@ -27,6 +27,7 @@ fn claims() -> Claims {
         issued_at: 1_700_000_000,
         lifetime_secs: 86_400,
         token_id: "4a1c2b8e-8d0f-4c55-9b7e-0a3c1d2e3f40",
+        generation: 0,
     })
 }
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub trait Clock: Debug + Send + Sync {
     /// Seconds since the Unix epoch (0 if the clock is before it).
     fn unix_now(&self) -> u64;
+    /// Milliseconds since the Unix epoch (0 if the clock is before it): event times.
+    fn unix_now_ms(&self) -> u64;
     /// A monotonic instant, for intervals that must not jump with the wall clock.
     fn instant_now(&self) -> Instant;
 }
@@ -24,6 +26,14 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn unix_now(&self) -> u64 {
         unix_now()
+    }
+
+    fn unix_now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+            })
     }
 
     fn instant_now(&self) -> Instant {
@@ -77,6 +87,11 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn unix_now(&self) -> u64 {
         self.start_unix.saturating_add(self.elapsed().as_secs())
+    }
+
+    fn unix_now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.start_unix.saturating_mul(1000).saturating_add(elapsed)
     }
 
     fn instant_now(&self) -> Instant {

@@ -115,6 +115,7 @@ async fn decide_join(
         issued_at: now,
         lifetime_secs,
         token_id: &token_id,
+        generation: 0,
     });
     let token = state.signer.sign(&claims).await?;
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");

@@ -40,6 +40,8 @@
 //! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
 //!   [`secrets`] checks hashed secrets (PINs, the admin key): argon2 once, then a keyed
 //!   per-process fast check.
+//! - [`events`]: the event bus (sessions created, closed, expired; devices joined,
+//!   connected, disconnected, kicked) that the admin SSE stream and webhooks listen to.
 //! - [`revocation`] tells the broker about closed sessions so it disconnects their
 //!   devices at once (`ISM_BROKER_CONTROL_URL`).
 //!
@@ -63,6 +65,7 @@ pub(crate) mod client_ip;
 pub(crate) mod cpu_pool;
 pub(crate) mod data_dir_lock;
 pub(crate) mod empty_settings;
+pub mod events;
 pub(crate) mod extract;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;

@@ -281,6 +281,7 @@ impl RevocationTask {
             let take = self.outbox.len().min(BATCH);
             let message = ControlMessage {
                 closed: self.outbox.iter().take(take).cloned().collect(),
+                ..ControlMessage::default()
             };
             match client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload()) {
                 Ok(()) => {
@@ -404,6 +405,7 @@ mod tests {
                 };
                 BATCH
             ],
+            ..ControlMessage::default()
         };
         assert!(message.to_payload().len() < 8 * 1024);
     }

@@ -23,6 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
+use crate::events::EventBus;
 use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
@@ -141,6 +142,7 @@ impl Application {
         let window = Duration::from_secs(config.limits.failure_window_secs);
         let lockout = Duration::from_secs(config.limits.lockout_secs);
         let state = AppState {
+            events: EventBus::default(),
             store,
             signer,
             throttle: Arc::new(JoinThrottle::new(ThrottleSettings {

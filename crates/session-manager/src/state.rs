@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::clock::Clock;
+use crate::events::{EventBus, EventKind};
 use crate::rate_limit::JoinThrottle;
 use crate::refusal_log::RefusalLog;
 use crate::revocation::RevocationLink;
@@ -26,9 +27,17 @@ pub struct AppState {
     pub revocation: Option<RevocationLink>,
     /// The one source of time for handlers, the join path and the store.
     pub clock: Arc<dyn Clock>,
+    /// What happened, for the SSE stream and webhooks; publishing never waits.
+    pub events: EventBus,
 }
 
 impl AppState {
+    /// Publishes an event (stamped by the state's clock) to the SSE stream and webhooks;
+    /// never waits.
+    pub fn emit(&self, event: EventKind) {
+        self.events.publish(event, self.clock.unix_now_ms());
+    }
+
     /// After the store confirmed a close: tells the broker, which disconnects the
     /// session's devices.
     pub fn session_closed(&self, session_id: &str) {

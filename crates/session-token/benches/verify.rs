@@ -47,6 +47,7 @@ fn token(algorithm: Algorithm, private: &EncodingKey, public_pem: &[u8]) -> Stri
         issued_at: NOW,
         lifetime_secs: 86_400,
         token_id: "0f3c7a4e-5b8d-4c1e-9a2f-6d7e8f9a0b1c",
+        generation: 0,
     });
     let mut header = Header::new(algorithm);
     header.kid = public_jwk_from_pem(public_pem)

@@ -5,6 +5,7 @@
 //! message), then consulted on every PUBLISH / SUBSCRIBE / delivery.
 
 use crate::claims::Claims;
+use crate::presence::is_reserved_for_system;
 use crate::topic::{TopicError, TopicFilter, TopicName};
 
 /// How an MQTT 5 shared subscription starts: `$share/<group>/<filter>`.
@@ -54,9 +55,11 @@ impl Acl {
         self.publish.iter().map(TopicFilter::as_str)
     }
 
-    /// May the holder publish to `topic`? Malformed topics are refused.
+    /// May the holder publish to `topic`? Malformed topics are refused, and so are the
+    /// sub-trees of a session only the system writes ([`is_reserved_for_system`]), whatever
+    /// the grants say.
     pub fn may_publish(&self, topic: &str) -> bool {
-        reaches(&self.publish, topic)
+        reaches(&self.publish, topic) && !is_reserved_for_system(topic)
     }
 
     /// May the holder subscribe to `filter`? Only when every topic the filter can match is
@@ -109,6 +112,7 @@ mod tests {
             issued_at: 0,
             lifetime_secs: 60,
             token_id: "j",
+            generation: 0,
         }))
         .expect("device grants parse")
     }
@@ -131,6 +135,16 @@ mod tests {
         for t in ["/222222/x", "$SYS/x", "/111111", "/111111/+", ""] {
             assert!(!acl.may_publish(t), "publish {t} must be denied");
         }
+        for t in [
+            "/111111/$presence/dev",
+            "/111111/$presence/other",
+            "/111111/$conductor/state",
+        ] {
+            assert!(!acl.may_publish(t), "publish {t} is the system's");
+            assert!(acl.may_receive(t), "{t} can be read");
+        }
+        assert!(acl.may_subscribe("/111111/$presence/#"));
+        assert!(acl.may_publish("/111111/$conductor/in/hello"));
         assert!(acl.may_subscribe("/111111/#"));
         assert!(acl.may_subscribe("/111111/+/x"));
         assert!(acl.may_publish("/111111/lamp/state"));

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::PRESENCE_TOPIC;
+
 /// Claims of a token the session manager issues. `exp` is mandatory: a token without it
 /// does not deserialize and is therefore refused everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,15 @@ pub struct Claims {
     /// The same rights in EMQX's rule-list format.
     #[serde(default)]
     pub acl: Vec<AclRule>,
+    /// The device's generation when the token was issued (`gen`; absent means 0). Kicking
+    /// a device raises its generation, and the broker refuses the device's tokens of an
+    /// older one ([`crate::KickedDevice`]) for as long as they could live.
+    #[serde(rename = "gen", default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+}
+
+fn is_zero(generation: &u32) -> bool {
+    *generation == 0
 }
 
 /// One EMQX ACL rule.
@@ -69,6 +80,8 @@ pub struct DeviceGrant<'a> {
     pub issued_at: u64,
     pub lifetime_secs: u64,
     pub token_id: &'a str,
+    /// The device's generation (raised by each kick).
+    pub generation: u32,
 }
 
 /// The topic prefix a session owns: `/{session_id}/`.
@@ -100,13 +113,14 @@ impl Claims {
                 action: AclAction::All,
                 topic: tree,
             }],
+            generation: grant.generation,
         }
     }
 }
 
 impl Claims {
-    /// Claims of the service's own broker login: no session (`sid` empty), nothing to
-    /// subscribe to, publishing to [`REVOCATION_TOPIC`] only.
+    /// Claims of the service's own broker login: no session (`sid` empty), publishing to
+    /// [`REVOCATION_TOPIC`] and subscribing to [`crate::control::PRESENCE_TOPIC`] only.
     pub fn for_revocation_service(
         issuer: &str,
         client: &str,
@@ -122,13 +136,21 @@ impl Claims {
             nbf: issued_at,
             exp: issued_at.saturating_add(lifetime_secs),
             jti: token_id.to_owned(),
-            subs: Vec::new(),
+            subs: vec![PRESENCE_TOPIC.to_owned()],
             publ: vec![REVOCATION_TOPIC.to_owned()],
-            acl: vec![AclRule {
-                permission: AclPermission::Allow,
-                action: AclAction::Publish,
-                topic: REVOCATION_TOPIC.to_owned(),
-            }],
+            acl: vec![
+                AclRule {
+                    permission: AclPermission::Allow,
+                    action: AclAction::Publish,
+                    topic: REVOCATION_TOPIC.to_owned(),
+                },
+                AclRule {
+                    permission: AclPermission::Allow,
+                    action: AclAction::Subscribe,
+                    topic: PRESENCE_TOPIC.to_owned(),
+                },
+            ],
+            generation: 0,
         }
     }
 }
@@ -146,6 +168,7 @@ mod tests {
             issued_at: 1_000,
             lifetime_secs: 86_400,
             token_id: "t1",
+            generation: 0,
         });
         assert_eq!(claims.exp, 87_400);
         assert_eq!(claims.subs, vec!["/123456/#"]);
@@ -164,8 +187,31 @@ mod tests {
         assert!(acl.may_publish(REVOCATION_TOPIC));
         assert!(!acl.may_publish("/1/x"));
         assert!(!acl.may_subscribe(REVOCATION_TOPIC));
+        assert!(acl.may_subscribe(PRESENCE_TOPIC));
+        assert!(acl.may_receive(PRESENCE_TOPIC));
+        assert!(!acl.may_publish(PRESENCE_TOPIC));
         assert_eq!(claims.exp, 3610);
         assert_eq!(claims.sid, "");
+    }
+
+    #[test]
+    fn the_generation_is_gen_and_left_out_while_zero() {
+        let mut grant = DeviceGrant {
+            issuer: "ism",
+            client: "lamp-1",
+            session_id: "123456",
+            issued_at: 1_000,
+            lifetime_secs: 60,
+            token_id: "t1",
+            generation: 0,
+        };
+        let first = serde_json::to_value(Claims::for_device(&grant)).expect("serialize");
+        assert!(first.get("gen").is_none(), "{first}");
+        grant.generation = 2;
+        let kicked = serde_json::to_value(Claims::for_device(&grant)).expect("serialize");
+        assert_eq!(kicked["gen"], 2);
+        let read: Claims = serde_json::from_value(first).expect("gen is optional");
+        assert_eq!(read.generation, 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`verify`]: checking a token against a key set, with the algorithm pinned by the key.
 //! - [`client_id`]: which MQTT client ids a token may connect with.
 //! - [`control`]: the messages of the service ↔ plugin control channel.
+//! - [`presence`]: who is connected, as the plugin reports it to the service and to devices.
 //!
 //! The crate is pure: no I/O, no clocks (callers pass `now`), no async.
 
@@ -19,14 +20,19 @@ pub mod claims;
 pub mod client_id;
 pub mod control;
 pub mod keys;
+pub mod presence;
 pub mod topic;
 pub mod verify;
 
 pub use acl::Acl;
 pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
 pub use client_id::{classify_client_id, scoped_client_id, ClientIdKind, ClientIdRefusal};
-pub use control::{ClosedSession, ControlMessage, CONTROL_TOPIC};
+pub use control::{ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PRESENCE_TOPIC};
 pub use keys::{KeyError, KeySet, VerificationKey};
+pub use presence::{
+    presence_topic, ConnectedDevice, DevicePresence, DisconnectReason, DisconnectedDevice,
+    OnlineDevices, PresenceMessage,
+};
 pub use topic::{TopicError, TopicFilter, TopicName};
 pub use verify::{TokenVerifier, VerifiedToken, VerifyError};
 

@@ -25,6 +25,7 @@ fn claims() -> Claims {
         issued_at: NOW,
         lifetime_secs: 3600,
         token_id: "jti-1",
+        generation: 0,
     })
 }
 

@@ -13,5 +13,6 @@ pub fn closing(sessions: &[(&str, u64)]) -> ControlMessage {
                 until,
             })
             .collect(),
+        ..ControlMessage::default()
     }
 }

@@ -89,6 +89,7 @@ pub fn device_claims(session: &str, client: &str, lifetime_secs: u64) -> Claims 
         issued_at: now(),
         lifetime_secs,
         token_id: client,
+        generation: 0,
     })
 }
 

@@ -92,5 +92,6 @@ pub(crate) fn sample_device_claims() -> Claims {
         issued_at: 1_700_000_000,
         lifetime_secs: 600,
         token_id: "t-1",
+        generation: 0,
     })
 }

@@ -1,0 +1,182 @@
+//! The event bus: what happened to sessions and devices, for whoever listens (the admin
+//! SSE stream, webhooks, metrics).
+//!
+//! Producers call [`EventBus::publish`]; it never waits and never fails: the bus hands the
+//! event to a bounded broadcast buffer, and a listener that falls behind loses the oldest
+//! events and is told how many (see [`EventBus::subscribe`]). Nothing a listener does can
+//! slow a join, a close or the broker link.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use session_token::DisconnectReason;
+use tokio::sync::broadcast;
+
+/// Events kept for listeners that fall behind, by default.
+pub const DEFAULT_BUFFER: usize = 1024;
+
+/// What happened. Serialises as `{"type": "device_connected", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum EventKind {
+    SessionCreated {
+        session_id: String,
+        session_type: String,
+    },
+    SessionClosed {
+        session_id: String,
+    },
+    SessionExpired {
+        session_id: String,
+    },
+    DeviceJoined {
+        session_id: String,
+        client: String,
+    },
+    DeviceConnected {
+        session_id: String,
+        client: String,
+        client_id: String,
+    },
+    DeviceDisconnected {
+        session_id: String,
+        client: String,
+        client_id: String,
+        reason: DisconnectReason,
+    },
+    DeviceKicked {
+        session_id: String,
+        client: String,
+    },
+}
+
+impl EventKind {
+    /// The session the event belongs to (every event has one).
+    pub fn session_id(&self) -> &str {
+        match self {
+            EventKind::SessionCreated { session_id, .. }
+            | EventKind::SessionClosed { session_id }
+            | EventKind::SessionExpired { session_id }
+            | EventKind::DeviceJoined { session_id, .. }
+            | EventKind::DeviceConnected { session_id, .. }
+            | EventKind::DeviceDisconnected { session_id, .. }
+            | EventKind::DeviceKicked { session_id, .. } => session_id,
+        }
+    }
+}
+
+/// One event as listeners receive it:
+/// `{"id": "evt_...", "seq": 7, "timestamp": 1700000000123, "type": "...", "data": {...}}`.
+/// `id` is unique and stable (webhook deliveries of the event reuse it); `seq` counts the
+/// events of this process from 1; `timestamp` is milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub seq: u64,
+    pub timestamp: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The producers' handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Event>>,
+    sequence: Arc<AtomicU64>,
+}
+
+impl EventBus {
+    /// A bus whose listeners may fall `buffer` events behind before they lose some.
+    pub fn new(buffer: usize) -> Self {
+        let (sender, _) = broadcast::channel(buffer.max(1));
+        EventBus {
+            sender,
+            sequence: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Hands an event to every listener; never waits. `now_ms`: milliseconds since the
+    /// epoch (from the state's clock).
+    pub fn publish(&self, kind: EventKind, now_ms: u64) {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let event = Event {
+            id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+            seq,
+            timestamp: now_ms,
+            kind,
+        };
+        // No listener is not an error: the event is simply not wanted.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    /// A new listener, receiving every event published from now on. A listener more than
+    /// the buffer behind gets `Err(RecvError::Lagged(n))`: `n` events were dropped for it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new(DEFAULT_BUFFER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listeners_get_events_in_order_with_a_stable_shape() {
+        let bus = EventBus::new(8);
+        let mut listener = bus.subscribe();
+        bus.publish(
+            EventKind::DeviceDisconnected {
+                session_id: "123".into(),
+                client: "lamp".into(),
+                client_id: "lamp".into(),
+                reason: DisconnectReason::Kicked,
+            },
+            1_700_000_000_123,
+        );
+        bus.publish(
+            EventKind::SessionClosed {
+                session_id: "123".into(),
+            },
+            1_700_000_000_124,
+        );
+        let first = listener.recv().await.expect("first event");
+        let json = serde_json::to_value(first.as_ref()).expect("serialises");
+        assert_eq!(json["type"], "device_disconnected");
+        assert_eq!(json["seq"], 1);
+        assert_eq!(json["timestamp"], 1_700_000_000_123_u64);
+        assert_eq!(
+            json["data"],
+            serde_json::json!({"session_id": "123", "client": "lamp", "client_id": "lamp", "reason": "kicked"})
+        );
+        assert!(json["id"].as_str().is_some_and(|id| id.starts_with("evt_")));
+        let second = listener.recv().await.expect("second event");
+        assert_eq!(second.seq, 2);
+        assert_eq!(second.kind.session_id(), "123");
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_falls_behind_is_told_how_many_it_lost() {
+        let bus = EventBus::new(2);
+        let mut listener = bus.subscribe();
+        for n in 0..5 {
+            bus.publish(
+                EventKind::SessionExpired {
+                    session_id: n.to_string(),
+                },
+                0,
+            );
+        }
+        assert!(matches!(
+            listener.recv().await,
+            Err(broadcast::error::RecvError::Lagged(3))
+        ));
+        assert_eq!(listener.recv().await.map(|e| e.seq).ok(), Some(4));
+    }
+}
