@@ -115,7 +115,8 @@ async fn decide_join(
         issued_at: now,
         lifetime_secs,
         token_id: &token_id,
-        generation: 0,
+        // Raised by each kick: the broker refuses this device's tokens of older ones.
+        generation: session.generation,
     });
     let token = state.signer.sign(&claims).await?;
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");

@@ -93,6 +93,20 @@ pub trait SessionStore: Send + Sync + 'static {
         now: u64,
     ) -> Result<Option<Revocation>, StoreError>;
 
+    /// Kicks `client` out of live session `id`, raising its generation by one: `None`
+    /// when the session is unknown, closed or expired or the client never joined it.
+    /// Durable before it returns.
+    async fn kick(
+        &self,
+        id: &SessionId,
+        client: &ClientName,
+        now: u64,
+    ) -> Result<Option<Kick>, StoreError>;
+
+    /// The last kick of every kicked client of a live session whose kicked tokens may
+    /// still be alive at `now` (see [`Kick::refuse_until`]).
+    async fn kicks(&self, token_ttl_secs: u64, now: u64) -> Result<Vec<Kick>, StoreError>;
+
     /// What `/healthz` reports about the store.
     fn health(&self) -> StoreHealth;
 
@@ -142,12 +156,15 @@ pub struct SessionInfo {
     pub clients: Vec<ClientInfo>,
 }
 
-/// What a successful join tells the caller: just enough to size the token's lifetime.
+/// What a successful join tells the caller: just enough to size the token's lifetime and
+/// stamp its generation.
 /// (Not the whole `SessionInfo`: copying every client on every join is what made joins
 /// slow down as a session grew.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JoinedSession {
     pub expires_at: Option<u64>,
+    /// The client's generation: how many times it was kicked (its tokens carry it).
+    pub generation: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,4 +261,26 @@ pub enum JoinError {
 pub struct Revocation {
     pub id: SessionId,
     pub until: u64,
+}
+
+/// A kicked client: tokens of `client` in session `id` with a generation below
+/// `generation` must be refused for as long as they can live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kick {
+    pub id: SessionId,
+    pub client: ClientName,
+    /// The client's generation after the kick.
+    pub generation: u32,
+    pub kicked_at: u64,
+    /// The session's own end, if it has one: no token lives beyond.
+    pub session_end: Option<u64>,
+}
+
+impl Kick {
+    /// Until when the kicked tokens must be refused: a token minted just before the kick
+    /// lives `token_ttl_secs`, never past the session's end.
+    pub fn refuse_until(&self, token_ttl_secs: u64) -> u64 {
+        let until = self.kicked_at.saturating_add(token_ttl_secs);
+        self.session_end.map_or(until, |end| until.min(end))
+    }
 }

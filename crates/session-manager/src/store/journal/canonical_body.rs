@@ -3,7 +3,7 @@
 //! serde's visitor for each (field names matched as strings, every string copied before it
 //! is checked) was the largest single cost of a restart.
 //!
-//! Only the compact spelling serde_json itself produces for the three records is accepted,
+//! Only the compact spelling serde_json itself produces for the four records is accepted,
 //! field for field and in order: numbers in plain digits without leading zeros, strings of
 //! printable ASCII without escapes, nothing before, between or after. Anything else (an
 //! older spelling, an escape, a field this version does not know, damage that slipped past
@@ -11,7 +11,9 @@
 //! as it always did. So this reader only ever accepts bodies that serde_json accepts too,
 //! with the same result, and the same domain checks (`SessionType`, `ClientName`) apply.
 
-use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record, RecordKind};
+use super::record::{
+    ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record, RecordKind,
+};
 use crate::domain::{ClientName, SessionId, SessionType};
 
 /// Decodes `body`, a frame's body whose key named `kind` and `id`; `None` when it is not
@@ -55,6 +57,22 @@ pub(crate) fn decode(kind: RecordKind, id: &SessionId, body: &[u8]) -> Option<Re
                 id: id.clone(),
                 client,
                 joined_at,
+            })
+        }
+        RecordKind::Kicked => {
+            body.literal(b"{\"kicked\":{\"id\":\"")?;
+            body.literal(id.as_str().as_bytes())?;
+            body.literal(b"\",\"client\":\"")?;
+            let client = ClientName::parse(body.string()?).ok()?;
+            body.literal(b",\"generation\":")?;
+            let generation = u32::try_from(body.number()?).ok()?;
+            body.literal(b",\"kicked_at\":")?;
+            let kicked_at = body.number()?;
+            Record::Kicked(KickedRecord {
+                id: id.clone(),
+                client,
+                generation,
+                kicked_at,
             })
         }
         RecordKind::Closed => {
@@ -170,6 +188,18 @@ mod tests {
                 client: ClientName::parse("lamp-1").expect("a valid name"),
                 joined_at: 1_700_000_100,
             }),
+            Record::Kicked(KickedRecord {
+                id: id("7"),
+                client: ClientName::parse("lamp-1").expect("a valid name"),
+                generation: 3,
+                kicked_at: 1_700_000_150,
+            }),
+            Record::Kicked(KickedRecord {
+                id: id("7"),
+                client: ClientName::parse("x").expect("a valid name"),
+                generation: u32::MAX,
+                kicked_at: 0,
+            }),
             closed(None, None),
             closed(Some(1_700_000_200), None),
             closed(Some(1_700_000_200), Some(1_700_003_600)),
@@ -219,6 +249,14 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        let wide_gen =
+            br#"{"kicked":{"id":"7","client":"lamp","generation":4294967296,"kicked_at":1}}"#;
+        assert_eq!(decode(RecordKind::Kicked, &seven, wide_gen), None);
+        assert_eq!(serde_reads(wide_gen), None);
+        let reordered =
+            br#"{"kicked":{"id":"7","generation":1,"client":"lamp","kicked_at":1}}"#;
+        assert_eq!(decode(RecordKind::Kicked, &seven, reordered), None);
+        assert!(serde_reads(reordered).is_some());
         let closed = br#"{"closed":{"id":"7","closed_at":1,"closed_at":2}}"#;
         assert_eq!(decode(RecordKind::Closed, &seven, closed), None);
         let wide = br#"{"created":{"id":"7","session_type":"default","created_at":1,"expires_at":null,"max_clients":4294967296,"pin_hash":"x"}}"#;

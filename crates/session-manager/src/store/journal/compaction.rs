@@ -1,8 +1,8 @@
 //! Compaction: replacing the journal's history with a snapshot of the live state, so the
 //! file does not grow forever.
 //!
-//! A snapshot holds, per live session, its `created` record and one `joined` record per
-//! client, and per closed or expired session a single `closed` record with its close time:
+//! A snapshot holds, per live session, its `created` record, one `joined` record per
+//! client and one `kicked` record per kicked client (its latest generation), and per closed or expired session a single `closed` record with its close time:
 //! the session is gone, but its id stays retired so it is never handed out again, and its
 //! close is republished to the broker for as long as its tokens can live.
 //!
@@ -26,7 +26,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::record::{JoinedRecord, Record, JOURNAL_HEADER};
+use super::record::{JoinedRecord, KickedRecord, Record, JOURNAL_HEADER};
 use super::session_key::SessionKey;
 use super::writer::JOURNAL_FILE_NAME;
 use super::{io_error, SessionTable, Slot, StoreError};
@@ -204,6 +204,14 @@ impl Slot {
                             id: id.clone(),
                             client: client.clone(),
                             joined_at,
+                        })
+                    }))
+                    .chain(session.kicks.iter().map(|kick| {
+                        Record::Kicked(KickedRecord {
+                            id: id.clone(),
+                            client: kick.client.clone(),
+                            generation: kick.generation,
+                            kicked_at: kick.kicked_at,
                         })
                     }))
                     .collect()

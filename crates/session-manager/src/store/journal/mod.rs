@@ -13,6 +13,9 @@
 //! reported, and history much larger than the live state is compacted away; while running,
 //! the writer compacts from a snapshot it asks this backend for ([`compaction`]).
 //!
+//! Kicks raise a client's generation (a `kicked` record) and are kept with their time
+//! while the session lives, so the link can republish them too ([`SessionStore::kicks`]).
+//!
 //! Closed sessions keep their close time, so the broker link can republish every close
 //! whose tokens may still be alive ([`SessionStore::revocations`]) after any restart.
 //!
@@ -22,6 +25,7 @@
 mod canonical_body;
 mod clients;
 mod compaction;
+mod kicks;
 pub mod record;
 mod recovery;
 mod session_key;
@@ -40,14 +44,15 @@ use dashmap::DashMap;
 use async_trait::async_trait;
 
 use super::{
-    ClientInfo, JoinError, JoinedSession, NewSession, RecoveryReport, Revocation, SessionInfo,
-    SessionStore, SkippedRange, StoreError, StoreHealth,
+    ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation,
+    SessionInfo, SessionStore, SkippedRange, StoreError, StoreHealth,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
 use clients::Clients;
 use compaction::SnapshotSource;
-use record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use kicks::Kicks;
+use record::{ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
 use tally::{Counted, Tally};
@@ -118,6 +123,8 @@ pub(crate) struct LiveSession {
     /// Client name → first join time, in join order; a map once there are more than a
     /// few, since a session may hold many thousands of them.
     clients: Clients,
+    /// Kicked clients and their generations; empty for almost every session.
+    kicks: Kicks,
 }
 
 impl LiveSession {
@@ -135,6 +142,7 @@ impl LiveSession {
             max_clients,
             pin_hash: StoredPinHash::new(pin_hash),
             clients: Clients::default(),
+            kicks: Kicks::default(),
         }
     }
 
@@ -166,6 +174,17 @@ impl LiveSession {
 
     fn is_live(&self, now: u64) -> bool {
         self.expires_at.is_none_or(|expires_at| now < expires_at)
+    }
+
+    /// The kick of `client` as the broker must hear it.
+    fn kick_of(&self, id: &SessionId, client: &kicks::ClientKick) -> Kick {
+        Kick {
+            id: id.clone(),
+            client: client.client.clone(),
+            generation: client.generation,
+            kicked_at: client.kicked_at,
+            session_end: self.expires_at,
+        }
     }
 
     /// This session as retired: closed at `closed_at`, or at its end if that came first.
@@ -439,6 +458,82 @@ impl JournalStore {
         }
     }
 
+    /// Every kick in a live session whose kicked tokens may still be alive at `now`.
+    fn live_kicks(&self, token_ttl_secs: u64, now: u64) -> Vec<Kick> {
+        let mut found = Vec::new();
+        for entry in self.inner.sessions.map.iter() {
+            let Slot::Live(session) = entry.value() else {
+                continue;
+            };
+            if !session.is_live(now) {
+                continue;
+            }
+            let id = entry.key().id();
+            found.extend(
+                session
+                    .kicks
+                    .iter()
+                    .map(|client| session.kick_of(&id, client))
+                    .filter(|kick| kick.refuse_until(token_ttl_secs) > now),
+            );
+        }
+        found
+    }
+
+    /// Kicks `client` out of live session `id`: `None` when the session is not live or
+    /// the client never joined it. Durable before it returns.
+    async fn kick_client(
+        &self,
+        id: &SessionId,
+        client: &ClientName,
+        now: u64,
+    ) -> Result<Option<Kick>, StoreError> {
+        let inner = &*self.inner;
+        let key = SessionKey::of(id);
+        let (kick, previous, pending) = {
+            let Some(mut slot) = inner.sessions.map.get_mut(&key) else {
+                return Ok(None);
+            };
+            let Slot::Live(session) = slot.value_mut() else {
+                return Ok(None);
+            };
+            if !session.is_live(now) || !session.clients.contains(client) {
+                return Ok(None);
+            }
+            let previous = session.kicks.get(client).cloned();
+            let generation = session.kicks.generation(client).saturating_add(1);
+            let frame = Record::Kicked(KickedRecord {
+                id: id.clone(),
+                client: client.clone(),
+                generation,
+                kicked_at: now,
+            })
+            .encode()
+            .map_err(|error| StoreError::Encode(error.to_string()))?;
+            session.kicks.record(client.clone(), generation, now);
+            let kick = Kick {
+                id: id.clone(),
+                client: client.clone(),
+                generation,
+                kicked_at: now,
+                session_end: session.expires_at,
+            };
+            (kick, previous, inner.journal.submit(frame))
+        };
+        if let Err(error) = pending.durable().await {
+            // Memory must not claim what the disk does not hold: take the kick back.
+            if let Some(mut slot) = inner.sessions.map.get_mut(&key) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    if session.kicks.generation(client) == kick.generation {
+                        session.kicks.restore(client, previous);
+                    }
+                }
+            }
+            return Err(error);
+        }
+        Ok(Some(kick))
+    }
+
     /// Journal counters, for tests and benchmarks.
     pub fn journal_stats(&self) -> JournalStats {
         self.inner.journal.stats()
@@ -533,6 +628,7 @@ impl SessionStore for JournalStore {
             }
             let joined = JoinedSession {
                 expires_at: session.expires_at,
+                generation: session.kicks.generation(client),
             };
             if session.clients.contains(client) {
                 // Its first join may still be on its way to disk: wait for it.
@@ -634,6 +730,19 @@ impl SessionStore for JournalStore {
         now: u64,
     ) -> Result<Option<Revocation>, StoreError> {
         Ok(self.closed_session(id, token_ttl_secs, now))
+    }
+
+    async fn kick(
+        &self,
+        id: &SessionId,
+        client: &ClientName,
+        now: u64,
+    ) -> Result<Option<Kick>, StoreError> {
+        self.kick_client(id, client, now).await
+    }
+
+    async fn kicks(&self, token_ttl_secs: u64, now: u64) -> Result<Vec<Kick>, StoreError> {
+        Ok(self.live_kicks(token_ttl_secs, now))
     }
 
     fn health(&self) -> StoreHealth {

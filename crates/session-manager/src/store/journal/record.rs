@@ -7,7 +7,7 @@
 //! x 123456789 58 1c2b3a4d 9f8e7d6c {"closed":{"id":"123456789","closed_at":1700000000}}
 //! ```
 //!
-//! `kind` is `c` (created), `j` (joined) or `x` (closed); the key checksum covers
+//! `kind` is `c` (created), `j` (joined), `k` (kicked) or `x` (closed); the key checksum covers
 //! `<kind> <id> <body length>`, the body checksum covers the JSON. So a damaged frame is
 //! recognised, its extent is known from the length, and, as long as its key is intact, so
 //! is *what* was lost: recovery can stay on the safe side (a lost close still closes, a
@@ -43,6 +43,8 @@ const MAX_BODY_LEN: usize = 1 << 20;
 pub enum Record {
     Created(CreatedRecord),
     Joined(JoinedRecord),
+    /// An operator kicked a client out of a live session, raising its generation.
+    Kicked(KickedRecord),
     /// The session is over. Compaction also writes this for every id that was ever used
     /// (expired sessions included), so a restarted service never hands out an old id again
     /// (old device tokens name it).
@@ -67,6 +69,17 @@ pub struct JoinedRecord {
     pub joined_at: u64,
 }
 
+/// A kick: the client's generation after it (tokens of a lower one are refused) and when
+/// it happened. Journals written before kicks existed have none; every client then has
+/// generation 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KickedRecord {
+    pub id: SessionId,
+    pub client: ClientName,
+    pub generation: u32,
+    pub kicked_at: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClosedRecord {
     pub id: SessionId,
@@ -85,6 +98,7 @@ pub struct ClosedRecord {
 pub enum RecordKind {
     Created,
     Joined,
+    Kicked,
     Closed,
 }
 
@@ -93,6 +107,7 @@ impl RecordKind {
         match self {
             Self::Created => b'c',
             Self::Joined => b'j',
+            Self::Kicked => b'k',
             Self::Closed => b'x',
         }
     }
@@ -101,6 +116,7 @@ impl RecordKind {
         match letter {
             b"c" => Some(Self::Created),
             b"j" => Some(Self::Joined),
+            b"k" => Some(Self::Kicked),
             b"x" => Some(Self::Closed),
             _ => None,
         }
@@ -112,6 +128,7 @@ impl Record {
         match self {
             Record::Created(_) => RecordKind::Created,
             Record::Joined(_) => RecordKind::Joined,
+            Record::Kicked(_) => RecordKind::Kicked,
             Record::Closed(_) => RecordKind::Closed,
         }
     }
@@ -120,6 +137,7 @@ impl Record {
         match self {
             Record::Created(record) => &record.id,
             Record::Joined(record) => &record.id,
+            Record::Kicked(record) => &record.id,
             Record::Closed(record) => &record.id,
         }
     }
@@ -308,6 +326,15 @@ mod tests {
         })
     }
 
+    fn kicked(id: &str) -> Record {
+        Record::Kicked(KickedRecord {
+            id: SessionId::parse(id).unwrap(),
+            client: ClientName::parse("lamp").unwrap(),
+            generation: 2,
+            kicked_at: 1_700_000_150,
+        })
+    }
+
     fn closed(id: &str) -> Record {
         Record::Closed(ClosedRecord {
             id: SessionId::parse(id).unwrap(),
@@ -318,7 +345,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips() {
-        for record in [created("12"), joined("12"), closed("12")] {
+        for record in [created("12"), joined("12"), kicked("12"), closed("12")] {
             let frame = record.encode().unwrap();
             assert_eq!(frame.last(), Some(&b'\n'));
             assert_eq!(decode_frame(&frame), Ok((record, frame.len())));

@@ -46,7 +46,8 @@ use std::time::Instant;
 
 use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
-    decode_frame, decode_v1_frame, ClosedRecord, FrameDefect, JoinedRecord, Record, RecordKind,
+    decode_frame, decode_v1_frame, ClosedRecord, FrameDefect, JoinedRecord, KickedRecord, Record,
+    RecordKind,
     JOURNAL_HEADER,
 };
 use super::writer::JOURNAL_FILE_NAME;
@@ -397,6 +398,18 @@ fn apply(sessions: &Table, record: Record, now: u64) {
                 }
             }
         }
+        Record::Kicked(KickedRecord {
+            id,
+            client,
+            generation,
+            kicked_at,
+        }) => {
+            if let Some(mut slot) = sessions.get_mut(&SessionKey::of(&id)) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    session.kicks.record(client, generation, kicked_at);
+                }
+            }
+        }
         Record::Closed(ClosedRecord {
             id,
             closed_at,
@@ -444,6 +457,9 @@ fn lose(sessions: &Table, kind: RecordKind, id: SessionId, now: u64) -> String {
         RecordKind::Joined => {
             format!("a join to session {id}: that client is missing from its list")
         }
+        RecordKind::Kicked => format!(
+            "a kick in session {id}: that client's generation may be lower, so its new tokens may be refused until the kick runs out"
+        ),
     }
 }
 
