@@ -42,8 +42,9 @@
 //!   per-process fast check.
 //! - [`events`]: the event bus (sessions created, closed, expired; devices joined,
 //!   connected, disconnected, kicked) that the admin SSE stream and webhooks listen to.
-//! - [`revocation`] tells the broker about closed sessions so it disconnects their
-//!   devices at once (`ISM_BROKER_CONTROL_URL`).
+//! - [`broker`] is the link to the broker (`ISM_BROKER_CONTROL_URL`): it tells it about
+//!   closed sessions and kicked devices so it disconnects them at once, and keeps the
+//!   presence table of connected devices from the broker's reports.
 //!
 //! The public surface is what the binary, the integration tests and the benches use;
 //! everything else is `pub(crate)`, so unused code shows up as a warning.
@@ -60,6 +61,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 
+pub(crate) mod broker;
 pub(crate) mod cli;
 pub(crate) mod client_ip;
 pub(crate) mod cpu_pool;
@@ -70,7 +72,6 @@ pub(crate) mod extract;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;
 pub(crate) mod refusal_log;
-pub(crate) mod revocation;
 pub(crate) mod routes;
 pub(crate) mod secrets;
 pub(crate) mod sessions;

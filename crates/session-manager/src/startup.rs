@@ -28,7 +28,7 @@ use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::refusal_log::RefusalLog;
-use crate::revocation::{self, RevocationTask};
+use crate::broker::{self, LinkTask, PresenceTable};
 use crate::routes::admin::SessionDefaults;
 use crate::routes::{admin_router, public_router};
 use crate::shutdown::Shutdown;
@@ -53,7 +53,7 @@ pub struct Application {
     public_limits: ConnectionLimits,
     state: AppState,
     shutdown: Shutdown,
-    revocation: Option<RevocationTask>,
+    revocation: Option<LinkTask>,
     /// Held until the process is done with the data directory.
     data_dir_lock: DataDirLock,
 }
@@ -122,14 +122,21 @@ impl Application {
                  clients and sessions are not isolated from each other (development only)"
             );
         }
+        let events = EventBus::default();
+        let presence = Arc::new(PresenceTable::new(
+            Arc::clone(&store),
+            events.clone(),
+            Arc::clone(&clock),
+        ));
         let (revocation_link, revocation_task) = match &config.broker.broker_control_url {
             Some(url) if signer.algorithm().is_some() => {
-                let (link, task) = revocation::link(
+                let (link, task) = broker::link(
                     url.clone(),
                     Arc::clone(&signer),
                     config.signing.issuer.clone(),
                     config.signing.token_ttl_secs,
                     Arc::clone(&store),
+                    Arc::clone(&presence),
                 );
                 (Some(link), Some(task))
             }
@@ -142,7 +149,8 @@ impl Application {
         let window = Duration::from_secs(config.limits.failure_window_secs);
         let lockout = Duration::from_secs(config.limits.lockout_secs);
         let state = AppState {
-            events: EventBus::default(),
+            events,
+            presence,
             store,
             signer,
             throttle: Arc::new(JoinThrottle::new(ThrottleSettings {

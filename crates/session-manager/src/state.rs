@@ -1,5 +1,5 @@
-//! What every handler shares: the store, the signer, the join throttle, the refusal log
-//! and the settings they need, plus the clock.
+//! What every handler shares: the store, the signer, the join throttle, the refusal log,
+//! the broker link and presence table and the settings they need, plus the clock.
 
 use std::sync::Arc;
 
@@ -9,9 +9,9 @@ use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
 use crate::rate_limit::JoinThrottle;
 use crate::refusal_log::RefusalLog;
-use crate::revocation::RevocationLink;
+use crate::broker::{BrokerLink, PresenceTable};
 use crate::signer::TokenSigner;
-use crate::store::SessionStore;
+use crate::store::{Kick, SessionStore};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,8 +23,12 @@ pub struct AppState {
     pub refusals: Arc<RefusalLog>,
     pub tokens: Arc<TokenPolicy>,
     pub trusted_proxies: Arc<[IpNet]>,
-    /// The link that tells the broker about closed sessions, when configured.
-    pub revocation: Option<RevocationLink>,
+    /// The link that tells the broker about closed sessions and kicked devices, when
+    /// configured.
+    pub revocation: Option<BrokerLink>,
+    /// Who is connected to the broker, from the link's presence reports (empty without
+    /// a link).
+    pub presence: Arc<PresenceTable>,
     /// The one source of time for handlers, the join path and the store.
     pub clock: Arc<dyn Clock>,
     /// What happened, for the SSE stream and webhooks; publishing never waits.
@@ -44,6 +48,20 @@ impl AppState {
         if let Some(link) = &self.revocation {
             link.session_closed(session_id);
         }
+        self.presence.forget_session(session_id);
+    }
+
+    /// After the store confirmed a kick: tells the broker, which disconnects the device
+    /// and refuses its older tokens, and announces it.
+    pub fn device_kicked(&self, kick: &Kick) {
+        if let Some(link) = &self.revocation {
+            link.device_kicked(crate::broker::kicked_device(kick, self.tokens.ttl_secs));
+        }
+        metrics::counter!("ism_kicks_total").increment(1);
+        self.emit(EventKind::DeviceKicked {
+            session_id: kick.id.as_str().to_owned(),
+            client: kick.client.as_str().to_owned(),
+        });
     }
 }
 

@@ -1,5 +1,6 @@
-//! The versioned admin API: create, list, inspect and close sessions. Views of a session
-//! carry one page of its clients (see [`super::SessionView`]).
+//! The versioned admin API: create, list, inspect and close sessions, and kick a device
+//! out of its session. Views of a session carry one page of its clients with their
+//! presence (see [`super::SessionView`]).
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Json;
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,11 @@ pub async fn create_session(
     tracing::info!(session_id = %created.session.id, "session created");
     let location = format!("/api/v1/sessions/{}", created.session.id);
     let body = CreatedSessionView {
-        session: created.session.into(),
+        session: SessionView::first_page(
+            created.session,
+            &state.presence,
+            state.clock.unix_now(),
+        ),
         pin: created.pin.as_str().to_owned(),
     };
     Ok((
@@ -106,9 +111,10 @@ pub async fn list_sessions(
         )));
     }
     // One more than asked tells whether another page follows.
+    let now = state.clock.unix_now();
     let mut sessions = state
         .store
-        .list(state.clock.unix_now(), query.after.as_ref(), limit + 1)
+        .list(now, query.after.as_ref(), limit + 1)
         .await?;
     let next = if sessions.len() > limit {
         sessions.truncate(limit);
@@ -119,7 +125,10 @@ pub async fn list_sessions(
         None
     };
     Ok(Json(SessionPage {
-        sessions: sessions.into_iter().map(SessionView::from).collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|session| SessionView::first_page(session, &state.presence, now))
+            .collect(),
         next,
     }))
 }
@@ -138,15 +147,18 @@ pub async fn get_session(
     QueryParams(query): QueryParams<SessionQuery>,
 ) -> Result<Json<SessionView>, ApiError> {
     let limit = clients_page_size(query.clients_limit)?;
+    let now = state.clock.unix_now();
     let session = state
         .store
-        .get(&id, state.clock.unix_now())
+        .get(&id, now)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))?;
     Ok(Json(SessionView::with_clients(
         session,
         query.clients_after.as_ref(),
         limit,
+        &state.presence,
+        now,
     )?))
 }
 
@@ -163,14 +175,35 @@ pub async fn close_session(
     }
 }
 
+/// `DELETE /api/v1/sessions/{id}/clients/{name}`: kicks the device out (its connections
+/// are cut, its older tokens refused); a fresh join with the PIN works at once. 404 when
+/// the session is not live or the name never joined it.
+pub async fn kick_client(
+    State(state): State<AppState>,
+    PathParams((id, client)): PathParams<(SessionId, ClientName)>,
+) -> Result<StatusCode, ApiError> {
+    let now = state.clock.unix_now();
+    let Some(kick) = state.store.kick(&id, &client, now).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no client {} in a live session {id}",
+            client.as_str()
+        )));
+    };
+    tracing::info!(session_id = %id, client = %client, generation = kick.generation, "device kicked");
+    state.device_kicked(&kick);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 const SESSIONS: &str = "/api/v1/sessions";
 const SESSION: &str = "/api/v1/sessions/{id}";
+const SESSION_CLIENT: &str = "/api/v1/sessions/{id}/clients/{name}";
 /// The paths of [`router`].
-pub(crate) const PATHS: &[&str] = &[SESSIONS, SESSION];
+pub(crate) const PATHS: &[&str] = &[SESSIONS, SESSION, SESSION_CLIENT];
 
 /// The versioned admin API; [`super::admin_router`] puts admin auth in front of it.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(SESSIONS, post(create_session).get(list_sessions))
         .route(SESSION, get(get_session).delete(close_session))
+        .route(SESSION_CLIENT, delete(kick_client))
 }

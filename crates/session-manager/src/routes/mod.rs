@@ -37,6 +37,7 @@ use crate::domain::ClientName;
 use crate::error::ApiError;
 use crate::join::pin_check::PinChecker;
 use crate::state::AppState;
+use crate::broker::presence::{DevicePresenceView, PresenceTable};
 use crate::store::{ClientInfo, SessionInfo};
 use crate::telemetry;
 use admin::SessionDefaults;
@@ -137,8 +138,17 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::resp
 pub(crate) const DEFAULT_CLIENTS_PAGE: usize = 100;
 pub(crate) const MAX_CLIENTS_PAGE: usize = 1000;
 
+/// One client in a session view: its join and its presence at the broker.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientView {
+    #[serde(flatten)]
+    pub client: ClientInfo,
+    #[serde(flatten)]
+    pub presence: DevicePresenceView,
+}
+
 /// A session as the admin API shows it (never with its PIN), with one page of its
-/// clients in join order.
+/// clients in join order and how many of its devices are online.
 #[derive(Debug, Serialize)]
 pub(crate) struct SessionView {
     pub id: String,
@@ -148,7 +158,9 @@ pub(crate) struct SessionView {
     pub expires_at: Option<u64>,
     pub max_clients: Option<u32>,
     pub topic_root: String,
-    pub clients: Vec<ClientInfo>,
+    /// Devices of the session connected to the broker now.
+    pub online_count: usize,
+    pub clients: Vec<ClientView>,
     /// Cursor of the next page of clients (`?clients_after=`), None on the last page.
     pub clients_next: Option<String>,
 }
@@ -160,6 +172,8 @@ impl SessionView {
         session: SessionInfo,
         after: Option<&ClientName>,
         limit: usize,
+        presence: &PresenceTable,
+        now: u64,
     ) -> Result<Self, ApiError> {
         let start = match after {
             None => 0,
@@ -177,11 +191,22 @@ impl SessionView {
                 position + 1
             }
         };
-        Ok(Self::from_position(session, start, limit))
+        Ok(Self::from_position(session, start, limit, presence, now))
+    }
+
+    /// The view with the first [`DEFAULT_CLIENTS_PAGE`] clients.
+    pub(crate) fn first_page(session: SessionInfo, presence: &PresenceTable, now: u64) -> Self {
+        Self::from_position(session, 0, DEFAULT_CLIENTS_PAGE, presence, now)
     }
 
     /// The view with at most `limit` clients from position `start` (join order).
-    fn from_position(session: SessionInfo, start: usize, limit: usize) -> Self {
+    fn from_position(
+        session: SessionInfo,
+        start: usize,
+        limit: usize,
+        presence: &PresenceTable,
+        now: u64,
+    ) -> Self {
         let mut clients = session.clients;
         let end = start.saturating_add(limit).min(clients.len());
         let start = start.min(end);
@@ -194,7 +219,16 @@ impl SessionView {
         };
         clients.truncate(end);
         clients.drain(..start);
+        let session_id = session.id.as_str();
+        let clients = clients
+            .into_iter()
+            .map(|client| ClientView {
+                presence: presence.device(session_id, client.name.as_str(), now),
+                client,
+            })
+            .collect();
         SessionView {
+            online_count: presence.online_count(session_id),
             topic_root: session_token::claims::session_topic_root(session.id.as_str()),
             id: session.id.as_str().to_owned(),
             session_type: session.session_type.as_str().to_owned(),
@@ -204,13 +238,6 @@ impl SessionView {
             clients,
             clients_next,
         }
-    }
-}
-
-impl From<SessionInfo> for SessionView {
-    /// The view with the first [`DEFAULT_CLIENTS_PAGE`] clients.
-    fn from(session: SessionInfo) -> Self {
-        Self::from_position(session, 0, DEFAULT_CLIENTS_PAGE)
     }
 }
 

@@ -1,0 +1,402 @@
+//! The connection task of the broker link: one MQTT connection to the broker, closes and
+//! kicks out on [`CONTROL_TOPIC`], presence in on [`PRESENCE_TOPIC`].
+//!
+//! It logs in as a reserved `$`-prefixed principal (`$ism-link-<hex>`, client id and
+//! token `sub` alike, so no device can take that identity), with a short-lived token the
+//! service signs for itself (publishing to the control topic and reading presence only,
+//! re-minted for every connection).
+//!
+//! On every (re)connect it subscribes to the presence topic (QoS 1), asks the plugin for
+//! the list of connected devices (`sync` with a fresh request id, whose answer replaces
+//! the presence table's view of who is online), and republishes, straight from the store,
+//! every close and every kick whose tokens can still be alive: neither a restart of the
+//! service (even `kill -9`) nor one of the broker lets a revoked token back in. New closes
+//! and kicks are noted by the handlers ([`super::BrokerLink`]) and published as they come;
+//! while the link is down they wait, coalesced, and are never dropped.
+//!
+//! Sessions that merely expire need no message: no token outlives its session.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS,
+};
+use session_token::{
+    Claims, ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PRESENCE_TOPIC,
+};
+use tokio::task::JoinHandle;
+
+use super::outage::Outage;
+use super::pending::Pending;
+use super::presence::PresenceTable;
+use crate::clock::unix_now;
+use crate::config::BrokerUrl;
+use crate::domain::SessionId;
+use crate::shutdown::Shutdown;
+use crate::signer::TokenSigner;
+use crate::store::{Kick, Revocation, SessionStore};
+
+/// Lifetime of the service's own broker token.
+const SERVICE_TOKEN_LIFETIME_SECS: u64 = 3600;
+/// The connection is rebuilt with a fresh token this long before the old one expires.
+const TOKEN_RENEW_MARGIN_SECS: u64 = 300;
+/// Pause before a new connection attempt after a failure.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Closes and kicks per control message (ids have at most 32 digits and client names are
+/// short, so a message stays well under [`MAX_OUTGOING_PACKET_BYTES`]).
+pub(super) const BATCH: usize = 100;
+/// Largest MQTT packet the link sends.
+const MAX_OUTGOING_PACKET_BYTES: usize = 64 * 1024;
+/// Largest MQTT packet the link accepts (a part of a sync answer may list many devices).
+const MAX_INCOMING_PACKET_BYTES: usize = 1024 * 1024;
+/// Requests the MQTT client queues before `try_publish` reports it full.
+const CLIENT_QUEUE: usize = 256;
+/// How often the presence table forgets the devices of sessions that are over.
+const PRESENCE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity.
+pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
+
+/// One thing to tell the broker.
+#[derive(Debug, Clone)]
+enum Outgoing {
+    Closed(ClosedSession),
+    Kicked(KickedDevice),
+}
+
+/// The task's side, started by [`LinkTask::spawn`].
+pub struct LinkTask {
+    pub(super) url: BrokerUrl,
+    pub(super) signer: Arc<dyn TokenSigner>,
+    pub(super) issuer: String,
+    pub(super) token_ttl_secs: u64,
+    pub(super) store: Arc<dyn SessionStore>,
+    pub(super) presence: Arc<PresenceTable>,
+    pub(super) pending: Arc<Pending>,
+    pub(super) connected: Arc<AtomicBool>,
+    pub(super) client_id: String,
+    /// Closes and kicks taken from the store, waiting for room in the MQTT client's queue.
+    outbox: VecDeque<Outgoing>,
+    /// The current outage: since when, and how loudly it has been reported.
+    outage: Outage,
+}
+
+/// Why a connection ended.
+enum Ended {
+    Shutdown,
+    Renew,
+    Failed,
+}
+
+impl LinkTask {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        url: BrokerUrl,
+        signer: Arc<dyn TokenSigner>,
+        issuer: String,
+        token_ttl_secs: u64,
+        store: Arc<dyn SessionStore>,
+        presence: Arc<PresenceTable>,
+        pending: Arc<Pending>,
+        connected: Arc<AtomicBool>,
+    ) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        LinkTask {
+            url,
+            signer,
+            issuer,
+            token_ttl_secs,
+            store,
+            presence,
+            pending,
+            connected,
+            client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
+            outbox: VecDeque::new(),
+            outage: Outage::begin(),
+        }
+    }
+
+    pub fn spawn(self, shutdown: Shutdown) -> JoinHandle<()> {
+        tokio::spawn(self.run(shutdown))
+    }
+
+    async fn run(mut self, shutdown: Shutdown) {
+        tracing::info!(broker = %self.url, client = %self.client_id, "broker link starting");
+        metrics::gauge!("ism_broker_link_up").set(0.0);
+        loop {
+            let ended = tokio::select! {
+                ended = self.connection() => ended,
+                () = shutdown.wait() => Ended::Shutdown,
+            };
+            self.set_connected(false);
+            // Whatever was not handed over is republished from the store on reconnect.
+            self.outbox.clear();
+            match ended {
+                Ended::Shutdown => break,
+                Ended::Renew => continue,
+                Ended::Failed => {
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_DELAY) => {}
+                        () = shutdown.wait() => break,
+                    }
+                }
+            }
+        }
+        tracing::info!("broker link stopped");
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+        metrics::gauge!("ism_broker_link_up").set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Queues every close and kick whose tokens can still be alive.
+    async fn queue_everything(&mut self) {
+        // Taken before reading the store: a change noted from now on is published again
+        // on its own, one noted before is in the store already.
+        self.pending.take();
+        let now = unix_now();
+        match self.store.revocations(self.token_ttl_secs, now).await {
+            Ok(all) => self
+                .outbox
+                .extend(all.into_iter().map(|r| Outgoing::Closed(closed_session(r)))),
+            Err(error) => tracing::warn!(%error, "cannot read the closed sessions to republish"),
+        }
+        match self.store.kicks(self.token_ttl_secs, now).await {
+            Ok(all) => self.outbox.extend(
+                all.into_iter()
+                    .map(|kick| Outgoing::Kicked(kicked_device(&kick, self.token_ttl_secs))),
+            ),
+            Err(error) => tracing::warn!(%error, "cannot read the kicks to republish"),
+        }
+    }
+
+    /// Queues the closes and kicks noted since the last look.
+    async fn queue_pending(&mut self) {
+        let now = unix_now();
+        let noted = self.pending.take();
+        for id in noted.closed {
+            let Ok(session_id) = SessionId::parse(&id) else {
+                continue;
+            };
+            match self
+                .store
+                .revocation(&session_id, self.token_ttl_secs, now)
+                .await
+            {
+                Ok(Some(revocation)) => self
+                    .outbox
+                    .push_back(Outgoing::Closed(closed_session(revocation))),
+                Ok(None) => tracing::debug!(session_id = %id, "closed session needs no revocation"),
+                Err(error) => {
+                    tracing::warn!(session_id = %id, %error, "cannot read a closed session to revoke")
+                }
+            }
+        }
+        self.outbox
+            .extend(noted.kicked.into_values().map(Outgoing::Kicked));
+    }
+
+    /// Hands queued closes and kicks to the MQTT client while it has room; false when the
+    /// client is gone.
+    fn flush(&mut self, client: &AsyncClient) -> bool {
+        while !self.outbox.is_empty() {
+            let take = self.outbox.len().min(BATCH);
+            let mut message = ControlMessage::default();
+            for outgoing in self.outbox.iter().take(take) {
+                match outgoing {
+                    Outgoing::Closed(closed) => message.closed.push(closed.clone()),
+                    Outgoing::Kicked(kicked) => message.kicked.push(kicked.clone()),
+                }
+            }
+            match client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload()) {
+                Ok(()) => {
+                    self.outbox.drain(..take);
+                    tracing::info!(
+                        sessions = ?message.closed.iter().map(|c| c.sid.as_str()).collect::<Vec<_>>(),
+                        kicked = ?message.kicked.iter().map(|k| format!("{}/{}", k.sid, k.client)).collect::<Vec<_>>(),
+                        "revocations published"
+                    );
+                }
+                Err(ClientError::TryRequest(_)) => {
+                    // The client's queue is full; more room after the next event.
+                    tracing::debug!(waiting = self.outbox.len(), "broker link is behind");
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot queue a control message");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Subscribes to presence and asks the plugin who is connected; false when the client
+    /// is gone.
+    fn start_presence(&self, client: &AsyncClient) -> bool {
+        if let Err(error) = client.try_subscribe(PRESENCE_TOPIC, QoS::AtLeastOnce) {
+            tracing::warn!(%error, "cannot subscribe to presence reports");
+            return false;
+        }
+        let request = uuid::Uuid::new_v4().simple().to_string();
+        self.presence.sync_requested(request.clone());
+        let message = ControlMessage {
+            sync: Some(request),
+            ..ControlMessage::default()
+        };
+        if let Err(error) =
+            client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload())
+        {
+            tracing::warn!(%error, "cannot ask the broker who is connected");
+            return false;
+        }
+        true
+    }
+
+    /// One connection, from minting its token to its end.
+    async fn connection(&mut self) -> Ended {
+        let issued_at = unix_now();
+        let claims = Claims::for_revocation_service(
+            &self.issuer,
+            &self.client_id,
+            issued_at,
+            SERVICE_TOKEN_LIFETIME_SECS,
+            &uuid::Uuid::new_v4().to_string(),
+        );
+        let token = match self.signer.sign(&claims).await {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, "cannot sign the broker token of the broker link");
+                return Ended::Failed;
+            }
+        };
+        let mut options = MqttOptions::new(&self.client_id, &self.url.host, self.url.port);
+        options.set_credentials(&self.client_id, token);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        options.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES);
+        let (client, mut events) = AsyncClient::new(options, CLIENT_QUEUE);
+        let renew_at = tokio::time::sleep(Duration::from_secs(
+            SERVICE_TOKEN_LIFETIME_SECS - TOKEN_RENEW_MARGIN_SECS,
+        ));
+        tokio::pin!(renew_at);
+        let mut prune = tokio::time::interval(PRESENCE_PRUNE_INTERVAL);
+        let pending = Arc::clone(&self.pending);
+        let ended = loop {
+            let connected = self.connected.load(Ordering::Relaxed);
+            tokio::select! {
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                        if ack.code != ConnectReturnCode::Success {
+                            let refusal = format!("the broker refused the connection ({:?})", ack.code);
+                            self.outage.failed(&self.url, &refusal);
+                            break Ended::Failed;
+                        }
+                        self.set_connected(true);
+                        // The next outage starts quiet again (a renewal that fails, say).
+                        self.outage = Outage::begin();
+                        if !self.start_presence(&client) {
+                            break Ended::Failed;
+                        }
+                        // A restarted broker (or plugin) has forgotten what it was told.
+                        self.queue_everything().await;
+                        tracing::info!(broker = %self.url, republished = self.outbox.len(), "broker link connected");
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                        if publish.topic == PRESENCE_TOPIC {
+                            self.presence.apply_payload(&publish.payload);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        if connected {
+                            tracing::warn!(%error, "broker link lost; reconnecting");
+                            self.outage = Outage::begin();
+                        } else {
+                            self.outage.failed(&self.url, &error);
+                        }
+                        break Ended::Failed;
+                    }
+                },
+                () = pending.wake.notified(), if connected => self.queue_pending().await,
+                _ = prune.tick() => self.presence.prune(),
+                () = &mut renew_at => break Ended::Renew,
+            }
+            if self.connected.load(Ordering::Relaxed) && !self.flush(&client) {
+                break Ended::Failed;
+            }
+        };
+        if matches!(ended, Ended::Renew | Ended::Shutdown) {
+            let _ = client.try_disconnect();
+            drain(&mut events).await;
+        }
+        ended
+    }
+}
+
+fn closed_session(revocation: Revocation) -> ClosedSession {
+    ClosedSession {
+        sid: revocation.id.as_str().to_owned(),
+        until: revocation.until,
+    }
+}
+
+/// The control message entry of a kick: refuse the device's tokens below its new
+/// generation for as long as an older token can live.
+pub(super) fn kicked_device(kick: &Kick, token_ttl_secs: u64) -> KickedDevice {
+    KickedDevice {
+        sid: kick.id.as_str().to_owned(),
+        client: kick.client.as_str().to_owned(),
+        below_gen: kick.generation,
+        until: kick.refuse_until(token_ttl_secs),
+    }
+}
+
+/// Lets the event loop send what is queued (the DISCONNECT last), briefly.
+async fn drain(events: &mut EventLoop) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while events.poll().await.is_ok() {}
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_batch_of_the_longest_ids_and_names_fits_a_packet() {
+        let message = ControlMessage {
+            closed: vec![
+                ClosedSession {
+                    sid: "9".repeat(32),
+                    until: u64::MAX,
+                };
+                BATCH
+            ],
+            kicked: vec![
+                KickedDevice {
+                    sid: "9".repeat(32),
+                    client: "c".repeat(128),
+                    below_gen: u32::MAX,
+                    until: u64::MAX,
+                };
+                BATCH
+            ],
+            ..ControlMessage::default()
+        };
+        assert!(message.to_payload().len() < MAX_OUTGOING_PACKET_BYTES);
+    }
+
+    #[test]
+    fn the_link_is_a_reserved_principal() {
+        let client = format!("{LINK_CLIENT_ID_PREFIX}0123456789abcdef");
+        assert_eq!(
+            session_token::classify_client_id(&client, "", &client, false),
+            Ok(session_token::ClientIdKind::System)
+        );
+    }
+}
