@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::admin_auth::request_origin::AllowedHosts;
 use crate::admin_auth::AdminAuth;
+use crate::broker::{self, LinkTask, PresenceTable};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
@@ -28,7 +29,6 @@ use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::refusal_log::RefusalLog;
-use crate::broker::{self, LinkTask, PresenceTable};
 use crate::routes::admin::SessionDefaults;
 use crate::routes::{admin_router, public_router};
 use crate::shutdown::Shutdown;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::broker::{BrokerLink, PresenceTable};
 use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
 use crate::rate_limit::JoinThrottle;
 use crate::refusal_log::RefusalLog;
-use crate::broker::{BrokerLink, PresenceTable};
 use crate::signer::TokenSigner;
 use crate::store::{Kick, SessionStore};
 

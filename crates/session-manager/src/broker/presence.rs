@@ -245,15 +245,19 @@ impl PresenceTable {
                 drop(sync);
                 self.fault(
                     Fault::UnknownSync,
-                    &format!("an answer to sync {:?}, which is not the latest request", part.sync),
+                    &format!(
+                        "an answer to sync {:?}, which is not the latest request",
+                        part.sync
+                    ),
                 );
                 return;
             }
             for device in part.clients {
-                let entry = sync
-                    .online
-                    .entry((device.sid, device.client))
-                    .or_insert((0, device.client_id.clone(), device.at));
+                let entry = sync.online.entry((device.sid, device.client)).or_insert((
+                    0,
+                    device.client_id.clone(),
+                    device.at,
+                ));
                 entry.0 = entry.0.saturating_add(1);
                 if device.at >= entry.2 {
                     entry.1 = device.client_id;

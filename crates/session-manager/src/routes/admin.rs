@@ -71,11 +71,7 @@ pub async fn create_session(
     tracing::info!(session_id = %created.session.id, "session created");
     let location = format!("/api/v1/sessions/{}", created.session.id);
     let body = CreatedSessionView {
-        session: SessionView::first_page(
-            created.session,
-            &state.presence,
-            state.clock.unix_now(),
-        ),
+        session: SessionView::first_page(created.session, &state.presence, state.clock.unix_now()),
         pin: created.pin.as_str().to_owned(),
     };
     Ok((

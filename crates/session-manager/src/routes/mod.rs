@@ -33,11 +33,11 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin_auth::request_origin::{refuse_foreign_requests, AllowedHosts};
 use crate::admin_auth::{require_admin_key, AdminAuth};
+use crate::broker::presence::{DevicePresenceView, PresenceTable};
 use crate::domain::ClientName;
 use crate::error::ApiError;
 use crate::join::pin_check::PinChecker;
 use crate::state::AppState;
-use crate::broker::presence::{DevicePresenceView, PresenceTable};
 use crate::store::{ClientInfo, SessionInfo};
 use crate::telemetry;
 use admin::SessionDefaults;

@@ -11,9 +11,7 @@
 //! as it always did. So this reader only ever accepts bodies that serde_json accepts too,
 //! with the same result, and the same domain checks (`SessionType`, `ClientName`) apply.
 
-use super::record::{
-    ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record, RecordKind,
-};
+use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record, RecordKind};
 use crate::domain::{ClientName, SessionId, SessionType};
 
 /// Decodes `body`, a frame's body whose key named `kind` and `id`; `None` when it is not
@@ -253,8 +251,7 @@ mod tests {
             br#"{"kicked":{"id":"7","client":"lamp","generation":4294967296,"kicked_at":1}}"#;
         assert_eq!(decode(RecordKind::Kicked, &seven, wide_gen), None);
         assert_eq!(serde_reads(wide_gen), None);
-        let reordered =
-            br#"{"kicked":{"id":"7","generation":1,"client":"lamp","kicked_at":1}}"#;
+        let reordered = br#"{"kicked":{"id":"7","generation":1,"client":"lamp","kicked_at":1}}"#;
         assert_eq!(decode(RecordKind::Kicked, &seven, reordered), None);
         assert!(serde_reads(reordered).is_some());
         let closed = br#"{"closed":{"id":"7","closed_at":1,"closed_at":2}}"#;

@@ -47,8 +47,7 @@ use std::time::Instant;
 use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
     decode_frame, decode_v1_frame, ClosedRecord, FrameDefect, JoinedRecord, KickedRecord, Record,
-    RecordKind,
-    JOURNAL_HEADER,
+    RecordKind, JOURNAL_HEADER,
 };
 use super::writer::JOURNAL_FILE_NAME;
 use dashmap::mapref::entry::Entry;
