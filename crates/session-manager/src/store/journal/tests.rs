@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, Record};
+use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
 use super::recovery::CHUNK_FOR_TESTS;
 use super::*;
 use crate::clock::unix_now;
@@ -1311,4 +1311,137 @@ fn the_test_journal_writer_spells_records_as_the_store_does() {
         String::from_utf8_lossy(&written),
         String::from_utf8_lossy(&expected)
     );
+}
+
+#[tokio::test]
+async fn kicks_raise_the_generation_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    // The store replays on the system clock: the session must still live after reopen.
+    let now = unix_now();
+    let session = store
+        .create(
+            NewSession {
+                ttl_secs: Some(600),
+                ..NewSession::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let id = &session.session.id;
+    let joined = store
+        .join(id, &session.pin, &client("lamp"), now + 1)
+        .await
+        .unwrap();
+    assert_eq!(joined.generation, 0);
+    // Only a client that joined a live session can be kicked.
+    assert_eq!(
+        store
+            .store
+            .kick(id, &client("ghost"), now + 2)
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = SessionId::parse("999999").unwrap();
+    assert_eq!(
+        store
+            .store
+            .kick(&unknown, &client("lamp"), now + 2)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let kick = store
+        .store
+        .kick(id, &client("lamp"), now + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((kick.generation, kick.kicked_at), (1, now + 2));
+    // Refused for a token lifetime, never beyond the session's end.
+    assert_eq!(kick.refuse_until(100), now + 102);
+    assert_eq!(kick.refuse_until(3600), now + 600);
+    let second = store
+        .store
+        .kick(id, &client("lamp"), now + 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.generation, 2);
+    let rejoined = store
+        .join(id, &session.pin, &client("lamp"), now + 4)
+        .await
+        .unwrap();
+    assert_eq!(rejoined.generation, 2);
+
+    let (store, report) = reopen(store, dir.path()).await;
+    assert_eq!(report.records, 4, "create, join and two kicks");
+    let rejoined = store
+        .join(id, &session.pin, &client("lamp"), now + 5)
+        .await
+        .unwrap();
+    assert_eq!(rejoined.generation, 2, "the generation was not kept");
+    let live = store.store.live_kicks(100, now + 5);
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].generation, live[0].kicked_at), (2, now + 3));
+    // A kick whose older tokens can no longer live needs no republishing.
+    assert!(store.store.live_kicks(100, now + 103).is_empty());
+    // Closing the session ends its kicks: the close refuses every token.
+    assert!(store.close(id).await.unwrap());
+    assert!(store.store.live_kicks(100, now + 5).is_empty());
+    assert_eq!(
+        store
+            .store
+            .kick(id, &client("lamp"), now + 6)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_latest_kick_of_each_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = Pin::parse("123456").unwrap();
+    let pin_hash = hash_pin_blocking(&pin).unwrap();
+    let now = unix_now();
+    let id = SessionId::parse("100001").unwrap();
+    let mut records = vec![Record::Created(CreatedRecord {
+        id: id.clone(),
+        session_type: SessionType::default(),
+        created_at: now - 100,
+        expires_at: None,
+        max_clients: None,
+        pin_hash,
+    })];
+    records.push(Record::Joined(JoinedRecord {
+        id: id.clone(),
+        client: client("lamp"),
+        joined_at: now - 90,
+    }));
+    // Enough kicks of one client that start-up compacts the journal.
+    for generation in 1..=3000 {
+        records.push(Record::Kicked(KickedRecord {
+            id: id.clone(),
+            client: client("lamp"),
+            generation,
+            kicked_at: now - 50,
+        }));
+    }
+    write_journal(dir.path(), &records);
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, records.len());
+    store.shutdown().await;
+    drop(store);
+    let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+    assert_eq!(compacted.lines().count(), 1 + 3, "{compacted}");
+    assert_eq!(compacted.matches("\"kicked\"").count(), 1);
+
+    let (store, _) = open(dir.path()).await;
+    let joined = store.join(&id, &pin, &client("lamp"), now).await.unwrap();
+    assert_eq!(joined.generation, 3000);
 }
