@@ -15,7 +15,7 @@ pub(crate) struct ClientKick {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Kicks(Option<Box<Vec<ClientKick>>>);
+pub(crate) struct Kicks(Option<Box<[ClientKick]>>);
 
 impl Kicks {
     /// The client's generation (0 when it was never kicked).
@@ -31,31 +31,38 @@ impl Kicks {
 
     /// Records a kick; a replayed kick never lowers a generation already known.
     pub(crate) fn record(&mut self, client: ClientName, generation: u32, kicked_at: u64) {
-        let kicks = self.0.get_or_insert_with(Box::default);
-        match kicks.iter_mut().find(|kick| kick.client == client) {
+        let known = self
+            .0
+            .as_deref_mut()
+            .and_then(|kicks| kicks.iter_mut().find(|kick| kick.client == client));
+        match known {
             Some(kick) if kick.generation >= generation => {}
             Some(kick) => {
                 kick.generation = generation;
                 kick.kicked_at = kicked_at;
             }
-            None => kicks.push(ClientKick {
-                client,
-                generation,
-                kicked_at,
-            }),
+            None => {
+                // Kicked clients are few: the slice is rebuilt, one exact allocation.
+                let mut kicks = self.0.take().map(Vec::from).unwrap_or_default();
+                kicks.push(ClientKick {
+                    client,
+                    generation,
+                    kicked_at,
+                });
+                self.0 = Some(kicks.into_boxed_slice());
+            }
         }
     }
 
     /// Puts the client's state back as it was before a kick that did not reach the disk.
     pub(crate) fn restore(&mut self, client: &ClientName, previous: Option<ClientKick>) {
-        let Some(kicks) = self.0.as_deref_mut() else {
+        let Some(kicks) = self.0.take() else {
             return;
         };
+        let mut kicks = Vec::from(kicks);
         kicks.retain(|kick| &kick.client != client);
         kicks.extend(previous);
-        if kicks.is_empty() {
-            self.0 = None;
-        }
+        self.0 = (!kicks.is_empty()).then(|| kicks.into_boxed_slice());
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &ClientKick> {
