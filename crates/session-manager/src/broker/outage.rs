@@ -3,7 +3,8 @@
 //! The broker usually comes up after the service, so failed attempts are normal at first:
 //! during the first [`QUIET_START`] of an outage (from the start, or from losing an
 //! established link, which is one WARN) they are logged at INFO (the first) and DEBUG;
-//! after that a WARN every [`WARNING_INTERVAL`] while it lasts.
+//! after that a WARN every [`WARNING_INTERVAL`] while it lasts. These lines keep calling
+//! it the revocation link, the name log filters already know.
 
 use std::time::Duration;
 
@@ -39,18 +40,18 @@ impl Outage {
         let down_secs = now.duration_since(self.since).as_secs();
         if now.duration_since(self.since) < QUIET_START {
             if self.failures == 1 {
-                tracing::info!(%error, %broker, "the broker is not reachable yet; the broker link keeps retrying");
+                tracing::info!(%error, %broker, "the broker is not reachable yet; the revocation link keeps retrying");
             } else {
-                tracing::debug!(%error, %broker, "cannot connect the broker link yet; retrying");
+                tracing::debug!(%error, %broker, "cannot connect the revocation link yet; retrying");
             }
         } else if self
             .last_warning
             .is_none_or(|last| now.duration_since(last) >= WARNING_INTERVAL)
         {
             self.last_warning = Some(now);
-            tracing::warn!(%error, %broker, down_secs, "cannot connect the broker link; closes and kicks wait in the store until it is up");
+            tracing::warn!(%error, %broker, down_secs, "cannot connect the revocation link; closes and kicks wait in the store until it is up");
         } else {
-            tracing::debug!(%error, %broker, "cannot connect the broker link; retrying");
+            tracing::debug!(%error, %broker, "cannot connect the revocation link; retrying");
         }
     }
 }
