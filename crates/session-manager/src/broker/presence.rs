@@ -367,3 +367,186 @@ impl PresenceTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::{JournalStore, NewSession, StoreConfig};
+
+    struct Fixture {
+        table: PresenceTable,
+        events: tokio::sync::broadcast::Receiver<Arc<crate::events::Event>>,
+        store: Arc<dyn SessionStore>,
+        sid: String,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = JournalStore::open(StoreConfig {
+            data_dir: dir.path().to_owned(),
+            id_length: 9,
+            repair_journal_at: None,
+        })
+        .await
+        .expect("a store");
+        let store: Arc<dyn SessionStore> = Arc::new(store);
+        let now = crate::clock::unix_now();
+        let session = store
+            .create(NewSession::default(), Arc::from("not a real hash"), now)
+            .await
+            .expect("a session");
+        let bus = EventBus::new(64);
+        let events = bus.subscribe();
+        let table = PresenceTable::new(Arc::clone(&store), bus, Arc::new(SystemClock));
+        Fixture {
+            table,
+            events,
+            store,
+            sid: session.id.as_str().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    fn connected(sid: &str, client: &str, at: u64) -> PresenceMessage {
+        PresenceMessage::Connected(ConnectedDevice {
+            sid: sid.to_owned(),
+            client: client.to_owned(),
+            client_id: client.to_owned(),
+            jti: "j".to_owned(),
+            at,
+        })
+    }
+
+    fn disconnected(sid: &str, client: &str, at: u64, reason: DisconnectReason) -> PresenceMessage {
+        PresenceMessage::Disconnected(DisconnectedDevice {
+            sid: sid.to_owned(),
+            client: client.to_owned(),
+            client_id: client.to_owned(),
+            at,
+            reason,
+        })
+    }
+
+    fn next_event(fixture: &mut Fixture) -> EventKind {
+        fixture.events.try_recv().expect("an event").kind.clone()
+    }
+
+    #[tokio::test]
+    async fn a_takeover_keeps_the_device_online_and_still_reports_the_old_connection_ending() {
+        let mut f = fixture().await;
+        let sid = f.sid.clone();
+        f.table.apply(connected(&sid, "lamp", 10));
+        f.table.apply(connected(&sid, "lamp", 20));
+        f.table
+            .apply(disconnected(&sid, "lamp", 20, DisconnectReason::TakenOver));
+        let view = f.table.device(&sid, "lamp", 30);
+        assert_eq!(
+            view,
+            DevicePresenceView {
+                online: true,
+                connected_at: Some(20),
+                last_seen: Some(30),
+                disconnect_reason: None,
+            }
+        );
+        assert_eq!(f.table.online_count(&sid), 1);
+        assert_eq!(f.table.online_total(), 1);
+        assert!(matches!(
+            next_event(&mut f),
+            EventKind::DeviceConnected { .. }
+        ));
+        assert!(matches!(
+            next_event(&mut f),
+            EventKind::DeviceConnected { .. }
+        ));
+        assert!(matches!(
+            next_event(&mut f),
+            EventKind::DeviceDisconnected {
+                reason: DisconnectReason::TakenOver,
+                ..
+            }
+        ));
+        f.table
+            .apply(disconnected(&sid, "lamp", 40, DisconnectReason::Kicked));
+        let view = f.table.device(&sid, "lamp", 50);
+        assert!(!view.online);
+        assert_eq!(view.last_seen, Some(40));
+        assert_eq!(view.disconnect_reason, Some(DisconnectReason::Kicked));
+        assert_eq!(f.table.online_total(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sync_answer_replaces_who_is_online_with_events_for_each_change() {
+        let mut f = fixture().await;
+        let sid = f.sid.clone();
+        f.table.apply(connected(&sid, "lamp", 10));
+        f.table
+            .apply(disconnected(&sid, "door", 11, DisconnectReason::Expired));
+        while f.events.try_recv().is_ok() {}
+        f.table.sync_requested("r2".to_owned());
+        let door = ConnectedDevice {
+            sid: sid.clone(),
+            client: "door".to_owned(),
+            client_id: "door".to_owned(),
+            jti: "j".to_owned(),
+            at: 15,
+        };
+        f.table.apply(PresenceMessage::Online(OnlineDevices {
+            sync: "r2".to_owned(),
+            clients: vec![door],
+            done: false,
+        }));
+        // Nothing changes before the last part.
+        assert!(f.table.device(&sid, "lamp", 20).online);
+        f.table.apply(PresenceMessage::Online(OnlineDevices {
+            sync: "r2".to_owned(),
+            clients: vec![],
+            done: true,
+        }));
+        let lamp = f.table.device(&sid, "lamp", 20);
+        assert!(!lamp.online);
+        assert_eq!(lamp.disconnect_reason, Some(DisconnectReason::Disconnected));
+        let door = f.table.device(&sid, "door", 20);
+        assert_eq!((door.online, door.connected_at), (true, Some(15)));
+        let mut kinds = vec![next_event(&mut f), next_event(&mut f)];
+        kinds.sort_by_key(|kind| matches!(kind, EventKind::DeviceConnected { .. }));
+        assert!(matches!(
+            kinds[0],
+            EventKind::DeviceDisconnected {
+                reason: DisconnectReason::Disconnected,
+                ..
+            }
+        ));
+        assert!(matches!(kinds[1], EventKind::DeviceConnected { .. }));
+        // A stale or repeated answer is ignored.
+        f.table.apply(PresenceMessage::Online(OnlineDevices {
+            sync: "r2".to_owned(),
+            clients: vec![],
+            done: true,
+        }));
+        assert!(f.table.device(&sid, "door", 20).online);
+        f.table.apply_payload(b"not json");
+        assert!(f.table.device(&sid, "door", 20).online);
+    }
+
+    #[tokio::test]
+    async fn devices_of_sessions_that_are_over_are_forgotten_and_not_taken_back() {
+        let f = fixture().await;
+        let sid = f.sid.clone();
+        f.table.apply(connected(&sid, "lamp", 10));
+        assert_eq!(f.table.online_total(), 1);
+        let id = SessionId::parse(&sid).expect("an id");
+        assert!(f.store.close(&id).await.expect("closed"));
+        f.table.prune();
+        assert_eq!(f.table.online_total(), 0);
+        assert_eq!(
+            f.table.device(&sid, "lamp", 20),
+            DevicePresenceView::default()
+        );
+        f.table.apply(connected(&sid, "lamp", 30));
+        assert_eq!(f.table.online_count(&sid), 0);
+        assert_eq!(f.table.online_total(), 0);
+    }
+}
