@@ -510,7 +510,7 @@ mod tests {
         assert_eq!(lamp.disconnect_reason, Some(DisconnectReason::Disconnected));
         let door = f.table.device(&sid, "door", 20);
         assert_eq!((door.online, door.connected_at), (true, Some(15)));
-        let mut kinds = vec![next_event(&mut f), next_event(&mut f)];
+        let mut kinds = [next_event(&mut f), next_event(&mut f)];
         kinds.sort_by_key(|kind| matches!(kind, EventKind::DeviceConnected { .. }));
         assert!(matches!(
             kinds[0],
