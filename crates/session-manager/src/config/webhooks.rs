@@ -103,12 +103,14 @@ fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
 /// One receiver URL: absolute, `http` or `https`.
 fn parse_webhook_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text.trim())
-        .map_err(|error| format!("not a URL ({error}); expected http://host[:port]/path"))?;
+        .map_err(|error| {
+            format!("ISM_WEBHOOK_URLS: not a URL ({error}); expected http(s)://host[:port]/path")
+        })?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
-        "http" | "https" => Err("the URL has no host".to_owned()),
+        "http" | "https" => Err("ISM_WEBHOOK_URLS: the URL has no host".to_owned()),
         other => Err(format!(
-            "scheme {other}: is not allowed, only http and https"
+            "ISM_WEBHOOK_URLS: scheme {other}: is not allowed, only http and https"
         )),
     }
 }

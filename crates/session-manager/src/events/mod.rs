@@ -20,8 +20,7 @@ pub mod sse;
 pub mod webhook_signature;
 pub mod webhooks;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use session_token::DisconnectReason;
@@ -113,7 +112,9 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
-    sequence: Arc<AtomicU64>,
+    /// The last `seq` handed out; held while an event is numbered and handed on, so that
+    /// every listener and every webhook queue gets the events in `seq` order.
+    sequence: Arc<Mutex<u64>>,
     /// Deadlines of the sessions created through the bus, for the expiry task.
     expiries: Arc<expiry::ExpiryIndex>,
     /// One queue per webhook receiver.
@@ -128,7 +129,7 @@ impl EventBus {
         let (sender, _) = broadcast::channel(buffer.max(1));
         EventBus {
             sender,
-            sequence: Arc::new(AtomicU64::new(0)),
+            sequence: Arc::new(Mutex::new(0)),
             expiries: Arc::new(expiry::ExpiryIndex::default()),
             webhooks: Arc::new([]),
             stream: sse::StreamSettings::default(),
@@ -161,10 +162,17 @@ impl EventBus {
     /// Hands an event to every listener; never waits. `now_ms`: milliseconds since the
     /// epoch (from the state's clock).
     pub fn publish(&self, kind: EventKind, now_ms: u64) {
-        let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+        // Numbering and handing on never wait for a listener, so the lock is brief; a
+        // panic cannot happen while it is held with the counter half-updated.
+        let mut sequence = self
+            .sequence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *sequence += 1;
         let event = Event {
-            id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
-            seq,
+            id,
+            seq: *sequence,
             timestamp: now_ms,
             kind,
         };
@@ -184,6 +192,7 @@ impl EventBus {
         }
         // No listener is not an error: the event is simply not wanted.
         let _ = self.sender.send(event);
+        drop(sequence);
     }
 
     /// A new listener, receiving every event published from now on. A listener more than
