@@ -80,6 +80,77 @@ impl EventStream {
     }
 }
 
+/// The frames of a complete stream text (comments skipped).
+pub fn parse_all(text: &str) -> Vec<Frame> {
+    text.split_inclusive("\n\n").filter_map(parse).collect()
+}
+
+/// A raw connection to the event stream with a small receive buffer that reads nothing
+/// until told to: a listener that has stopped reading.
+pub struct StalledReader {
+    socket: tokio::net::TcpStream,
+}
+
+impl StalledReader {
+    pub async fn open(admin: std::net::SocketAddr, query: &str) -> StalledReader {
+        use tokio::io::AsyncWriteExt as _;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("small receive buffer");
+        let mut socket = socket.connect(admin).await.expect("connect");
+        let request = format!(
+            "GET /api/v1/events{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await.expect("send request");
+        StalledReader { socket }
+    }
+
+    /// Reads (at last) until the decoded body holds `needle` followed by a frame's end;
+    /// the decoded body.
+    pub async fn read_until(mut self, needle: &str, patience: Duration) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut raw = Vec::new();
+        let read = async {
+            loop {
+                let mut chunk = [0u8; 65536];
+                let n = self.socket.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "the stream ended before {needle:?}");
+                raw.extend_from_slice(&chunk[..n]);
+                let body = dechunk(&raw);
+                if let Some(at) = body.find(needle) {
+                    if body[at..].contains("\n\n") {
+                        return body;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(patience, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} within {patience:?}"))
+    }
+}
+
+/// The body of an HTTP/1.1 chunked response read so far (an incomplete last chunk is left
+/// out).
+fn dechunk(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return String::new();
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..head_end]);
+    let mut rest = &text[head_end + 4..];
+    let mut body = String::new();
+    while let Some(line_end) = rest.find("\r\n") {
+        let size = usize::from_str_radix(rest[..line_end].trim(), 16).expect("chunk size");
+        let start = line_end + 2;
+        if size == 0 || rest.len() < start + size + 2 {
+            break;
+        }
+        body.push_str(&rest[start..start + size]);
+        rest = &rest[start + size + 2..];
+    }
+    body
+}
+
 /// A frame's fields; `None` for a comment (keep-alive).
 fn parse(text: &str) -> Option<Frame> {
     let mut event = None;
