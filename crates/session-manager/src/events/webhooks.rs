@@ -232,9 +232,22 @@ impl WebhookWorker {
             Ok(response) if response.status().is_success() => Attempt::Delivered,
             Ok(response) => Attempt::Failed(format!("answered {}", response.status())),
             Err(error) if error.is_timeout() => Attempt::Failed("timed out".to_owned()),
-            Err(error) => Attempt::Failed(format!("{error}")),
+            Err(error) => Attempt::Failed(describe(error)),
         }
     }
+}
+
+/// What went wrong, with its causes, without the URL (which may hold a secret).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A random wait between zero and `backoff` ("full jitter").
