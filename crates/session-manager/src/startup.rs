@@ -160,14 +160,13 @@ impl Application {
         };
         // Streams must send something before the idle-connection timeout closes them.
         let idle_timeout = Duration::from_secs(config.listen.http_idle_timeout_secs);
-        let events = EventBus::new(
-            usize::try_from(config.webhooks.event_buffer).unwrap_or(usize::MAX),
-        )
-        .with_webhooks(webhook_queues)
-        .with_stream_settings(StreamSettings {
-            keep_alive: EVENT_STREAM_KEEP_ALIVE.min(idle_timeout / 2),
-            shutdown: shutdown.clone(),
-        });
+        let events =
+            EventBus::new(usize::try_from(config.webhooks.event_buffer).unwrap_or(usize::MAX))
+                .with_webhooks(webhook_queues)
+                .with_stream_settings(StreamSettings {
+                    keep_alive: EVENT_STREAM_KEEP_ALIVE.min(idle_timeout / 2),
+                    shutdown: shutdown.clone(),
+                });
         let window = Duration::from_secs(config.limits.failure_window_secs);
         let lockout = Duration::from_secs(config.limits.lockout_secs);
         let state = AppState {

@@ -51,10 +51,8 @@ async fn every_session_event_arrives_and_the_session_filter_keeps_one_session() 
     let mut only_expiring =
         EventStream::open(&http, admin, &format!("?session={}", expiring.id)).await;
     // Created through the compat route, closed through it.
-    let compat: Value = session_api::json_answer(
-        http.get(format!("{admin}/api/createSession?type=kiosk")),
-    )
-    .await;
+    let compat: Value =
+        session_api::json_answer(http.get(format!("{admin}/api/createSession?type=kiosk"))).await;
     let compat_id = compat["id"].as_str().expect("compat id").to_owned();
     let compat_pin = compat["pin"].as_str().expect("compat pin").to_owned();
     // Closed before its end: it must not be announced as expired.
@@ -65,7 +63,8 @@ async fn every_session_event_arrives_and_the_session_filter_keeps_one_session() 
             .status(),
         StatusCode::NO_CONTENT
     );
-    let joined = session_api::join(&http, &service.public, &expiring.id, &expiring.pin, "lamp").await;
+    let joined =
+        session_api::join(&http, &service.public, &expiring.id, &expiring.pin, "lamp").await;
     assert_eq!(joined.status(), StatusCode::OK);
     let refused = session_api::join(&http, &service.public, &expiring.id, "000000", "thief").await;
     assert_ne!(refused.status(), StatusCode::OK);
@@ -96,7 +95,9 @@ async fn every_session_event_arrives_and_the_session_filter_keeps_one_session() 
         assert_eq!(frame.id, Some(first_seq + offset as u64), "{frames:?}");
         assert_eq!(frame.data["seq"].as_u64(), frame.id);
         assert_eq!(frame.data["type"], frame.event.as_str());
-        assert!(frame.data["id"].as_str().is_some_and(|id| id.starts_with("evt_")));
+        assert!(frame.data["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("evt_")));
     }
     assert_eq!(frames[0].data["data"]["session_type"], "default");
     assert_eq!(
@@ -159,7 +160,10 @@ async fn a_reader_that_stops_reading_gets_a_gap_marker_with_the_exact_count() {
     for join in joins.collect::<Vec<_>>() {
         join.await.expect("join worker");
     }
-    println!("{JOINS} joins in {:?} with a stalled stream reader", started.elapsed());
+    println!(
+        "{JOINS} joins in {:?} with a stalled stream reader",
+        started.elapsed()
+    );
     let health = tokio::time::timeout(
         Duration::from_secs(2),
         http.get(format!("{}/healthz", service.admin)).send(),

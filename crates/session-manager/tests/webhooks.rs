@@ -172,13 +172,15 @@ async fn every_event_is_delivered_signed_in_order() {
     let service = start_with_receivers(&dir.path().join("data"), &[&receiver.url], &[]).await;
     let http = reqwest::Client::new();
     let session = session_api::create_session(&http, &service.admin, &json!({})).await;
-    let joined =
-        session_api::join(&http, &service.public, &session.id, &session.pin, "lamp").await;
+    let joined = session_api::join(&http, &service.public, &session.id, &session.pin, "lamp").await;
     assert_eq!(joined.status(), HttpStatus::OK);
     session_api::close_session(&http, &service.admin, &session.id).await;
 
     let deliveries = receiver.accepted(3, Duration::from_secs(10)).await;
-    let kinds: Vec<Value> = deliveries.iter().map(|d| d.json()["type"].clone()).collect();
+    let kinds: Vec<Value> = deliveries
+        .iter()
+        .map(|d| d.json()["type"].clone())
+        .collect();
     assert_eq!(
         kinds,
         ["session_created", "device_joined", "session_closed"].map(Value::from)
@@ -192,7 +194,10 @@ async fn every_event_is_delivered_signed_in_order() {
         .iter()
         .map(|d| d.json()["seq"].as_u64().expect("seq"))
         .collect();
-    assert!(seqs.windows(2).all(|pair| pair[1] == pair[0] + 1), "{seqs:?}");
+    assert!(
+        seqs.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "{seqs:?}"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +235,10 @@ async fn a_receiver_down_for_five_seconds_then_back_gets_every_event_with_stable
     let mut accepted: Vec<Value> = Vec::new();
     for delivery in deliveries.iter().filter(|d| d.accepted) {
         assert_signed(delivery);
-        if !accepted.iter().any(|seen| seen["id"] == delivery.json()["id"]) {
+        if !accepted
+            .iter()
+            .any(|seen| seen["id"] == delivery.json()["id"])
+        {
             accepted.push(delivery.json());
         }
     }
@@ -250,7 +258,10 @@ async fn a_receiver_down_for_five_seconds_then_back_gets_every_event_with_stable
     );
     let log = service.log();
     assert!(log.contains("webhook delivery failed; retrying"), "{log}");
-    assert!(!log.contains(&url), "the log names the receiver's URL:\n{log}");
+    assert!(
+        !log.contains(&url),
+        "the log names the receiver's URL:\n{log}"
+    );
 }
 
 /// p99 of `count` joins one after another, in milliseconds.
@@ -295,8 +306,7 @@ async fn a_receiver_that_never_answers_does_not_slow_joins() {
     ];
     let base = tempfile::tempdir().expect("temp dir");
     let without = service::start(&base.path().join("without"), &limits).await;
-    let with =
-        start_with_receivers(&base.path().join("with"), &[&silent_url], &limits).await;
+    let with = start_with_receivers(&base.path().join("with"), &[&silent_url], &limits).await;
     // Warm both up, then measure them in turn.
     join_p99(&without, 20).await;
     join_p99(&with, 20).await;
@@ -318,7 +328,9 @@ async fn a_receiver_that_never_answers_does_not_slow_joins() {
 #[test]
 fn bad_webhook_settings_refuse_to_start_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cases: [(&[(&str, &str)], &[&str]); 5] = [
+    /// Settings, and what the refusal must say.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 5] = [
         (
             &[("ISM_WEBHOOK_URLS", "http://127.0.0.1:9/hook")],
             &["ISM_WEBHOOK_SECRET is not", "openssl rand -base64 32"],
@@ -339,8 +351,14 @@ fn bad_webhook_settings_refuse_to_start_with_a_clear_message() {
         ),
         (
             &[
-                ("ISM_WEBHOOK_URLS", "http://127.0.0.1:9/hook,ftp://files.example/in"),
-                ("ISM_WEBHOOK_SECRET", "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+                (
+                    "ISM_WEBHOOK_URLS",
+                    "http://127.0.0.1:9/hook,ftp://files.example/in",
+                ),
+                (
+                    "ISM_WEBHOOK_SECRET",
+                    "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                ),
             ],
             &["ISM_WEBHOOK_URLS", "only http and https"],
         ),
@@ -355,6 +373,9 @@ fn bad_webhook_settings_refuse_to_start_with_a_clear_message() {
         for needle in *expected {
             assert!(log.contains(needle), "{env:?}: {needle:?} not in\n{log}");
         }
-        assert!(!log.contains("my-password"), "the secret was printed:\n{log}");
+        assert!(
+            !log.contains("my-password"),
+            "the secret was printed:\n{log}"
+        );
     }
 }

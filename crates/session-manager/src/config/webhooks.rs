@@ -102,10 +102,9 @@ fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
 
 /// One receiver URL: absolute, `http` or `https`.
 fn parse_webhook_url(text: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text.trim())
-        .map_err(|error| {
-            format!("ISM_WEBHOOK_URLS: not a URL ({error}); expected http(s)://host[:port]/path")
-        })?;
+    let url = reqwest::Url::parse(text.trim()).map_err(|error| {
+        format!("ISM_WEBHOOK_URLS: not a URL ({error}); expected http(s)://host[:port]/path")
+    })?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         "http" | "https" => Err("ISM_WEBHOOK_URLS: the URL has no host".to_owned()),
@@ -125,7 +124,11 @@ mod tests {
             decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").map(|key| key.len()),
             Ok(24)
         );
-        for bad in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!!", "whsec_c2hvcnQ="] {
+        for bad in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "whsec_!!!",
+            "whsec_c2hvcnQ=",
+        ] {
             let error = decode_secret(bad).expect_err(bad);
             assert!(error.contains("openssl rand -base64 32"), "{error}");
         }

@@ -119,7 +119,10 @@ async fn load_live_sessions(state: &AppState) {
         };
         for session in &page {
             if let Some(expires_at) = session.expires_at {
-                state.events.expiries().insert(session.id.as_str(), expires_at);
+                state
+                    .events
+                    .expiries()
+                    .insert(session.id.as_str(), expires_at);
             }
         }
         if page.len() < STARTUP_PAGE {

@@ -165,10 +165,7 @@ impl EventBus {
         let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
         // Numbering and handing on never wait for a listener, so the lock is brief; a
         // panic cannot happen while it is held with the counter half-updated.
-        let mut sequence = self
-            .sequence
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut sequence = self.sequence.lock().unwrap_or_else(PoisonError::into_inner);
         *sequence += 1;
         let event = Event {
             id,

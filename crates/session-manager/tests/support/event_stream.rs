@@ -95,12 +95,17 @@ impl StalledReader {
     pub async fn open(admin: std::net::SocketAddr, query: &str) -> StalledReader {
         use tokio::io::AsyncWriteExt as _;
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("small receive buffer");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
         let mut socket = socket.connect(admin).await.expect("connect");
         let request = format!(
             "GET /api/v1/events{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
         );
-        socket.write_all(request.as_bytes()).await.expect("send request");
+        socket
+            .write_all(request.as_bytes())
+            .await
+            .expect("send request");
         StalledReader { socket }
     }
 
