@@ -234,3 +234,49 @@ async fn an_open_stream_ends_cleanly_and_does_not_hold_up_shutdown() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn the_stream_needs_the_admin_key() {
+    const KEY: &str = "correct horse battery staple";
+    let hash = session_manager::admin_auth::hash_admin_key(KEY).expect("hash");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = service::start(
+        &dir.path().join("data"),
+        &[("ISM_ADMIN_API_KEY_HASH", hash.as_str())],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/events", service.admin);
+    for request in [http.get(&url), http.get(&url).bearer_auth("wrong")] {
+        let answer = request.send().await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    let mut stream = http
+        .get(&url)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    session_api::join(&http, &service.public, "123456", "000000", "nobody").await;
+    // A refused join is no event: the first frame is the creation below.
+    let created = http
+        .post(format!("{}/api/v1/sessions", service.admin))
+        .bearer_auth(KEY)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let chunk = tokio::time::timeout(PATIENCE, stream.chunk())
+        .await
+        .expect("an event within the patience")
+        .expect("chunk")
+        .expect("not the end");
+    assert!(
+        std::str::from_utf8(&chunk)
+            .expect("UTF-8")
+            .contains("event: session_created"),
+        "{chunk:?}"
+    );
+}
