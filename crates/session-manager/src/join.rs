@@ -5,7 +5,7 @@
 //! without looking at the PIN), then the store hands over the session's PIN hash and the
 //! PIN is checked here ([`pin_check`]), and only a right PIN makes the store check expiry
 //! and `max_clients` and record the join durably; then the session's join quota is taken,
-//! and only then is a token signed. A refused PIN counts against both the session and the client network;
+//! and only then is a token signed (and `device_joined` emitted). A refused PIN counts against both the session and the client network;
 //! the PIN itself is never logged. Refusals are logged through [`crate::refusal_log`], which
 //! writes the first of each source at once and counts the repeats. Every refused join is answered no earlier than the
 //! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
@@ -24,6 +24,7 @@ use session_token::{Claims, DeviceGrant};
 
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
+use crate::events::EventKind;
 use crate::refusal_log::{Refusal, RefusalReason};
 use crate::state::AppState;
 use crate::store::{JoinError, JoinedSession};
@@ -120,6 +121,10 @@ async fn decide_join(
     });
     let token = state.signer.sign(&claims).await?;
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");
+    state.emit(EventKind::DeviceJoined {
+        session_id: session_id.as_str().to_owned(),
+        client: client.as_str().to_owned(),
+    });
     Ok(IssuedToken { token, claims })
 }
 

@@ -1,8 +1,10 @@
 //! Creating and closing sessions, shared by the versioned and the compat admin routes:
 //! a new session gets a fresh PIN whose argon2id hash is what the store keeps; the PIN
-//! itself leaves only in the creation's answer.
+//! itself leaves only in the creation's answer. Both emit their event
+//! (`session_created`, `session_closed`) once the store has made the change durable.
 
 use crate::domain::{Pin, SessionId};
+use crate::events::EventKind;
 use crate::join::pin_check::PinChecker;
 use crate::state::AppState;
 use crate::store::{NewSession, SessionInfo, StoreError};
@@ -27,6 +29,11 @@ pub async fn create_session(
         .await?;
     // Its creator knows the PIN: joins need no argon2 in this process.
     pins.remember(&session.id, &pin);
+    state.emit(EventKind::SessionCreated {
+        session_id: session.id.as_str().to_owned(),
+        session_type: session.session_type.as_str().to_owned(),
+        expires_at: session.expires_at,
+    });
     Ok(CreatedSession { session, pin })
 }
 
@@ -42,5 +49,8 @@ pub async fn close_session(
     }
     pins.forget(id);
     state.session_closed(id.as_str());
+    state.emit(EventKind::SessionClosed {
+        session_id: id.as_str().to_owned(),
+    });
     Ok(true)
 }

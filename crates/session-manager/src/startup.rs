@@ -24,7 +24,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
-use crate::events::EventBus;
+use crate::events::sse::StreamSettings;
+use crate::events::webhooks::{self, WebhookWorker};
+use crate::events::{expiry, EventBus};
 use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
@@ -43,6 +45,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the join throttle forgets stale entries.
 const THROTTLE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest an admin event stream goes without a byte (a keep-alive comment).
+const EVENT_STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub struct Application {
     admin_listener: TcpListener,
@@ -54,6 +58,8 @@ pub struct Application {
     state: AppState,
     shutdown: Shutdown,
     revocation: Option<LinkTask>,
+    /// One per webhook receiver.
+    webhook_workers: Vec<WebhookWorker>,
     /// Held until the process is done with the data directory.
     data_dir_lock: DataDirLock,
 }
@@ -77,6 +83,8 @@ impl Application {
                 "ISM_ADMIN_API_KEY_HASH is not set: the admin API accepts every request"
             );
         }
+
+        let webhook_targets = config.webhooks.targets().map_err(Error::Config)?;
 
         let data_dir_lock = DataDirLock::acquire(&config.store.data_dir)
             .map_err(|error| Error::Config(error.to_string()))?;
@@ -122,7 +130,26 @@ impl Application {
                  clients and sessions are not isolated from each other (development only)"
             );
         }
-        let events = EventBus::default();
+        let shutdown = Shutdown::new();
+        let (webhook_queues, webhook_workers) = match &webhook_targets {
+            Some(targets) => match webhooks::build(targets) {
+                Ok(built) => built,
+                Err(error) => {
+                    store.shutdown().await;
+                    return Err(error);
+                }
+            },
+            None => (Vec::new(), Vec::new()),
+        };
+        // Streams must send something before the idle-connection timeout closes them.
+        let idle_timeout = Duration::from_secs(config.listen.http_idle_timeout_secs);
+        let events =
+            EventBus::new(usize::try_from(config.webhooks.event_buffer).unwrap_or(usize::MAX))
+                .with_webhooks(webhook_queues)
+                .with_stream_settings(StreamSettings {
+                    keep_alive: EVENT_STREAM_KEEP_ALIVE.min(idle_timeout / 2),
+                    shutdown: shutdown.clone(),
+                });
         let presence = Arc::new(PresenceTable::new(
             Arc::clone(&store),
             events.clone(),
@@ -237,11 +264,12 @@ impl Application {
             admin_limits,
             public_limits,
             state,
-            shutdown: Shutdown::new(),
+            shutdown,
             revocation: revocation_task,
+            webhook_workers,
             data_dir_lock,
         };
-        tracing::info!(admin_addr = %app.admin_addr(), public_addr = %app.public_addr(), "listening");
+        tracing::info!(admin_addr = %app.admin_addr(), public_addr = %app.public_addr(), webhooks = app.webhook_workers.len(), "listening");
         Ok(app)
     }
 
@@ -275,9 +303,15 @@ impl Application {
             state,
             shutdown,
             revocation,
+            webhook_workers,
             data_dir_lock,
         } = self;
         let revocation = revocation.map(|task| task.spawn(shutdown.clone()));
+        let mut event_tasks: Vec<tokio::task::JoinHandle<()>> = webhook_workers
+            .into_iter()
+            .map(|worker| tokio::spawn(worker.run(shutdown.clone())))
+            .collect();
+        event_tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);
@@ -315,6 +349,7 @@ impl Application {
                 Err(error) => {
                     sweeper.abort();
                     refusal_flusher.abort();
+                    event_tasks.iter().for_each(|task| task.abort());
                     state.store.shutdown().await;
                     return Err(error);
                 }
@@ -346,6 +381,9 @@ impl Application {
         }
         sweeper.abort();
         refusal_flusher.abort();
+        // Webhook workers and the expiry task stop on the shutdown signal; a delivery in
+        // flight is abandoned (delivery is at least once while the service runs).
+        event_tasks.iter().for_each(|task| task.abort());
         // The counts of the last, unfinished interval.
         state.refusals.flush();
         if let Some(revocation) = revocation {

@@ -20,6 +20,7 @@ mod logging;
 mod secret;
 mod signing;
 mod store;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub use logging::{LogFormat, LoggingConfig};
 pub use secret::SecretText;
 pub use signing::{AuthMode, JwtAlgorithm, SigningConfig};
 pub use store::StoreSettings;
+pub use webhooks::{WebhookTargets, WebhooksConfig};
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Args)]
@@ -55,6 +57,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     #[command(flatten)]
     pub logging: LoggingConfig,
+    #[command(flatten)]
+    pub webhooks: WebhooksConfig,
 }
 
 impl Config {

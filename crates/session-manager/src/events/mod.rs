@@ -5,9 +5,22 @@
 //! event to a bounded broadcast buffer, and a listener that falls behind loses the oldest
 //! events and is told how many (see [`EventBus::subscribe`]). Nothing a listener does can
 //! slow a join, a close or the broker link.
+//!
+//! Besides the broadcast, the bus hands each event to the webhook receivers' queues
+//! ([`webhooks`], a full queue drops the event for that receiver only) and keeps the
+//! deadlines of the sessions it saw created ([`expiry`]), so that the expiry task can emit
+//! `session_expired` without scanning the store.
+//!
+//! - [`sse`]: the admin event stream's body (`GET /api/v1/events`);
+//! - [`webhooks`]: one delivery worker per receiver, signed ([`webhook_signature`]);
+//! - [`expiry`]: `session_expired` when a session's end passes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+pub mod expiry;
+pub mod sse;
+pub mod webhook_signature;
+pub mod webhooks;
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use session_token::DisconnectReason;
@@ -23,6 +36,9 @@ pub enum EventKind {
     SessionCreated {
         session_id: String,
         session_type: String,
+        /// When the session expires (seconds since the epoch); absent when it never does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
     SessionClosed {
         session_id: String,
@@ -52,6 +68,19 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The event's `type` on the wire (`session_created`, ...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::SessionCreated { .. } => "session_created",
+            EventKind::SessionClosed { .. } => "session_closed",
+            EventKind::SessionExpired { .. } => "session_expired",
+            EventKind::DeviceJoined { .. } => "device_joined",
+            EventKind::DeviceConnected { .. } => "device_connected",
+            EventKind::DeviceDisconnected { .. } => "device_disconnected",
+            EventKind::DeviceKicked { .. } => "device_kicked",
+        }
+    }
+
     /// The session the event belongs to (every event has one).
     pub fn session_id(&self) -> &str {
         match self {
@@ -83,7 +112,15 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
-    sequence: Arc<AtomicU64>,
+    /// The last `seq` handed out; held while an event is numbered and handed on, so that
+    /// every listener and every webhook queue gets the events in `seq` order.
+    sequence: Arc<Mutex<u64>>,
+    /// Deadlines of the sessions created through the bus, for the expiry task.
+    expiries: Arc<expiry::ExpiryIndex>,
+    /// One queue per webhook receiver.
+    webhooks: Arc<[webhooks::WebhookQueue]>,
+    /// How the admin event streams are kept alive and ended.
+    stream: sse::StreamSettings,
 }
 
 impl EventBus {
@@ -92,22 +129,67 @@ impl EventBus {
         let (sender, _) = broadcast::channel(buffer.max(1));
         EventBus {
             sender,
-            sequence: Arc::new(AtomicU64::new(0)),
+            sequence: Arc::new(Mutex::new(0)),
+            expiries: Arc::new(expiry::ExpiryIndex::default()),
+            webhooks: Arc::new([]),
+            stream: sse::StreamSettings::default(),
         }
+    }
+
+    /// This bus, with its event streams kept alive and ended as `settings` say.
+    pub fn with_stream_settings(mut self, settings: sse::StreamSettings) -> Self {
+        self.stream = settings;
+        self
+    }
+
+    /// A new admin event stream (SSE response) of this bus's events from now on, only
+    /// those of `session` when given.
+    pub fn stream(&self, session: Option<String>) -> axum::response::Response {
+        sse::open(self, session, &self.stream)
+    }
+
+    /// This bus, also handing every event to these webhook queues.
+    pub fn with_webhooks(mut self, queues: Vec<webhooks::WebhookQueue>) -> Self {
+        self.webhooks = queues.into();
+        self
+    }
+
+    /// The deadlines of the sessions seen created and not closed.
+    pub fn expiries(&self) -> &expiry::ExpiryIndex {
+        &self.expiries
     }
 
     /// Hands an event to every listener; never waits. `now_ms`: milliseconds since the
     /// epoch (from the state's clock).
     pub fn publish(&self, kind: EventKind, now_ms: u64) {
-        let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+        // Numbering and handing on never wait for a listener, so the lock is brief; a
+        // panic cannot happen while it is held with the counter half-updated.
+        let mut sequence = self.sequence.lock().unwrap_or_else(PoisonError::into_inner);
+        *sequence += 1;
         let event = Event {
-            id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
-            seq,
+            id,
+            seq: *sequence,
             timestamp: now_ms,
             kind,
         };
+        metrics::counter!("ism_events_total", "type" => event.kind.type_name()).increment(1);
+        match &event.kind {
+            EventKind::SessionCreated {
+                session_id,
+                expires_at: Some(expires_at),
+                ..
+            } => self.expiries.insert(session_id, *expires_at),
+            EventKind::SessionClosed { session_id } => self.expiries.remove(session_id),
+            _ => {}
+        }
+        let event = Arc::new(event);
+        for queue in self.webhooks.iter() {
+            queue.offer(&event);
+        }
         // No listener is not an error: the event is simply not wanted.
-        let _ = self.sender.send(Arc::new(event));
+        let _ = self.sender.send(event);
+        drop(sequence);
     }
 
     /// A new listener, receiving every event published from now on. A listener more than

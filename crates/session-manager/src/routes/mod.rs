@@ -4,6 +4,7 @@
 //! composes them into the two ports' routers, with the layers every request passes:
 //!
 //! - [`admin`]: the versioned admin API (`/api/v1/sessions...`), behind admin auth;
+//! - [`events`]: the admin event stream (`/api/v1/events`), behind admin auth;
 //! - [`compat`]: the original service's routes with their original shapes;
 //! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
@@ -15,6 +16,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod compat;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod jwks;
 pub(crate) mod public;
@@ -45,7 +47,7 @@ use wrong_port::OtherPort;
 
 /// The routes the admin port serves besides `/healthz`.
 fn admin_paths() -> Vec<&'static str> {
-    [admin::PATHS, compat::ADMIN_PATHS].concat()
+    [admin::PATHS, events::PATHS, compat::ADMIN_PATHS].concat()
 }
 
 /// The routes the public port serves besides `/healthz`.
@@ -71,6 +73,7 @@ pub(crate) fn admin_router(
     };
     let guarded = Router::new()
         .merge(admin::router())
+        .merge(events::router())
         .merge(compat::admin_router())
         .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
         // Outermost: a foreign page is refused before its key (if any) is even looked at.
