@@ -413,7 +413,9 @@ mod tests {
             client_id: Some(client_id),
             persistent,
         };
-        plugin.authenticate(ClientHandle(handle), attempt, now)
+        plugin
+            .authenticate(ClientHandle(handle), attempt, now)
+            .map(drop)
     }
 
     #[test]

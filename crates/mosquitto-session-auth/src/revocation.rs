@@ -161,7 +161,9 @@ mod tests {
             client_id: Some(&claims.sub),
             persistent: false,
         };
-        plugin.authenticate(ClientHandle(handle), attempt, now)
+        plugin
+            .authenticate(ClientHandle(handle), attempt, now)
+            .map(drop)
     }
 
     fn closing(sessions: &[(&str, u64)]) -> Vec<u8> {
