@@ -374,7 +374,7 @@ impl Plugin {
 mod tests {
     use super::*;
     use crate::test_fixtures::{sign, start_plugin, NOW, RSA_PUBLIC};
-    use session_token::{Claims, DeviceGrant};
+    use session_token::{Claims, DeviceGrant, PresenceMessage};
 
     fn plugin(dir: &tempfile::TempDir, allow_any: &str) -> Plugin {
         start_plugin(
@@ -466,6 +466,112 @@ mod tests {
         assert_eq!(plugin.cached_tokens(), 1);
         plugin.reload_keys(NOW).expect("reloads");
         assert_eq!(plugin.cached_tokens(), 0);
+    }
+
+    fn control_link(plugin: &mut Plugin) {
+        let claims = Claims::for_revocation_service("ism", "$link", NOW, 600, "link");
+        let token = sign(&claims);
+        let attempt = ConnectAttempt {
+            username: Some("$link"),
+            password: Some(&token),
+            client_id: Some("$link"),
+            persistent: false,
+        };
+        let presence = plugin
+            .authenticate(ClientHandle(99), attempt, NOW)
+            .expect("the link is admitted");
+        assert!(presence.is_empty(), "the link is not a device");
+    }
+
+    fn kick(plugin: &mut Plugin, client: &str, below_gen: u32, until: u64) -> ControlOutcome {
+        let message = ControlMessage {
+            kicked: vec![KickedDevice {
+                sid: "111".into(),
+                client: client.into(),
+                below_gen,
+                until,
+            }],
+            ..ControlMessage::default()
+        };
+        plugin
+            .control(Some("$link"), &message.to_payload(), NOW)
+            .expect("accepted")
+    }
+
+    #[test]
+    fn a_kick_refuses_old_generations_from_the_cache_and_across_restarts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        control_link(&mut plugin);
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), true, NOW).expect("admitted");
+        connect(&mut plugin, 2, ("111", "lamp", "111/lamp"), false, NOW).expect("admitted");
+        connect(&mut plugin, 3, ("111", "switch", "switch"), false, NOW).expect("admitted");
+        let outcome = kick(&mut plugin, "lamp", 1, NOW + 600);
+        let mut kicked = outcome.kicked_clients.clone();
+        kicked.sort();
+        assert_eq!(kicked, vec!["111/lamp", "lamp"]);
+        assert_eq!(outcome.kicked_devices, vec!["111/lamp"]);
+        assert!(!plugin.may_access("lamp", Access::Publish, "/111/x", NOW));
+        assert!(plugin.may_access("switch", Access::Publish, "/111/x", NOW));
+        let gone = plugin.client_disconnected(ClientHandle(1), "lamp", NOW);
+        assert!(
+            matches!(
+                PresenceMessage::from_payload(&gone[gone.len() - 1].payload),
+                Ok(PresenceMessage::Disconnected(d)) if d.reason == DisconnectReason::Kicked
+            ),
+            "{gone:?}"
+        );
+        assert_eq!(
+            connect(&mut plugin, 4, ("111", "lamp", "lamp"), false, NOW + 1),
+            Err(Refusal::Kicked),
+            "the same token, from the cache"
+        );
+        plugin.flush_state(NOW).expect("saved");
+
+        let mut restarted = self::plugin(&dir, "false");
+        assert_eq!(restarted.kicked_devices(), 1);
+        assert!(
+            !restarted.may_access("lamp", Access::Receive, "/111/x", NOW + 1),
+            "the restored persistent session of the old generation has no grants"
+        );
+        assert_eq!(
+            connect(&mut restarted, 5, ("111", "lamp", "lamp"), false, NOW + 1),
+            Err(Refusal::Kicked)
+        );
+        restarted.tick(NOW + 600);
+        assert_eq!(restarted.kicked_devices(), 0, "forgotten at its end");
+    }
+
+    #[test]
+    fn the_plugin_notes_why_it_disconnects() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        control_link(&mut plugin);
+        connect(&mut plugin, 1, ("111", "a", "a"), false, NOW).expect("admitted");
+        connect(&mut plugin, 2, ("222", "b", "b"), false, NOW).expect("admitted");
+        let reason = |sent: Vec<Outgoing>| match sent
+            .last()
+            .map(|message| PresenceMessage::from_payload(&message.payload))
+        {
+            Some(Ok(PresenceMessage::Disconnected(device))) => device.reason,
+            other => panic!("{other:?}"),
+        };
+        let closing = test_support::control_message::closing(&[("111", NOW + 600)]);
+        let outcome = plugin
+            .control(Some("$link"), &closing.to_payload(), NOW)
+            .expect("accepted");
+        assert_eq!(outcome.closed_clients, vec!["a"]);
+        assert_eq!(
+            reason(plugin.client_disconnected(ClientHandle(1), "a", NOW)),
+            DisconnectReason::SessionClosed
+        );
+        let expired = plugin.tick(NOW + 600).expired;
+        assert!(expired.contains(&"b".to_owned()), "{expired:?}");
+        assert_eq!(
+            reason(plugin.client_disconnected(ClientHandle(2), "b", NOW + 600)),
+            DisconnectReason::Expired
+        );
+        assert_eq!(plugin.live_connections(), 0);
     }
 
     #[test]

@@ -333,3 +333,216 @@ impl PresenceTracker {
 fn entry_size(device: &ConnectedDevice) -> usize {
     serde_json::to_vec(device).map_or(MAX_PART_BYTES, |json| json.len() + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session_token::Acl;
+
+    fn device(client_id: &str, sid: &str, name: &str, expires_at: u64) -> ConnectedClient {
+        ConnectedClient {
+            client_id: client_id.to_owned(),
+            session_id: sid.to_owned(),
+            name: name.to_owned(),
+            kid: "k".to_owned(),
+            expires_at,
+            grants_end: expires_at,
+            acl: Acl::from_grants(&[], &[]).expect("valid grants"),
+            persistent: false,
+            token_id: format!("jti-{name}"),
+            generation: 0,
+        }
+    }
+
+    fn parsed(message: &Outgoing) -> PresenceMessage {
+        assert_eq!(message.topic, PRESENCE_TOPIC);
+        assert!(!message.retain);
+        PresenceMessage::from_payload(&message.payload).expect("a presence message")
+    }
+
+    fn retained_json(message: &Outgoing) -> (String, serde_json::Value) {
+        assert!(message.retain);
+        let value = serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
+        (message.topic.clone(), value)
+    }
+
+    #[test]
+    fn a_device_is_reported_and_retained_online_then_offline() {
+        let mut tracker = PresenceTracker::new();
+        let sent = tracker.connected(ClientHandle(1), &device("lamp", "111", "lamp", 100), 10);
+        assert_eq!(
+            retained_json(&sent[0]),
+            (
+                "/111/$presence/lamp".to_owned(),
+                serde_json::json!({"online": true, "at": 10})
+            )
+        );
+        assert_eq!(
+            parsed(&sent[1]),
+            PresenceMessage::Connected(ConnectedDevice {
+                sid: "111".into(),
+                client: "lamp".into(),
+                client_id: "lamp".into(),
+                jti: "jti-lamp".into(),
+                at: 10,
+            })
+        );
+        let sent = tracker.disconnected(ClientHandle(1), false, |_| false, 20);
+        assert_eq!(
+            retained_json(&sent[0]).1,
+            serde_json::json!({"online": false, "at": 20, "reason": "disconnected"})
+        );
+        assert!(matches!(
+            parsed(&sent[1]),
+            PresenceMessage::Disconnected(DisconnectedDevice {
+                reason: DisconnectReason::Disconnected,
+                at: 20,
+                ..
+            })
+        ));
+        assert_eq!(tracker.live_connections(), 0);
+    }
+
+    #[test]
+    fn principals_without_a_session_and_unknown_connections_are_not_reported() {
+        let mut tracker = PresenceTracker::new();
+        assert!(tracker
+            .connected(ClientHandle(1), &device("$link", "", "$link", 100), 10)
+            .is_empty());
+        assert!(tracker
+            .disconnected(ClientHandle(1), false, |_| false, 20)
+            .is_empty());
+        assert!(tracker
+            .disconnected(ClientHandle(2), true, |_| false, 20)
+            .is_empty());
+    }
+
+    #[test]
+    fn the_reason_is_the_one_noted_else_taken_over_else_disconnected() {
+        let mut tracker = PresenceTracker::new();
+        for handle in 1..=3 {
+            tracker.connected(
+                ClientHandle(handle),
+                &device(&format!("d{handle}"), "111", &format!("d{handle}"), 100),
+                10,
+            );
+        }
+        tracker.ending(ClientHandle(1), DisconnectReason::Kicked);
+        let reason = |sent: Vec<Outgoing>| match parsed(sent.last().expect("a report")) {
+            PresenceMessage::Disconnected(device) => device.reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(tracker.disconnected(ClientHandle(1), true, |_| false, 20)),
+            DisconnectReason::Kicked
+        );
+        assert_eq!(
+            reason(tracker.disconnected(ClientHandle(2), true, |_| false, 20)),
+            DisconnectReason::TakenOver
+        );
+        assert_eq!(
+            reason(tracker.disconnected(ClientHandle(3), false, |_| false, 20)),
+            DisconnectReason::Disconnected
+        );
+    }
+
+    #[test]
+    fn a_device_stays_online_while_another_of_its_connections_lives() {
+        let mut tracker = PresenceTracker::new();
+        tracker.connected(ClientHandle(1), &device("lamp", "111", "lamp", 100), 10);
+        tracker.connected(ClientHandle(2), &device("111/lamp", "111", "lamp", 100), 11);
+        let sent = tracker.disconnected(ClientHandle(1), false, |_| false, 20);
+        assert_eq!(sent.len(), 1, "the report only: {sent:?}");
+        let sent = tracker.disconnected(ClientHandle(2), false, |_| false, 21);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(retained_json(&sent[0]).1["online"], false);
+    }
+
+    #[test]
+    fn a_closed_session_gets_no_retained_presence_and_its_known_devices_are_cleared() {
+        let mut tracker = PresenceTracker::new();
+        tracker.connected(ClientHandle(1), &device("a", "111", "a", 100), 10);
+        tracker.connected(ClientHandle(2), &device("b", "111", "b", 100), 10);
+        tracker.connected(ClientHandle(3), &device("c", "222", "c", 100), 10);
+        tracker.disconnected(ClientHandle(2), false, |_| false, 15);
+        let sent = tracker.disconnected(ClientHandle(1), false, |sid| sid == "111", 20);
+        assert_eq!(sent.len(), 1, "no retained presence for a closed session");
+        let mut cleared: Vec<(String, serde_json::Value)> = tracker
+            .clear_sessions(["111"])
+            .iter()
+            .map(retained_json)
+            .collect();
+        cleared.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            cleared,
+            vec![
+                ("/111/$presence/a".to_owned(), serde_json::Value::Null),
+                ("/111/$presence/b".to_owned(), serde_json::Value::Null),
+            ]
+        );
+        assert!(tracker.clear_sessions(["111"]).is_empty(), "forgotten");
+        assert_eq!(tracker.known_sessions(), 1);
+    }
+
+    #[test]
+    fn the_sweep_clears_a_session_once_its_last_token_expired_and_nothing_lives() {
+        let mut tracker = PresenceTracker::new();
+        tracker.connected(ClientHandle(1), &device("a", "111", "a", 100), 10);
+        tracker.connected(ClientHandle(2), &device("b", "111", "b", 200), 10);
+        tracker.remember("333", "old", 50);
+        assert_eq!(tracker.sweep(50).len(), 1, "the restored session's device");
+        assert!(tracker.sweep(199).is_empty());
+        assert!(tracker.sweep(200).is_empty(), "still live: looked at later");
+        tracker.disconnected(ClientHandle(1), false, |_| false, 201);
+        tracker.disconnected(ClientHandle(2), false, |_| false, 201);
+        assert!(tracker.sweep(200 + SESSION_RECHECK_SECS - 1).is_empty());
+        assert_eq!(tracker.sweep(200 + SESSION_RECHECK_SECS).len(), 2);
+        assert_eq!(tracker.known_sessions(), 0);
+    }
+
+    fn parts(tracker: &PresenceTracker) -> Vec<OnlineDevices> {
+        tracker
+            .online("r")
+            .iter()
+            .map(|message| match parsed(message) {
+                PresenceMessage::Online(part) => part,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sync_answer_is_split_in_bounded_parts_and_always_has_one() {
+        let mut tracker = PresenceTracker::new();
+        let empty = parts(&tracker);
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].done && empty[0].clients.is_empty());
+
+        for handle in 0..450 {
+            let name = format!("d{handle}");
+            tracker.connected(ClientHandle(handle), &device(&name, "111", &name, 100), 10);
+        }
+        let answer = parts(&tracker);
+        let sizes: Vec<usize> = answer.iter().map(|part| part.clients.len()).collect();
+        assert_eq!(sizes, vec![200, 200, 50]);
+        let done: Vec<bool> = answer.iter().map(|part| part.done).collect();
+        assert_eq!(done, vec![false, false, true]);
+        assert!(answer.iter().all(|part| part.sync == "r"));
+    }
+
+    #[test]
+    fn long_names_split_a_sync_answer_by_size() {
+        let mut tracker = PresenceTracker::new();
+        for handle in 0..40 {
+            let name = format!("{handle}-{}", "x".repeat(2_000));
+            tracker.connected(ClientHandle(handle), &device(&name, "111", &name, 100), 10);
+        }
+        let messages = tracker.online("r");
+        assert!(messages.len() >= 3, "{} parts", messages.len());
+        assert!(messages
+            .iter()
+            .all(|message| message.payload.len() < MAX_PART_BYTES + 8 * 1024));
+        let listed: usize = parts(&tracker).iter().map(|part| part.clients.len()).sum();
+        assert_eq!(listed, 40);
+    }
+}

@@ -216,6 +216,23 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_before_kicks_existed_still_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state");
+        std::fs::write(
+            &path,
+            br#"{"version":1,"closed":[{"sid":"1","until":5}],"clients":[{"client_id":"a","sid":"2","sub":"a","kid":"k","exp":9,"grants_end":9,"subs":[],"publ":[]}]}"#,
+        )
+        .expect("write");
+        let state = load(&path).expect("reads").expect("a state");
+        assert!(state.kicked.is_empty());
+        assert_eq!(
+            (state.clients[0].generation, state.clients[0].jti.as_str()),
+            (0, "")
+        );
+    }
+
+    #[test]
     fn a_damaged_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("state");
