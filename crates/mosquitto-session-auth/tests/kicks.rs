@@ -43,13 +43,6 @@ fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
     }
 }
 
-/// The messages `device` gets within [`WINDOW`], the session's presence left out.
-fn data_messages(device: &mut Device) -> Vec<(String, Vec<u8>)> {
-    let mut messages = device.messages_within(WINDOW);
-    messages.retain(|(topic, _)| !topic.contains("/$presence/"));
-    messages
-}
-
 #[test]
 fn a_kicked_device_is_cut_off_within_a_second_and_only_its_new_generation_comes_back() {
     let key = SigningKey::rsa();
@@ -98,13 +91,13 @@ fn a_kicked_device_is_cut_off_within_a_second_and_only_its_new_generation_comes_
     let writer = Device::of_session(port, &key, "111", "writer").expect("admitted");
     writer.publish("/111/x", b"1");
     assert_eq!(
-        data_messages(&mut switch),
+        switch.messages_within(WINDOW),
         vec![("/111/x".to_owned(), b"1".to_vec())]
     );
     let writer_b = Device::of_session(port, &key, "222", "writer-b").expect("admitted");
     writer_b.publish("/222/x", b"2");
     assert_eq!(
-        data_messages(&mut lamp_b),
+        lamp_b.messages_within(WINDOW),
         vec![("/222/x".to_owned(), b"2".to_vec())]
     );
 
@@ -131,7 +124,7 @@ fn a_kicked_device_is_cut_off_within_a_second_and_only_its_new_generation_comes_
     assert!(fresh.subscribe("/111/#"));
     writer.publish("/111/y", b"3");
     assert_eq!(
-        data_messages(&mut fresh),
+        fresh.messages_within(WINDOW),
         vec![("/111/y".to_owned(), b"3".to_vec())]
     );
 

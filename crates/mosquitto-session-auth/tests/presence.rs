@@ -65,7 +65,7 @@ fn presence_reader(port: u16, key: &SigningKey, sid: &str) -> Device {
 fn retained(device: &mut Device, filter: &str) -> Vec<(String, Value)> {
     assert!(device.subscribe(filter), "{filter} granted");
     device
-        .messages_within(QUIET)
+        .all_messages_within(QUIET)
         .into_iter()
         .map(|(topic, payload)| {
             let value = if payload.is_empty() {
