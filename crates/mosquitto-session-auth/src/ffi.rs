@@ -697,7 +697,8 @@ fn tick(instance: &Instance) -> c_int {
         log(MOSQ_LOG_ERR, &format!("{error}; retrying"));
     }
     kick(&tick.expired, "token expired");
-    publish(&tick.presence);
+    let presence = instance.plugin().sweep_presence(now);
+    publish(&presence);
     MOSQ_ERR_SUCCESS
 }
 

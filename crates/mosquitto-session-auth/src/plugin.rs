@@ -47,10 +47,9 @@ pub struct Plugin {
 /// What a TICK produced.
 #[derive(Debug)]
 pub struct Tick {
-    /// Client ids to disconnect: their token has expired.
+    /// Client ids to disconnect: their token has expired. Once they are, the caller
+    /// publishes [`Plugin::sweep_presence`].
     pub expired: Vec<String>,
-    /// Retained presence to delete: sessions whose last token has expired.
-    pub presence: Vec<Outgoing>,
     /// Writing the state file failed (it is retried on the next TICK).
     pub save_error: Option<PluginError>,
 }
@@ -272,13 +271,18 @@ impl Plugin {
         } else {
             Vec::new()
         };
-        let presence = self.presence.sweep(now);
         let save_error = self.save_state_if_due(now).err();
         Tick {
             expired,
-            presence,
             save_error,
         }
+    }
+
+    /// The second half of a TICK, once the expired clients are disconnected: the retained
+    /// presence of sessions whose last token has expired and of which nothing is
+    /// connected, to delete.
+    pub fn sweep_presence(&mut self, now: u64) -> Vec<Outgoing> {
+        self.presence.sweep(now)
     }
 
     /// DISCONNECT of the connection `handle` with client id `client_id`: returns the

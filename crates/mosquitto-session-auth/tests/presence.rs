@@ -265,6 +265,42 @@ fn closing_a_session_reports_session_closed_and_clears_its_retained_presence() {
 }
 
 #[test]
+fn a_session_whose_last_token_expired_loses_its_retained_presence() {
+    let key = SigningKey::rsa();
+    let broker = broker(&key);
+    let port = broker.port();
+    let mut link = ServiceLink::connect(port, &key);
+    let _lamp = Device::connect(port, "lamp", "lamp", &key.device_token("333", "lamp", 2))
+        .expect("admitted");
+    let _other = Device::of_session(port, &key, "444", "other").expect("admitted");
+    let mut reader = presence_reader(port, &key, "333");
+    assert_eq!(retained(&mut reader, "/333/$presence/#").len(), 1);
+    assert_eq!(
+        disconnect_reason(&mut link, "lamp", Duration::from_secs(6)),
+        DisconnectReason::Expired
+    );
+    // The reader sees the offline presence, then its deletion (an empty retained message).
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + REPORT;
+    while !seen
+        .iter()
+        .any(|(_, payload): &(String, Vec<u8>)| payload.is_empty())
+    {
+        assert!(Instant::now() < deadline, "no deletion: {seen:?}");
+        seen.extend(reader.all_messages_within(Duration::from_millis(200)));
+    }
+    let mut fresh = presence_reader(port, &key, "333");
+    let left = retained(&mut fresh, "/333/$presence/#");
+    assert!(left.is_empty(), "{left:?}");
+    let mut other_reader = presence_reader(port, &key, "444");
+    assert_eq!(
+        retained(&mut other_reader, "/444/$presence/#").len(),
+        1,
+        "a session with a live token keeps its presence"
+    );
+}
+
+#[test]
 fn presence_is_out_of_reach_of_other_sessions_and_cannot_be_forged() {
     let key = SigningKey::rsa();
     let broker = broker(&key);
