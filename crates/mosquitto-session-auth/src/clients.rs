@@ -60,6 +60,10 @@ pub struct ConnectedClient {
     /// The broker keeps the client's session after it disconnects (MQTT 3.1.1 clean
     /// session false; every MQTT 5 client, whose session expiry the plugin cannot see).
     pub persistent: bool,
+    /// The token's `jti`.
+    pub token_id: String,
+    /// The token's `gen` (see [`crate::kicks`]).
+    pub generation: u32,
 }
 
 impl ConnectedClient {
@@ -127,6 +131,11 @@ impl ClientRegistry {
         if let Some(previous) = self.clients.insert(key, entry) {
             self.changed |= previous.client.persistent;
         }
+    }
+
+    /// The connection holding `client_id` right now, if one does.
+    pub fn connection_of(&self, client_id: &str) -> Option<ClientHandle> {
+        self.clients.get(client_id)?.connection
     }
 
     /// The client admitted under `client_id`, connected or not.
@@ -228,6 +237,8 @@ mod tests {
             grants_end: expires_at,
             acl: Acl::from_grants(&["/1/#".into()], &["/1/#".into()]).expect("valid grants"),
             persistent,
+            token_id: "t".to_owned(),
+            generation: 0,
         }
     }
 

@@ -44,6 +44,8 @@ pub enum Refusal {
     MalformedGrants(TopicError),
     /// The token's session has been closed.
     SessionClosed,
+    /// The device was kicked and the token is of a generation from before the kick.
+    Kicked,
 }
 
 impl fmt::Display for Refusal {
@@ -61,6 +63,7 @@ impl fmt::Display for Refusal {
             }
             Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
             Refusal::SessionClosed => f.write_str("the token's session has been closed"),
+            Refusal::Kicked => f.write_str("the device was kicked and the token predates the kick"),
         }
     }
 }
@@ -125,6 +128,8 @@ pub fn admit(
         grants_end: grant.expires_at,
         acl: grant.acl,
         persistent: attempt.persistent,
+        token_id: grant.token_id,
+        generation: grant.generation,
     };
     Ok((client, kind))
 }
@@ -148,6 +153,8 @@ fn verify(verifier: &TokenVerifier, token: &str, now: u64) -> Result<VerifiedGra
         kid: verified.kid,
         expires_at: claims.exp,
         acl,
+        token_id: claims.jti,
+        generation: claims.generation,
     })
 }
 

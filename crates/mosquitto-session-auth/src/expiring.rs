@@ -29,6 +29,13 @@ impl ExpiringSet {
         previous
     }
 
+    /// Drops `key` and its deadline.
+    pub(crate) fn remove(&mut self, key: &str) {
+        if let Some(deadline) = self.deadlines.remove(key) {
+            self.by_deadline.remove(&(deadline, key.to_owned()));
+        }
+    }
+
     /// `key`'s deadline, if it has one.
     pub(crate) fn get(&self, key: &str) -> Option<u64> {
         self.deadlines.get(key).copied()
@@ -83,6 +90,9 @@ mod tests {
         assert_eq!(set.pop_due(49), None, "the old deadline is gone");
         assert_eq!(set.pop_due(50), Some(("a".to_owned(), 50)));
         assert_eq!(set.get("a"), None);
+        set.set("b", 60);
+        set.remove("b");
+        assert_eq!(set.pop_due(u64::MAX), None, "a removed key is not swept");
         assert_eq!(set.iter().count(), 0);
     }
 }

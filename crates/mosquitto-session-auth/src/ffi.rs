@@ -4,12 +4,14 @@
 //! It mirrors just the structs it reads from `mosquitto_broker.h` / `mosquitto_plugin.h`
 //! (their layout is checked against the real headers by `tests/ffi_layout.rs`), turns each
 //! event into a call on [`Plugin`], and carries out the answer: a return code, a log line,
-//! clients to disconnect. Nothing here decides anything.
+//! clients to disconnect, presence messages to publish. Nothing here decides anything.
 //!
 //! Mosquitto 2.0 runs every plugin callback on its single main thread. The plugin state
 //! still sits behind a mutex so the Rust side stays sound whatever the broker does, and the
 //! lock is always released before calling back into the broker: disconnecting a client
-//! raises MOSQ_EVT_DISCONNECT synchronously, which takes the lock again.
+//! raises MOSQ_EVT_DISCONNECT synchronously, which takes the lock again. Publishing (the
+//! presence messages) only queues the message for the broker's main loop and raises no
+//! event, but it too runs without the lock.
 
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,6 +25,7 @@ use crate::clients::ClientHandle;
 use crate::config::PluginConfig;
 use crate::decisions::{Access, ConnectAttempt};
 use crate::plugin::Plugin;
+use crate::presence::Outgoing;
 use crate::revocation::CONTROL_TOPIC;
 
 pub const MOSQ_PLUGIN_VERSION: c_int = 5;
@@ -158,6 +161,15 @@ extern "C" {
     fn mosquitto_client_clean_session(client: *const MosquittoClient) -> bool;
     fn mosquitto_client_protocol_version(client: *const MosquittoClient) -> c_int;
     fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool) -> c_int;
+    fn mosquitto_broker_publish_copy(
+        clientid: *const c_char,
+        topic: *const c_char,
+        payloadlen: c_int,
+        payload: *const c_void,
+        qos: c_int,
+        retain: bool,
+        properties: *mut c_void,
+    ) -> c_int;
     fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
 }
 
@@ -258,6 +270,46 @@ fn kick(client_ids: &[String], why: &str) {
             log(
                 MOSQ_LOG_NOTICE,
                 &format!("disconnected client {client_id:?}: {why}"),
+            );
+        }
+    }
+}
+
+/// Publishes `messages` from the broker itself (QoS 1, to every subscriber the ACL check
+/// lets receive them; never through the ACL WRITE check). Must be called without the
+/// plugin lock held.
+fn publish(messages: &[Outgoing]) {
+    for message in messages {
+        let (Ok(topic), Ok(length)) = (
+            CString::new(message.topic.as_str()),
+            c_int::try_from(message.payload.len()),
+        ) else {
+            continue;
+        };
+        // SAFETY: `mosquitto_broker_publish_copy` copies what it keeps before returning
+        // (it duplicates the topic and copies `length` payload bytes into memory of its
+        // own), so the broker never owns or frees our memory, whatever it returns: `topic`
+        // is a valid NUL-terminated string and `payload` points to `length` readable bytes
+        // (non-null even when empty), both alive for the call. A null client id means
+        // every subscriber; null properties means none.
+        let rc = unsafe {
+            mosquitto_broker_publish_copy(
+                ptr::null(),
+                topic.as_ptr(),
+                length,
+                message.payload.as_ptr().cast(),
+                1,
+                message.retain,
+                ptr::null_mut(),
+            )
+        };
+        if rc != MOSQ_ERR_SUCCESS {
+            log(
+                MOSQ_LOG_WARNING,
+                &format!(
+                    "cannot publish on {}: error {rc}",
+                    loggable(Some(&message.topic))
+                ),
             );
         }
     }
@@ -415,11 +467,12 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         log(
             MOSQ_LOG_INFO,
             &format!(
-                "started with {} key(s): {}; state file {} (sessions refused: {}, persistent clients: {})",
+                "started with {} key(s): {}; state file {} (sessions refused: {}, devices kicked: {}, persistent clients: {})",
                 plugin.key_ids().len(),
                 plugin.key_ids().join(", "),
                 plugin.state_file().display(),
                 plugin.revoked_sessions(),
+                plugin.kicked_devices(),
                 plugin.known_clients()
             ),
         );
@@ -564,7 +617,10 @@ fn basic_auth(instance: &Instance, event: &EvtBasicAuth) -> c_int {
             .plugin()
             .authenticate(ClientHandle(event.client as usize), attempt, now_secs());
     match outcome {
-        Ok(()) => MOSQ_ERR_SUCCESS,
+        Ok(presence) => {
+            publish(&presence);
+            MOSQ_ERR_SUCCESS
+        }
         Err(refusal) => {
             log(
                 MOSQ_LOG_NOTICE,
@@ -641,6 +697,8 @@ fn tick(instance: &Instance) -> c_int {
         log(MOSQ_LOG_ERR, &format!("{error}; retrying"));
     }
     kick(&tick.expired, "token expired");
+    let presence = instance.plugin().sweep_presence(now);
+    publish(&presence);
     MOSQ_ERR_SUCCESS
 }
 
@@ -662,11 +720,12 @@ fn disconnect(instance: &Instance, event: &EvtDisconnect) -> c_int {
     else {
         return MOSQ_ERR_SUCCESS;
     };
-    instance.plugin().client_disconnected(
+    let presence = instance.plugin().client_disconnected(
         ClientHandle(event.client as usize),
         client_id,
         now_secs(),
     );
+    publish(&presence);
     MOSQ_ERR_SUCCESS
 }
 
@@ -730,35 +789,18 @@ fn control(instance: &Instance, event: &EvtControl) -> c_int {
         let now = now_secs();
         let mut plugin = instance.plugin();
         let outcome = plugin.control(sender.as_deref(), payload, now);
-        if outcome
-            .as_ref()
-            .is_ok_and(|revoked| !revoked.sessions.is_empty())
-        {
+        if outcome.is_ok() && plugin.state_changed {
             if let Err(error) = plugin.save_state(now) {
                 log(
                     MOSQ_LOG_ERR,
-                    &format!(
-                        "{error}; the closed sessions are refused but not yet saved, retrying"
-                    ),
+                    &format!("{error}; the refusals are in force but not yet saved, retrying"),
                 );
             }
         }
         outcome
     };
-    match outcome {
-        Ok(revoked) => {
-            log(
-                MOSQ_LOG_NOTICE,
-                &format!(
-                    "client {} closed session(s) {:?}: disconnecting {} client(s)",
-                    loggable(sender.as_deref()),
-                    revoked.sessions,
-                    revoked.clients.len()
-                ),
-            );
-            kick(&revoked.clients, "its session was closed");
-            MOSQ_ERR_SUCCESS
-        }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
         Err(refusal) => {
             log(
                 MOSQ_LOG_WARNING,
@@ -767,9 +809,44 @@ fn control(instance: &Instance, event: &EvtControl) -> c_int {
                     loggable(sender.as_deref())
                 ),
             );
-            MOSQ_ERR_SUCCESS
+            return MOSQ_ERR_SUCCESS;
         }
+    };
+    if !outcome.sessions.is_empty() {
+        log(
+            MOSQ_LOG_NOTICE,
+            &format!(
+                "client {} closed session(s) {:?}: disconnecting {} client(s)",
+                loggable(sender.as_deref()),
+                outcome.sessions,
+                outcome.closed_clients.len()
+            ),
+        );
     }
+    kick(&outcome.closed_clients, "its session was closed");
+    if !outcome.kicked_devices.is_empty() {
+        log(
+            MOSQ_LOG_NOTICE,
+            &format!(
+                "client {} kicked device(s) {:?}: disconnecting {} client(s)",
+                loggable(sender.as_deref()),
+                outcome.kicked_devices,
+                outcome.kicked_clients.len()
+            ),
+        );
+    }
+    kick(&outcome.kicked_clients, "the device was kicked");
+    // Taken after the disconnects above, which reported (and wrote) their own presence.
+    let presence = {
+        let mut plugin = instance.plugin();
+        let mut presence = plugin.clear_presence(&outcome.sessions);
+        if let Some(request) = &outcome.sync {
+            presence.extend(plugin.answer_sync(request));
+        }
+        presence
+    };
+    publish(&presence);
+    MOSQ_ERR_SUCCESS
 }
 
 #[cfg(test)]

@@ -13,11 +13,15 @@
 //!   the message path does no token work.
 //! - [`expiring`]: keys with a deadline, swept in deadline order (client entries, closed
 //!   sessions).
+//! - [`kicks`]: kicked devices; their tokens of an older generation are refused until
+//!   the end the service sends.
 //! - [`plugin`]: the state and one method per broker event; the other modules hold the
 //!   data those methods work on.
+//! - [`presence`]: live device connections, and the presence reports and retained
+//!   presence messages the broker publishes for them.
 //! - [`reload`]: re-reading the keys on SIGHUP and revoking clients of withdrawn keys.
-//! - [`revocation`]: closed sessions pushed on `$CONTROL/session-auth/v1`; their devices
-//!   are disconnected and their tokens refused until the end the service sends.
+//! - [`revocation`]: the control messages pushed on `$CONTROL/session-auth/v1` (closed
+//!   sessions, kicks, sync requests) and who may send them.
 //! - [`state_file`]: closed sessions and persistent client sessions, kept on disk across
 //!   broker restarts.
 //! - [`token_cache`]: tokens already verified, so a reconnect with the same token skips
@@ -35,7 +39,9 @@ pub(crate) mod error;
 pub(crate) mod expiring;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub(crate) mod kicks;
 pub(crate) mod plugin;
+pub(crate) mod presence;
 pub(crate) mod reload;
 pub(crate) mod revocation;
 pub(crate) mod state_file;

@@ -2,20 +2,25 @@
 //! event has exactly one method here (BASIC_AUTH, ACL_CHECK, CONTROL, RELOAD, TICK,
 //! DISCONNECT, and the start and stop of the plugin). The FFI shell ([`crate::ffi`]) only
 //! converts the broker's C data into these calls and carries out what they return (log
-//! lines, client ids to disconnect). The data each event works on lives in its own module
-//! ([`crate::clients`], [`crate::revocation`], [`crate::reload`], [`crate::state_file`]);
-//! a new event is a new method here and a new callback in the shell.
+//! lines, client ids to disconnect, presence messages to publish). The data each event
+//! works on lives in its own module ([`crate::clients`], [`crate::revocation`],
+//! [`crate::kicks`], [`crate::presence`], [`crate::reload`], [`crate::state_file`]); a new
+//! event is a new method here and a new callback in the shell.
 
 use std::collections::HashSet;
 
-use session_token::{ClosedSession, ControlMessage, TokenVerifier};
+use session_token::{
+    scoped_client_id, ClosedSession, ControlMessage, DisconnectReason, KickedDevice, TokenVerifier,
+};
 
 use crate::clients::{ClientHandle, ClientRegistry};
 use crate::config::PluginConfig;
 use crate::decisions::{self, Access, ConnectAttempt, Refusal};
 use crate::error::PluginError;
+use crate::kicks::KickedDevices;
+use crate::presence::{Outgoing, PresenceTracker};
 use crate::reload::Reloaded;
-use crate::revocation::{ControlRefusal, Revoked, RevokedSessions, CONTROL_TOPIC};
+use crate::revocation::{ControlOutcome, ControlRefusal, RevokedSessions, CONTROL_TOPIC};
 use crate::state_file::{self, SavedClient, SavedState, STATE_FILE_VERSION};
 use crate::token_cache::TokenCache;
 
@@ -29,9 +34,11 @@ pub struct Plugin {
     pub(crate) verifier: TokenVerifier,
     pub(crate) clients: ClientRegistry,
     pub(crate) revoked: RevokedSessions,
+    pub(crate) kicked: KickedDevices,
+    pub(crate) presence: PresenceTracker,
     /// Tokens verified before, for reconnects.
     pub(crate) token_cache: TokenCache,
-    /// Closed sessions changed since the state file was last written.
+    /// Closed sessions or kicks changed since the state file was last written.
     pub(crate) state_changed: bool,
     /// When the state file was last written (seconds since the epoch).
     state_saved_at: u64,
@@ -40,7 +47,8 @@ pub struct Plugin {
 /// What a TICK produced.
 #[derive(Debug)]
 pub struct Tick {
-    /// Client ids to disconnect: their token has expired.
+    /// Client ids to disconnect: their token has expired. Once they are, the caller
+    /// publishes [`Plugin::sweep_presence`].
     pub expired: Vec<String>,
     /// Writing the state file failed (it is retried on the next TICK).
     pub save_error: Option<PluginError>,
@@ -58,6 +66,8 @@ impl Plugin {
             verifier,
             clients: ClientRegistry::new(),
             revoked: RevokedSessions::new(),
+            kicked: KickedDevices::new(),
+            presence: PresenceTracker::new(),
             token_cache,
             state_changed: false,
             state_saved_at: 0,
@@ -66,11 +76,21 @@ impl Plugin {
             for closed in saved.closed.into_iter().filter(|c| c.until > now) {
                 plugin.revoked.insert(&closed.sid, closed.until);
             }
+            for kick in saved.kicked.iter().filter(|k| k.until > now) {
+                plugin.kicked.insert(kick);
+            }
             for client in saved.clients.into_iter().filter(|c| c.exp > now) {
                 if let Some(client) = client.into_client() {
+                    plugin
+                        .presence
+                        .remember(&client.session_id, &client.name, client.expires_at);
                     plugin.clients.restore(client);
                 }
             }
+            let kicked = &plugin.kicked;
+            plugin.clients.revoke(now, |client| {
+                kicked.refuses(&client.session_id, &client.name, client.generation, now)
+            });
         }
         plugin.save_state(now)?;
         Ok(plugin)
@@ -87,7 +107,9 @@ impl Plugin {
     }
 
     /// BASIC_AUTH: admits the client and remembers its grants under its client id, or says
-    /// why not. Tokens of a closed session are refused, and so is a first-come client id
+    /// why not; an admitted device's presence messages are returned for the broker to
+    /// publish. Tokens of a closed session are refused, a kicked device's tokens from
+    /// before the kick too, and so is a first-come client id
     /// (bare name or free id) that a device of another session holds: refused here, before
     /// Mosquitto would take the id over, the holder is never disconnected and its persisted
     /// session never handed over or wiped.
@@ -96,7 +118,7 @@ impl Plugin {
         handle: ClientHandle,
         attempt: ConnectAttempt<'_>,
         now: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Vec<Outgoing>, Refusal> {
         let (client, kind) = decisions::admit(
             &self.verifier,
             &mut self.token_cache,
@@ -107,6 +129,12 @@ impl Plugin {
         if self.revoked.is_revoked(&client.session_id, now) {
             return Err(Refusal::SessionClosed);
         }
+        if self
+            .kicked
+            .refuses(&client.session_id, &client.name, client.generation, now)
+        {
+            return Err(Refusal::Kicked);
+        }
         if kind.is_shared_namespace() {
             let held_elsewhere = self
                 .clients
@@ -116,8 +144,9 @@ impl Plugin {
                 return Err(Refusal::ClientIdHeldByAnotherSession);
             }
         }
+        let presence = self.presence.connected(handle, &client, now);
         self.clients.admit(handle, client);
-        Ok(())
+        Ok(presence)
     }
 
     /// ACL_CHECK for the client with id `client_id`: one hash lookup and a topic match, no
@@ -127,14 +156,15 @@ impl Plugin {
     }
 
     /// A message on [`CONTROL_TOPIC`] from the client with id `sender`. The refusals are
-    /// in force when this returns; the caller saves them ([`Plugin::save_state`]) and then
-    /// disconnects the returned clients.
+    /// in force when this returns; the caller saves them ([`Plugin::save_state`]), then
+    /// disconnects the returned clients (their reasons are already noted), then publishes
+    /// [`Plugin::clear_presence`] and [`Plugin::answer_sync`].
     pub fn control(
         &mut self,
         sender: Option<&str>,
         payload: &[u8],
         now: u64,
-    ) -> Result<Revoked, ControlRefusal> {
+    ) -> Result<ControlOutcome, ControlRefusal> {
         let granted = sender
             .and_then(|id| self.clients.get(id))
             .is_some_and(|client| {
@@ -156,13 +186,59 @@ impl Plugin {
         self.state_changed |= !closed.is_empty();
         let ids: HashSet<&str> = closed.iter().map(|closed| closed.sid.as_str()).collect();
         self.token_cache.forget_sessions(|sid| ids.contains(sid));
-        let clients = self
+        let closed_clients = self
             .clients
             .revoke(now, |client| ids.contains(client.session_id.as_str()));
-        Ok(Revoked {
+        self.note_ending(&closed_clients, DisconnectReason::SessionClosed);
+
+        let kicked: Vec<KickedDevice> = message
+            .kicked
+            .into_iter()
+            .filter(|kick| !kick.sid.is_empty() && kick.until > now)
+            .collect();
+        for kick in &kicked {
+            self.state_changed |= self.kicked.insert(kick);
+        }
+        let kicked_clients = if kicked.is_empty() {
+            Vec::new()
+        } else {
+            let kicks = &self.kicked;
+            self.clients.revoke(now, |client| {
+                kicks.refuses(&client.session_id, &client.name, client.generation, now)
+            })
+        };
+        self.note_ending(&kicked_clients, DisconnectReason::Kicked);
+        Ok(ControlOutcome {
             sessions: closed.into_iter().map(|closed| closed.sid).collect(),
-            clients,
+            closed_clients,
+            kicked_devices: kicked
+                .iter()
+                .map(|kick| scoped_client_id(&kick.sid, &kick.client))
+                .collect(),
+            kicked_clients,
+            sync: message.sync,
         })
+    }
+
+    /// Notes why the connections holding `client_ids` are about to be disconnected.
+    fn note_ending(&mut self, client_ids: &[String], reason: DisconnectReason) {
+        for client_id in client_ids {
+            if let Some(connection) = self.clients.connection_of(client_id) {
+                self.presence.ending(connection, reason);
+            }
+        }
+    }
+
+    /// Once the devices of closed `sessions` are disconnected: their retained presence, to
+    /// delete.
+    pub fn clear_presence(&mut self, sessions: &[String]) -> Vec<Outgoing> {
+        self.presence
+            .clear_sessions(sessions.iter().map(String::as_str))
+    }
+
+    /// The answer to sync request `request`: the live device connections, in parts.
+    pub fn answer_sync(&self, request: &str) -> Vec<Outgoing> {
+        self.presence.online(request)
     }
 
     /// Re-reads the configured keys and swaps them in.
@@ -186,9 +262,11 @@ impl Plugin {
     /// the client ids to disconnect because their token has expired.
     pub fn tick(&mut self, now: u64) -> Tick {
         self.state_changed |= self.revoked.forget_expired(now);
+        self.state_changed |= self.kicked.forget_expired(now);
         self.token_cache.sweep(now);
         let expired = self.clients.sweep(now);
         let expired = if self.config.disconnect_after_expire {
+            self.note_ending(&expired, DisconnectReason::Expired);
             expired
         } else {
             Vec::new()
@@ -200,9 +278,28 @@ impl Plugin {
         }
     }
 
-    /// DISCONNECT of the connection `handle` with client id `client_id`.
-    pub fn client_disconnected(&mut self, handle: ClientHandle, client_id: &str, now: u64) {
+    /// The second half of a TICK, once the expired clients are disconnected: the retained
+    /// presence of sessions whose last token has expired and of which nothing is
+    /// connected, to delete.
+    pub fn sweep_presence(&mut self, now: u64) -> Vec<Outgoing> {
+        self.presence.sweep(now)
+    }
+
+    /// DISCONNECT of the connection `handle` with client id `client_id`: returns the
+    /// presence messages to publish when it was an admitted device. A connection whose id
+    /// a newer connection holds was taken over (Mosquitto 2.0 runs the newcomer's
+    /// BASIC_AUTH before it disconnects the old connection).
+    pub fn client_disconnected(
+        &mut self,
+        handle: ClientHandle,
+        client_id: &str,
+        now: u64,
+    ) -> Vec<Outgoing> {
+        let taken_over = self.clients.connection_of(client_id) != Some(handle);
         self.clients.disconnected(handle, client_id, now);
+        let revoked = &self.revoked;
+        self.presence
+            .disconnected(handle, taken_over, |sid| revoked.is_revoked(sid, now), now)
     }
 
     /// Writes the state file when closed sessions changed, or persistent client sessions
@@ -229,6 +326,7 @@ impl Plugin {
         let state = SavedState {
             version: STATE_FILE_VERSION,
             closed: self.revoked.closed_sessions().collect(),
+            kicked: self.kicked.kicked_devices().collect(),
             clients: self
                 .clients
                 .persistent_clients()
@@ -246,6 +344,17 @@ impl Plugin {
                 Err(error)
             }
         }
+    }
+
+    /// How many kicked devices are currently refused.
+    pub fn kicked_devices(&self) -> usize {
+        self.kicked.len()
+    }
+
+    /// How many device connections are live.
+    #[cfg(test)]
+    pub fn live_connections(&self) -> usize {
+        self.presence.live_connections()
     }
 
     /// How many closed sessions are currently refused.
@@ -269,7 +378,7 @@ impl Plugin {
 mod tests {
     use super::*;
     use crate::test_fixtures::{sign, start_plugin, NOW, RSA_PUBLIC};
-    use session_token::{Claims, DeviceGrant};
+    use session_token::{Claims, DeviceGrant, PresenceMessage};
 
     fn plugin(dir: &tempfile::TempDir, allow_any: &str) -> Plugin {
         start_plugin(
@@ -308,7 +417,9 @@ mod tests {
             client_id: Some(client_id),
             persistent,
         };
-        plugin.authenticate(ClientHandle(handle), attempt, now)
+        plugin
+            .authenticate(ClientHandle(handle), attempt, now)
+            .map(drop)
     }
 
     #[test]
@@ -359,6 +470,112 @@ mod tests {
         assert_eq!(plugin.cached_tokens(), 1);
         plugin.reload_keys(NOW).expect("reloads");
         assert_eq!(plugin.cached_tokens(), 0);
+    }
+
+    fn control_link(plugin: &mut Plugin) {
+        let claims = Claims::for_revocation_service("ism", "$link", NOW, 600, "link");
+        let token = sign(&claims);
+        let attempt = ConnectAttempt {
+            username: Some("$link"),
+            password: Some(&token),
+            client_id: Some("$link"),
+            persistent: false,
+        };
+        let presence = plugin
+            .authenticate(ClientHandle(99), attempt, NOW)
+            .expect("the link is admitted");
+        assert!(presence.is_empty(), "the link is not a device");
+    }
+
+    fn kick(plugin: &mut Plugin, client: &str, below_gen: u32, until: u64) -> ControlOutcome {
+        let message = ControlMessage {
+            kicked: vec![KickedDevice {
+                sid: "111".into(),
+                client: client.into(),
+                below_gen,
+                until,
+            }],
+            ..ControlMessage::default()
+        };
+        plugin
+            .control(Some("$link"), &message.to_payload(), NOW)
+            .expect("accepted")
+    }
+
+    #[test]
+    fn a_kick_refuses_old_generations_from_the_cache_and_across_restarts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        control_link(&mut plugin);
+        connect(&mut plugin, 1, ("111", "lamp", "lamp"), true, NOW).expect("admitted");
+        connect(&mut plugin, 2, ("111", "lamp", "111/lamp"), false, NOW).expect("admitted");
+        connect(&mut plugin, 3, ("111", "switch", "switch"), false, NOW).expect("admitted");
+        let outcome = kick(&mut plugin, "lamp", 1, NOW + 600);
+        let mut kicked = outcome.kicked_clients.clone();
+        kicked.sort();
+        assert_eq!(kicked, vec!["111/lamp", "lamp"]);
+        assert_eq!(outcome.kicked_devices, vec!["111/lamp"]);
+        assert!(!plugin.may_access("lamp", Access::Publish, "/111/x", NOW));
+        assert!(plugin.may_access("switch", Access::Publish, "/111/x", NOW));
+        let gone = plugin.client_disconnected(ClientHandle(1), "lamp", NOW);
+        assert!(
+            matches!(
+                PresenceMessage::from_payload(&gone[gone.len() - 1].payload),
+                Ok(PresenceMessage::Disconnected(d)) if d.reason == DisconnectReason::Kicked
+            ),
+            "{gone:?}"
+        );
+        assert_eq!(
+            connect(&mut plugin, 4, ("111", "lamp", "lamp"), false, NOW + 1),
+            Err(Refusal::Kicked),
+            "the same token, from the cache"
+        );
+        plugin.flush_state(NOW).expect("saved");
+
+        let mut restarted = self::plugin(&dir, "false");
+        assert_eq!(restarted.kicked_devices(), 1);
+        assert!(
+            !restarted.may_access("lamp", Access::Receive, "/111/x", NOW + 1),
+            "the restored persistent session of the old generation has no grants"
+        );
+        assert_eq!(
+            connect(&mut restarted, 5, ("111", "lamp", "lamp"), false, NOW + 1),
+            Err(Refusal::Kicked)
+        );
+        restarted.tick(NOW + 600);
+        assert_eq!(restarted.kicked_devices(), 0, "forgotten at its end");
+    }
+
+    #[test]
+    fn the_plugin_notes_why_it_disconnects() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        control_link(&mut plugin);
+        connect(&mut plugin, 1, ("111", "a", "a"), false, NOW).expect("admitted");
+        connect(&mut plugin, 2, ("222", "b", "b"), false, NOW).expect("admitted");
+        let reason = |sent: Vec<Outgoing>| match sent
+            .last()
+            .map(|message| PresenceMessage::from_payload(&message.payload))
+        {
+            Some(Ok(PresenceMessage::Disconnected(device))) => device.reason,
+            other => panic!("{other:?}"),
+        };
+        let closing = test_support::control_message::closing(&[("111", NOW + 600)]);
+        let outcome = plugin
+            .control(Some("$link"), &closing.to_payload(), NOW)
+            .expect("accepted");
+        assert_eq!(outcome.closed_clients, vec!["a"]);
+        assert_eq!(
+            reason(plugin.client_disconnected(ClientHandle(1), "a", NOW)),
+            DisconnectReason::SessionClosed
+        );
+        let expired = plugin.tick(NOW + 600).expired;
+        assert!(expired.contains(&"b".to_owned()), "{expired:?}");
+        assert_eq!(
+            reason(plugin.client_disconnected(ClientHandle(2), "b", NOW + 600)),
+            DisconnectReason::Expired
+        );
+        assert_eq!(plugin.live_connections(), 0);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! be refused; the plugin disconnects every connected device of those sessions (without
 //! their wills), ends the grants of their offline sessions, and refuses their tokens until
 //! that time, exactly: no retention setting of its own to keep in step with the service.
+//! The same message may carry kicked devices ([`crate::kicks`]) and a sync request
+//! ([`crate::presence`]); [`ControlOutcome`] is what the broker must then do.
 //!
-//! The refusals are kept in the plugin's state file too ([`crate::state_file`]), written
+//! The refusals (closes and kicks) are kept in the plugin's state file too ([`crate::state_file`]), written
 //! before the devices are disconnected (and before Mosquitto acknowledges the control
 //! message), so a broker restarted while the service is down still refuses them.
 //!
@@ -44,13 +46,19 @@ impl fmt::Display for ControlRefusal {
     }
 }
 
-/// What a revocation did.
+/// What a control message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revoked {
+pub struct ControlOutcome {
     /// The session ids now refused.
     pub sessions: Vec<String>,
-    /// Client ids to disconnect.
-    pub clients: Vec<String>,
+    /// Client ids to disconnect: the connected devices of the closed sessions.
+    pub closed_clients: Vec<String>,
+    /// The devices kicked, as `"{sid}/{client}"`.
+    pub kicked_devices: Vec<String>,
+    /// Client ids to disconnect: the kicked devices' connections of an older generation.
+    pub kicked_clients: Vec<String>,
+    /// A sync request id, answered once the disconnects are done.
+    pub sync: Option<String>,
 }
 
 /// Closed session ids and until when they are refused.
@@ -153,7 +161,9 @@ mod tests {
             client_id: Some(&claims.sub),
             persistent: false,
         };
-        plugin.authenticate(ClientHandle(handle), attempt, now)
+        plugin
+            .authenticate(ClientHandle(handle), attempt, now)
+            .map(drop)
     }
 
     fn closing(sessions: &[(&str, u64)]) -> Vec<u8> {
@@ -177,7 +187,7 @@ mod tests {
             )
             .expect("accepted");
         assert_eq!(revoked.sessions, vec!["111"]);
-        let mut clients = revoked.clients;
+        let mut clients = revoked.closed_clients;
         clients.sort();
         assert_eq!(clients, vec!["a1", "a2"]);
 

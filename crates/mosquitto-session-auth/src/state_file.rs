@@ -3,12 +3,18 @@
 //!
 //! - **Closed sessions** and the end of their refusal, so a broker restarted while the
 //!   service is down (or before it reconnects) never admits a revoked token.
+//! - **Kicked devices** (session, name, the generation below which their tokens are
+//!   refused, and until when), for the same reason.
+//! - **Persistent client sessions**' token generation and `jti` with the rest, so a kick
+//!   still ends a restored session's grants.
 //! - **Persistent client sessions** (client id, session, name, key id, expiry, grants), so
 //!   that after a restart with Mosquitto's `persistence true` the first-come rule still
 //!   protects a persisted session from devices of other sessions, and the messages queued
 //!   for it are still checked against its own grants.
 //!
-//! The file is JSON (`{"version":1,"closed":[...],"clients":[...]}`), written atomically:
+//! The file is JSON (`{"version":1,"closed":[...],"kicked":[...],"clients":[...]}`; files
+//! written before kicks existed lack `kicked` and each client's `gen` and `jti`, and read
+//! as none / 0 / empty), written atomically:
 //! a temporary file next to it is written and fsynced, renamed over it, and the directory
 //! fsynced, so a crash leaves either the old or the new file, never a mix. Entries whose end
 //! has passed are dropped when the file is read. A file that cannot be read or parsed stops
@@ -20,7 +26,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use session_token::{Acl, ClosedSession};
+use session_token::{Acl, ClosedSession, KickedDevice};
 
 use crate::clients::ConnectedClient;
 use crate::error::PluginError;
@@ -34,6 +40,8 @@ pub const STATE_FILE_VERSION: u32 = 1;
 pub struct SavedState {
     pub version: u32,
     pub closed: Vec<ClosedSession>,
+    #[serde(default)]
+    pub kicked: Vec<KickedDevice>,
     pub clients: Vec<SavedClient>,
 }
 
@@ -49,6 +57,12 @@ pub struct SavedClient {
     pub grants_end: u64,
     pub subs: Vec<String>,
     pub publ: Vec<String>,
+    /// The token's `gen` (absent in files written before kicks existed: 0).
+    #[serde(rename = "gen", default)]
+    pub generation: u32,
+    /// The token's `jti` (absent in files written before presence existed).
+    #[serde(default)]
+    pub jti: String,
 }
 
 impl SavedClient {
@@ -62,6 +76,8 @@ impl SavedClient {
             grants_end: client.grants_end,
             subs: client.acl.subscribe_grants().map(str::to_owned).collect(),
             publ: client.acl.publish_grants().map(str::to_owned).collect(),
+            generation: client.generation,
+            jti: client.token_id.clone(),
         }
     }
 
@@ -77,6 +93,8 @@ impl SavedClient {
             grants_end: self.grants_end.min(self.exp),
             acl,
             persistent: true,
+            token_id: self.jti,
+            generation: self.generation,
         })
     }
 }
@@ -161,6 +179,12 @@ mod tests {
                 sid: "111".into(),
                 until: 2_000,
             }],
+            kicked: vec![KickedDevice {
+                sid: "222".into(),
+                client: "switch".into(),
+                below_gen: 3,
+                until: 2_500,
+            }],
             clients: vec![SavedClient {
                 client_id: "lamp".into(),
                 sid: "222".into(),
@@ -170,6 +194,8 @@ mod tests {
                 grants_end: 3_000,
                 subs: vec!["/222/#".into()],
                 publ: vec!["/222/#".into()],
+                generation: 2,
+                jti: "j".into(),
             }],
         }
     }
@@ -187,6 +213,23 @@ mod tests {
             .expect("grants parse");
         assert_eq!(SavedClient::from_client(&client), state().clients[0]);
         assert!(!temporary_path(&path).exists());
+    }
+
+    #[test]
+    fn a_file_written_before_kicks_existed_still_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state");
+        std::fs::write(
+            &path,
+            br#"{"version":1,"closed":[{"sid":"1","until":5}],"clients":[{"client_id":"a","sid":"2","sub":"a","kid":"k","exp":9,"grants_end":9,"subs":[],"publ":[]}]}"#,
+        )
+        .expect("write");
+        let state = load(&path).expect("reads").expect("a state");
+        assert!(state.kicked.is_empty());
+        assert_eq!(
+            (state.clients[0].generation, state.clients[0].jti.as_str()),
+            (0, "")
+        );
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct VerifiedGrant {
     pub kid: String,
     pub expires_at: u64,
     pub acl: Acl,
+    /// The token's `jti`, reported with the device's presence.
+    pub token_id: String,
+    /// The token's `gen`: a kick refuses the device's tokens of an older generation.
+    pub generation: u32,
 }
 
 #[derive(Debug)]
@@ -128,6 +132,8 @@ mod tests {
             name: "lamp".to_owned(),
             kid: "k".to_owned(),
             expires_at,
+            token_id: "t".to_owned(),
+            generation: 0,
             acl: Acl::from_grants(&["/1/#".into()], &["/1/#".into()]).expect("valid grants"),
         }
     }

@@ -20,6 +20,7 @@ const char *mosquitto_client_id(void) { return 0; }
 int mosquitto_client_clean_session(void) { return 1; }
 int mosquitto_client_protocol_version(void) { return 4; }
 int mosquitto_kick_client_by_clientid(void) { return 1; }
+int mosquitto_broker_publish_copy(void) { return 1; }
 void mosquitto_log_printf(int level, const char *fmt, ...) { (void)level; (void)fmt; }
 
 typedef int (*version_fn)(int, const int *);

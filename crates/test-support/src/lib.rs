@@ -8,7 +8,8 @@
 //! - [`session_api`]: creating and joining sessions over the service's HTTP API;
 //! - [`journal_file`]: session journals written straight in the on-disk format;
 //! - [`fixture_tokens`]: tokens signed with the fixture keys of `session-token`;
-//! - [`control_message`]: the messages that close sessions on the plugin's control topic.
+//! - [`control_message`]: the messages that close sessions on the plugin's control topic;
+//! - [`service_link`]: the service's side of the broker link (control out, presence in).
 
 // A harness exists to stop a test at the first broken assumption, with a message saying
 // which: `expect` is how it does that, so the workspace's `expect_used` does not apply here.
@@ -21,6 +22,7 @@ pub mod mosquitto;
 pub mod mqtt_device;
 pub mod raw_mqtt;
 pub mod service;
+pub mod service_link;
 pub mod session_api;
 
 /// Seconds since the Unix epoch, as token claims count time.

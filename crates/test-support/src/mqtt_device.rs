@@ -1,6 +1,10 @@
 //! A device as the product sees one: a full MQTT 3.1.1 client (rumqttc) whose connection
 //! runs on its own thread and reports what happens (SUBACKs, messages, the close) as
 //! events a test can await with a timeout.
+//!
+//! A device subscribed to its whole session tree also receives the retained presence the
+//! broker keeps under `/S/$presence/...`; the message helpers leave those out (a test of
+//! the data path counts data), except [`Device::all_messages_within`].
 
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
@@ -9,6 +13,15 @@ use std::time::{Duration, Instant};
 use rumqttc::{Client, Connection, Event, Incoming, MqttOptions, QoS, SubscribeReasonCode};
 
 use crate::fixture_tokens::SigningKey;
+
+/// Is `topic` in a session's presence sub-tree (`/S/$presence/...`), which the broker
+/// writes itself?
+pub fn is_session_presence(topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    levels.next() == Some("")
+        && levels.next().is_some()
+        && levels.next() == Some(session_token::presence::PRESENCE_LEVEL)
+}
 
 /// What a device's connection reports.
 #[derive(Debug, Clone)]
@@ -99,8 +112,15 @@ impl Device {
         self.events.recv_timeout(timeout).ok()
     }
 
-    /// Every message that arrives within `window`.
+    /// Every message that arrives within `window`, the session's presence left out.
     pub fn messages_within(&mut self, window: Duration) -> Vec<(String, Vec<u8>)> {
+        let mut messages = self.all_messages_within(window);
+        messages.retain(|(topic, _)| !is_session_presence(topic));
+        messages
+    }
+
+    /// Every message that arrives within `window`, the session's presence included.
+    pub fn all_messages_within(&mut self, window: Duration) -> Vec<(String, Vec<u8>)> {
         let deadline = Instant::now() + window;
         let mut messages = Vec::new();
         while let Some(event) = self.next_event(deadline.saturating_duration_since(Instant::now()))
@@ -112,13 +132,15 @@ impl Device {
         messages
     }
 
-    /// Waits for a message on `topic`; returns the other messages seen before it.
+    /// Waits for a message on `topic`; returns the topics of the other messages seen before
+    /// it (the session's presence left out).
     pub fn wait_for_message(&mut self, topic: &str, timeout: Duration) -> Option<Vec<String>> {
         let deadline = Instant::now() + timeout;
         let mut others = Vec::new();
         loop {
             match self.next_event(deadline.saturating_duration_since(Instant::now()))? {
                 DeviceEvent::Message { topic: t, .. } if t == topic => return Some(others),
+                DeviceEvent::Message { topic: t, .. } if is_session_presence(&t) => {}
                 DeviceEvent::Message { topic: t, .. } => others.push(t),
                 DeviceEvent::Closed { .. } => return None,
                 DeviceEvent::SubAck(_) => {}

@@ -235,7 +235,8 @@ impl RawClient {
         }
     }
 
-    /// The next message within `timeout` (acknowledged when QoS 1); `None` on timeout or
+    /// The next message within `timeout` (acknowledged when QoS 1), the session's presence
+    /// (`/S/$presence/...`, which the broker writes itself) skipped; `None` on timeout or
     /// when the broker closed the connection.
     pub fn next_message(&mut self, timeout: Duration) -> Option<(String, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
@@ -247,7 +248,13 @@ impl RawClient {
                         rumqttc::PubAck::new(publish.pkid)
                             .write(&mut ack)
                             .expect("PUBACK encodes");
-                        self.stream.write_all(&ack).expect("PUBACK sent");
+                        // A broker that closed the connection right after sending gets
+                        // no PUBACK; what arrived still counts, and the next read sees
+                        // the close.
+                        let _ = self.stream.write_all(&ack);
+                    }
+                    if crate::mqtt_device::is_session_presence(&publish.topic) {
+                        continue;
                     }
                     return Some((publish.topic, publish.payload.to_vec()));
                 }
