@@ -215,20 +215,25 @@ impl PresenceTable {
         });
     }
 
+    /// A connection ended. The event goes out even when the session is over: closing or
+    /// expiring a session is what ends its devices' connections (`session_closed`,
+    /// `expired`), and listeners want to hear it; the table keeps no new entry for it.
     fn disconnected(&self, device: DisconnectedDevice) {
         let now = self.clock.unix_now();
-        if !self.is_live(&device.sid, now) {
-            tracing::debug!(session_id = %device.sid, client = %device.client, "presence of a session that is over; ignored");
-            return;
+        let mut devices = if self.is_live(&device.sid, now) {
+            Some(self.sessions.entry(device.sid.clone()).or_default())
+        } else {
+            self.sessions.get_mut(&device.sid)
+        };
+        if let Some(devices) = devices.as_deref_mut() {
+            let state = devices.entry(device.client.clone()).or_default();
+            if state.connections == 1 {
+                self.add_online(-1);
+            }
+            state.connections = state.connections.saturating_sub(1);
+            state.disconnected_at = Some(device.at);
+            state.disconnect_reason = Some(device.reason);
         }
-        let mut devices = self.sessions.entry(device.sid.clone()).or_default();
-        let state = devices.entry(device.client.clone()).or_default();
-        if state.connections == 1 {
-            self.add_online(-1);
-        }
-        state.connections = state.connections.saturating_sub(1);
-        state.disconnected_at = Some(device.at);
-        state.disconnect_reason = Some(device.reason);
         drop(devices);
         self.emit(EventKind::DeviceDisconnected {
             session_id: device.sid,
