@@ -19,13 +19,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::Router;
 use ipnet::IpNet;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower::util::MapRequestLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::{Level, Span};
 use tracing_subscriber::EnvFilter;
@@ -91,21 +92,16 @@ pub(crate) fn trace_requests(router: Router, trusted_proxies: Arc<[IpNet]>) -> R
     router
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
-        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
-        .layer(middleware::from_fn_with_state(
-            trusted_proxies,
-            keep_request_id_of_trusted_proxies,
-        ))
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, FreshRequestId))
+        .layer(MapRequestLayer::new(move |request: Request| {
+            keep_request_id_of_trusted_proxies(request, &trusted_proxies)
+        }))
 }
 
-/// Middleware: removes an incoming request id unless a trusted proxy sent it and it is a
-/// short run of visible ASCII, so that the id layer makes a fresh one instead; anyone
-/// else could otherwise plant ids (or junk) in the log.
-async fn keep_request_id_of_trusted_proxies(
-    State(trusted_proxies): State<Arc<[IpNet]>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Removes an incoming request id unless a trusted proxy sent it and it is a short run of
+/// visible ASCII, so that the id layer makes a fresh one instead; anyone else could
+/// otherwise plant ids (or junk) in the log.
+fn keep_request_id_of_trusted_proxies(mut request: Request, trusted_proxies: &[IpNet]) -> Request {
     let keep = match request.headers().get(&REQUEST_ID_HEADER) {
         None => true,
         Some(value) => {
@@ -113,14 +109,28 @@ async fn keep_request_id_of_trusted_proxies(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| addr.ip());
-            peer.is_some_and(|peer| is_trusted_proxy(peer, &trusted_proxies))
+            peer.is_some_and(|peer| is_trusted_proxy(peer, trusted_proxies))
                 && is_acceptable_request_id(value)
         }
     };
     if !keep {
         request.headers_mut().remove(&REQUEST_ID_HEADER);
     }
-    next.run(request).await
+    request
+}
+
+/// Makes request ids: random (version 4) UUIDs from the thread's RNG, which costs no
+/// system call per request (tower-http's `MakeRequestUuid` asks the OS every time).
+#[derive(Debug, Clone, Copy)]
+struct FreshRequestId;
+
+impl MakeRequestId for FreshRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = id.hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
 }
 
 /// Is `peer` one of the trusted proxies? (An IPv4-mapped IPv6 peer counts as its IPv4.)
