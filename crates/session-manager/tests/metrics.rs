@@ -119,6 +119,20 @@ async fn metrics_answer_on_the_admin_port_only() {
     let http = reqwest::Client::new();
     let (page, _) = scrape(&http, &service).await;
     assert!(page.contains("# HELP ism_sessions_live"), "{page}");
+    // Open to scrapers like /healthz: no key, any Host, while the admin API refuses that
+    // Host.
+    for (path, expected) in [
+        ("/metrics", StatusCode::OK),
+        ("/api/v1/sessions", StatusCode::FORBIDDEN),
+    ] {
+        let response = http
+            .get(format!("{}{path}", service.admin))
+            .header("host", "prometheus.internal:9090")
+            .send()
+            .await
+            .expect("request with another Host");
+        assert_eq!(response.status(), expected, "{path}");
+    }
     let public = http
         .get(format!("{}/metrics", service.public))
         .send()
