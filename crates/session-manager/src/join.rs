@@ -11,9 +11,12 @@
 //! refusal floor after it arrived ([`refusal_floor`]), so its timing does not tell a live
 //! session from an unknown one.
 //!
+//! Every join is counted by its outcome and timed ([`outcome`]).
+//!
 //! Time comes from the state's clock; only the refusal floor measures real time, since
 //! what it shapes is how long a real response takes.
 
+pub mod outcome;
 pub mod pin_check;
 pub mod refusal_floor;
 
@@ -51,6 +54,7 @@ pub async fn join_session(
 ) -> Result<IssuedToken, ApiError> {
     let arrived = Instant::now();
     let result = decide_join(state, pins, attempt).await;
+    outcome::record(&result, arrived.elapsed());
     if result.is_err() {
         refusal_floor::hold(arrived, state.throttle.refusal_floor).await;
     }

@@ -15,7 +15,8 @@
 //! - [`startup`] builds the [`Application`]: the store, the signer, the broker link and
 //!   two listeners (admin and public, port 0 in tests) sharing one [`state::AppState`];
 //!   [`shutdown`] turns SIGTERM/SIGINT into a graceful stop; [`telemetry`] sets up
-//!   logging and request spans.
+//!   logging and request spans with request ids; [`metrics`] holds the metric names and
+//!   the Prometheus recorder `/metrics` renders.
 //! - [`routes`]: one module per resource (admin, compat, public, jwks, health), each with
 //!   its handlers and its own `router()`, composed there into the two ports' routers. A
 //!   new endpoint goes into its resource's module. Handlers are thin: extractors from
@@ -56,6 +57,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod join;
+pub mod metrics;
 pub mod shutdown;
 pub mod startup;
 pub mod state;

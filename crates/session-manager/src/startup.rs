@@ -4,7 +4,9 @@
 //! finishes the requests in flight and flushes the store.
 //!
 //! Each listener is served with connection limits and timeouts ([`http_listener`]); the
-//! routers come from [`crate::routes`]. The admin listener runs on a thread and runtime
+//! routers come from [`crate::routes`]. The metrics recorder is installed first (once per
+//! process, [`crate::metrics::install`]), and a task folds histogram samples into their
+//! buckets while the application runs. The admin listener runs on a thread and runtime
 //! of its own, so that a flood of joins on the public port cannot delay it.
 
 mod http_listener;
@@ -71,6 +73,8 @@ impl Application {
 
     /// [`Application::build`] on the given clock (tests drive time with a manual one).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        // First, so that everything from here on is measured (once per process).
+        crate::metrics::install();
         let auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
         if !auth.is_enabled() {
             if !config.listen.admin_addr.ip().is_loopback() && !config.admin.admin_insecure {
@@ -328,6 +332,21 @@ impl Application {
             }
         });
 
+        let metrics_upkeep = tokio::spawn({
+            let metrics = crate::metrics::install();
+            let shutdown = shutdown.clone();
+            async move {
+                let mut ticks = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => metrics.run_upkeep(),
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            }
+        });
+
         let refusal_flusher = tokio::spawn({
             let refusals = Arc::clone(&state.refusals);
             let shutdown = shutdown.clone();
@@ -348,6 +367,7 @@ impl Application {
                 Ok(finished) => finished,
                 Err(error) => {
                     sweeper.abort();
+                    metrics_upkeep.abort();
                     refusal_flusher.abort();
                     event_tasks.iter().for_each(|task| task.abort());
                     state.store.shutdown().await;
@@ -380,6 +400,7 @@ impl Application {
             }
         }
         sweeper.abort();
+        metrics_upkeep.abort();
         refusal_flusher.abort();
         // Webhook workers and the expiry task stop on the shutdown signal; a delivery in
         // flight is abandoned (delivery is at least once while the service runs).

@@ -1,26 +1,38 @@
 //! Logging: the tracing subscriber (pretty or JSON lines, on stderr so stdout stays free
-//! for the machine-readable start-up line) and the per-request span.
+//! for the machine-readable start-up line) and the request trace.
 //!
 //! Pretty logs are coloured only when stderr is a terminal and `NO_COLOR` is unset or
 //! empty (no-color.org), so a redirected log holds no escape codes. `/healthz` requests
 //! (container healthchecks, every few seconds) and answers 401 and 429 (refusals an
 //! attacker can produce at will, logged in aggregate where they are decided) are logged
-//! at DEBUG, the others at INFO.
+//! at DEBUG, server errors at WARN, the others at INFO.
 //!
-//! Request spans carry method, path, status and latency only. Bodies and the
-//! `Authorization` header are never recorded, so PINs, admin keys and tokens stay out of
-//! the logs.
+//! Every request carries a request id in `x-request-id` ([`trace_requests`]): the one a
+//! trusted proxy sent (`ISM_TRUSTED_PROXIES`) when it is a sane token, else a fresh UUID.
+//! The answer carries it back, and the request's span records it, so a client's or the
+//! proxy's report of one request finds its log line. Request spans carry method, path,
+//! route template, request id, status and latency only. Bodies and the `Authorization`
+//! header are never recorded, so PINs, admin keys and tokens stay out of the logs.
 
 use std::io::IsTerminal as _;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument as _;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::Router;
+use ipnet::IpNet;
+use tower::util::MapRequestLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
+use tracing::{Level, Span};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::metrics::http::UNMATCHED_ROUTE;
 
 /// Installs the global subscriber; the level comes from `RUST_LOG` (default `info`).
 /// Does nothing if one is installed already (tests build several applications).
@@ -52,6 +64,12 @@ fn colour_wanted(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>)
 /// Probes' path: their requests are logged at DEBUG.
 const HEALTH_PATH: &str = "/healthz";
 
+/// The request id header, in requests and answers.
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id kept from a proxy; a longer one is replaced.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
 /// 401 and 429: refused credentials and throttled requests, which an attacker can
 /// produce at will. Their access-log lines are DEBUG; the refusals themselves are logged,
 /// aggregated, where they are decided (`refusal_log`).
@@ -59,32 +77,141 @@ fn is_refusal(status: u16) -> bool {
     status == 401 || status == 429
 }
 
-/// Middleware: one span per request, and one event when its response is ready.
-pub async fn trace_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let is_probe = request.uri().path() == HEALTH_PATH;
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
-    );
-    let response = next.run(request).instrument(span.clone()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let status = response.status().as_u16();
-    span.record("status", status);
-    span.record("latency_ms", latency_ms);
-    span.in_scope(|| {
-        if response.status().is_server_error() {
-            tracing::warn!(status, latency_ms, "request finished");
-        } else if is_probe || is_refusal(status) {
-            tracing::debug!(status, latency_ms, "request finished");
-        } else {
-            tracing::info!(status, latency_ms, "request finished");
+/// Wraps `router` in the request trace: request ids (kept from a trusted proxy, else
+/// made), one span per request and one log line when its answer is ready, and the id in
+/// the answer's `x-request-id`.
+pub(crate) fn trace_requests(router: Router, trusted_proxies: Arc<[IpNet]>) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_request(())
+        .on_response(RequestFinished)
+        .on_body_chunk(())
+        .on_eos(())
+        // A server error is already logged at WARN by `RequestFinished`.
+        .on_failure(());
+    router
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, FreshRequestId))
+        .layer(MapRequestLayer::new(move |request: Request| {
+            keep_request_id_of_trusted_proxies(request, &trusted_proxies)
+        }))
+}
+
+/// Removes an incoming request id unless a trusted proxy sent it and it is a short run of
+/// visible ASCII, so that the id layer makes a fresh one instead; anyone else could
+/// otherwise plant ids (or junk) in the log.
+fn keep_request_id_of_trusted_proxies(mut request: Request, trusted_proxies: &[IpNet]) -> Request {
+    let keep = match request.headers().get(&REQUEST_ID_HEADER) {
+        None => true,
+        Some(value) => {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            peer.is_some_and(|peer| is_trusted_proxy(peer, trusted_proxies))
+                && is_acceptable_request_id(value)
         }
-    });
-    response
+    };
+    if !keep {
+        request.headers_mut().remove(&REQUEST_ID_HEADER);
+    }
+    request
+}
+
+/// Makes request ids: random (version 4) UUIDs from the thread's RNG, which costs no
+/// system call per request (tower-http's `MakeRequestUuid` asks the OS every time).
+#[derive(Debug, Clone, Copy)]
+struct FreshRequestId;
+
+impl MakeRequestId for FreshRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = id.hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
+}
+
+/// Is `peer` one of the trusted proxies? (An IPv4-mapped IPv6 peer counts as its IPv4.)
+fn is_trusted_proxy(peer: IpAddr, trusted_proxies: &[IpNet]) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        IpAddr::V4(_) => peer,
+    };
+    trusted_proxies.iter().any(|net| net.contains(&peer))
+}
+
+/// 1 to [`MAX_REQUEST_ID_BYTES`] bytes of visible ASCII.
+fn is_acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=MAX_REQUEST_ID_BYTES).contains(&bytes.len())
+        && bytes.iter().all(|byte| byte.is_ascii_graphic())
+}
+
+/// The span of one request: DEBUG for probes, INFO otherwise.
+#[derive(Debug, Clone, Copy)]
+struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
+        let path = request.uri().path();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        macro_rules! request_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "request",
+                    method = %request.method(),
+                    path,
+                    route,
+                    request_id,
+                    status = tracing::field::Empty,
+                    latency_ms = tracing::field::Empty,
+                )
+            };
+        }
+        if path == HEALTH_PATH {
+            request_span!(Level::DEBUG)
+        } else {
+            request_span!(Level::INFO)
+        }
+    }
+}
+
+/// The one log line of a request, when its answer is ready.
+#[derive(Debug, Clone, Copy)]
+struct RequestFinished;
+
+impl<B> OnResponse<B> for RequestFinished {
+    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let status = response.status().as_u16();
+        span.record("status", status);
+        span.record("latency_ms", latency_ms);
+        // A probe's span is DEBUG; a span the filter turned off has no metadata, and
+        // whatever it was, its INFO line would be filtered out too.
+        let quiet_span = span
+            .metadata()
+            .is_none_or(|metadata| *metadata.level() == Level::DEBUG);
+        span.in_scope(|| {
+            if response.status().is_server_error() {
+                tracing::warn!(status, latency_ms, "request finished");
+            } else if quiet_span || is_refusal(status) {
+                tracing::debug!(status, latency_ms, "request finished");
+            } else {
+                tracing::info!(status, latency_ms, "request finished");
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -97,5 +224,28 @@ mod tests {
         assert!(colour_wanted(true, Some("".into())));
         assert!(!colour_wanted(true, Some("1".into())));
         assert!(!colour_wanted(false, None));
+    }
+
+    #[test]
+    fn only_short_visible_request_ids_are_kept() {
+        let ok =
+            |text: &str| is_acceptable_request_id(&HeaderValue::from_str(text).expect("value"));
+        assert!(ok("3f2a-proxy.7:1"));
+        assert!(!ok(""));
+        assert!(!ok("two words"));
+        assert!(!ok(&"x".repeat(MAX_REQUEST_ID_BYTES + 1)));
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_count_as_their_ipv4() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        assert!(is_trusted_proxy(
+            "::ffff:10.1.2.3".parse().expect("ip"),
+            &trusted
+        ));
+        assert!(!is_trusted_proxy(
+            "192.0.2.1".parse().expect("ip"),
+            &trusted
+        ));
     }
 }

@@ -9,6 +9,7 @@
 //! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
 //! - [`health`]: `/healthz` on both ports;
+//! - [`metrics`]: `/metrics` (Prometheus) on the admin port;
 //! - [`wrong_port`]: the 404 that points a request to the port serving its route.
 //!
 //! A new resource is a new module with a `router()`, merged into [`admin_router`] or
@@ -19,6 +20,7 @@ pub(crate) mod compat;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod jwks;
+pub(crate) mod metrics;
 pub(crate) mod public;
 pub(crate) mod wrong_port;
 
@@ -38,6 +40,7 @@ use crate::admin_auth::{require_admin_key, AdminAuth};
 use crate::broker::presence::{DevicePresenceView, PresenceTable};
 use crate::domain::ClientName;
 use crate::error::ApiError;
+use crate::join::outcome::count_refused_input;
 use crate::join::pin_check::PinChecker;
 use crate::state::AppState;
 use crate::store::{ClientInfo, SessionInfo};
@@ -47,7 +50,13 @@ use wrong_port::OtherPort;
 
 /// The routes the admin port serves besides `/healthz`.
 fn admin_paths() -> Vec<&'static str> {
-    [admin::PATHS, events::PATHS, compat::ADMIN_PATHS].concat()
+    [
+        admin::PATHS,
+        events::PATHS,
+        compat::ADMIN_PATHS,
+        metrics::PATHS,
+    ]
+    .concat()
 }
 
 /// The routes the public port serves besides `/healthz`.
@@ -56,7 +65,7 @@ fn public_paths() -> Vec<&'static str> {
 }
 
 /// The admin port: the admin and compat APIs behind the host/origin check and admin
-/// auth, `/healthz` open for probes.
+/// auth, `/healthz` and `/metrics` open for probes and scrapers.
 pub(crate) fn admin_router(
     state: AppState,
     auth: Arc<AdminAuth>,
@@ -82,10 +91,14 @@ pub(crate) fn admin_router(
             refuse_foreign_requests,
         ))
         .layer(axum::Extension(defaults));
-    let routes = Router::new().merge(guarded).merge(health::admin_router());
+    let routes = Router::new()
+        .merge(guarded)
+        .merge(health::admin_router())
+        .merge(metrics::router());
     let fallback = wrong_port::router(public_port, "admin");
-    finish(routes, state, pins, body_limit, fallback)
-        .layer(middleware::from_fn(telemetry::trace_request))
+    let trusted_proxies = Arc::clone(&state.trusted_proxies);
+    let router = finish(routes, state, pins, body_limit, fallback);
+    observe(router, "admin", trusted_proxies)
 }
 
 /// The public port: joining, the JWKS and `/healthz`, open to any origin (CORS).
@@ -100,15 +113,29 @@ pub(crate) fn public_router(state: AppState, pins: Arc<PinChecker>, body_limit: 
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600));
-    let routes = Router::new()
+    // Joins refused for their input never reach the join logic that counts the others.
+    let joins = Router::new()
         .merge(public::router())
         .merge(compat::public_router())
+        .route_layer(middleware::from_fn(count_refused_input));
+    let routes = Router::new()
+        .merge(joins)
         .merge(jwks::router())
         .merge(health::public_router());
     let fallback = wrong_port::router(admin_port, "public");
-    finish(routes, state, pins, body_limit, fallback)
-        .layer(cors)
-        .layer(middleware::from_fn(telemetry::trace_request))
+    let trusted_proxies = Arc::clone(&state.trusted_proxies);
+    let router = finish(routes, state, pins, body_limit, fallback).layer(cors);
+    observe(router, "public", trusted_proxies)
+}
+
+/// The outermost layers of a port: request metrics under `port`'s name, and the request
+/// trace with its request ids.
+fn observe(router: Router, port: &'static str, trusted_proxies: Arc<[ipnet::IpNet]>) -> Router {
+    let measured = router.layer(middleware::from_fn_with_state(
+        port,
+        crate::metrics::http::record_request,
+    ));
+    telemetry::trace_requests(measured, trusted_proxies)
 }
 
 /// What both ports share below their own outer layers: the PIN checker, the JSON 404/405

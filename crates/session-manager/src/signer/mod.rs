@@ -8,7 +8,8 @@
 //! - [`kms::KmsSigner`] (`kms_jwt_auth`): signed by AWS KMS, so the private key never
 //!   leaves it.
 //!
-//! [`additional_keys`] publishes earlier keys next to any signer's during a rotation.
+//! [`additional_keys`] publishes earlier keys next to any signer's during a rotation;
+//! [`measured`] times every signature and counts the failures, by signer kind.
 //!
 //! Every signer assembles its tokens with [`jws`]. Signing is async because a remote signer waits on the network; local signers run the
 //! CPU-bound part off the async executor where that pays (see `local`).
@@ -17,6 +18,7 @@ pub mod additional_keys;
 pub mod jws;
 pub mod kms;
 pub mod local;
+pub mod measured;
 pub mod no_auth;
 
 use std::path::Path;
@@ -52,6 +54,21 @@ pub struct SignerHealth {
 /// The signer `signing.auth_mode` asks for; the development key, if one is needed, lives
 /// in `data_dir`.
 pub async fn build(
+    signing: &SigningConfig,
+    kms: &KmsConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn TokenSigner>, Error> {
+    let kind = match signing.auth_mode {
+        AuthMode::DevNoAuth => "none",
+        AuthMode::DevJwtAuth => "local",
+        AuthMode::KmsJwtAuth => "kms",
+    };
+    let signer = build_unmeasured(signing, kms, data_dir).await?;
+    Ok(Arc::new(measured::Measured::new(signer, kind)))
+}
+
+/// The signer `signing.auth_mode` asks for, with any additional public keys.
+async fn build_unmeasured(
     signing: &SigningConfig,
     kms: &KmsConfig,
     data_dir: &Path,

@@ -280,6 +280,12 @@ impl Writer {
             }
             let outcome = self.commit(&batch);
             if outcome.is_ok() {
+                if frames > 0 {
+                    // Far below 2^52: exact.
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics::histogram!(crate::metrics::JOURNAL_BATCH_RECORDS)
+                        .record(frames as f64);
+                }
                 self.counters.records.fetch_add(frames, Ordering::Relaxed);
                 self.records_in_file += frames as usize;
                 if let Some(running) = &mut self.compaction {
@@ -469,10 +475,13 @@ impl Writer {
                 return Err(message);
             }
         }
+        let started = std::time::Instant::now();
         let result = self.file.write_all(batch).and_then(|()| {
             self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.file.sync_data()
         });
+        metrics::histogram!(crate::metrics::JOURNAL_FSYNC_DURATION_SECONDS)
+            .record(started.elapsed());
         match result {
             Ok(()) => {
                 self.durable_len += batch.len() as u64;

@@ -1,0 +1,128 @@
+//! How joins end, for the metrics: `ism_joins_total{outcome}` and
+//! `ism_join_duration_seconds`.
+//!
+//! [`super::join_session`] records what it decides, with the time the decision took (the
+//! refusal floor excluded: that wait is deliberate, and `ism_http_request_duration_seconds`
+//! shows what clients wait in all). A join refused before it gets there, for input that
+//! does not parse (bad JSON, an invalid id or name, a body too large), is counted by
+//! [`count_refused_input`], the middleware of the join routes.
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::metrics::{JOINS_TOTAL, JOIN_DURATION_SECONDS};
+
+/// The `outcome` label of `ism_joins_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A token was issued.
+    Ok,
+    /// Wrong PIN, or an unknown, closed or expired session (one answer for all).
+    WrongPin,
+    /// Refused unseen: the session or the client network is locked out.
+    Locked,
+    /// The PIN was right but the session's join quota is used up.
+    RateLimited,
+    /// The session has its maximum number of clients.
+    SessionFull,
+    /// The request did not parse.
+    BadRequest,
+    /// The store cannot write or the signer cannot sign right now.
+    Unavailable,
+}
+
+impl JoinOutcome {
+    /// What a join that ended with `error` counts as.
+    pub fn of_error(error: &ApiError) -> Self {
+        match error {
+            ApiError::InvalidCredentials => JoinOutcome::WrongPin,
+            ApiError::TooManyAttempts { .. } => JoinOutcome::Locked,
+            ApiError::TooManyJoins { .. } => JoinOutcome::RateLimited,
+            ApiError::SessionFull => JoinOutcome::SessionFull,
+            ApiError::SignerUnavailable | ApiError::StoreUnavailable(_) | ApiError::Internal(_) => {
+                JoinOutcome::Unavailable
+            }
+            ApiError::BadRequest(_)
+            | ApiError::Unauthorized
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed
+            | ApiError::PayloadTooLarge
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::Forbidden(_) => JoinOutcome::BadRequest,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            JoinOutcome::Ok => "ok",
+            JoinOutcome::WrongPin => "wrong_pin",
+            JoinOutcome::Locked => "locked",
+            JoinOutcome::RateLimited => "rate_limited",
+            JoinOutcome::SessionFull => "session_full",
+            JoinOutcome::BadRequest => "bad_request",
+            JoinOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Counts a decided join and the time its decision took.
+pub(crate) fn record<T>(result: &Result<T, ApiError>, decided_in: Duration) {
+    let outcome = match result {
+        Ok(_) => JoinOutcome::Ok,
+        Err(error) => JoinOutcome::of_error(error),
+    };
+    metrics::counter!(JOINS_TOTAL, "outcome" => outcome.label()).increment(1);
+    metrics::histogram!(JOIN_DURATION_SECONDS).record(decided_in);
+}
+
+/// Middleware of the join routes: counts the joins refused for their input before
+/// [`super::join_session`] saw them. Those are exactly its 400, 413, 415 and 422 answers:
+/// `join_session` itself never answers any of these.
+pub(crate) async fn count_refused_input(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if matches!(
+        response.status(),
+        StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::UNPROCESSABLE_ENTITY
+    ) {
+        metrics::counter!(JOINS_TOTAL, "outcome" => JoinOutcome::BadRequest.label()).increment(1);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_decision_never_answers_what_counts_as_refused_input() {
+        let decided = [
+            ApiError::InvalidCredentials,
+            ApiError::TooManyAttempts {
+                retry_after: Duration::from_secs(1),
+            },
+            ApiError::TooManyJoins {
+                retry_after: Duration::from_secs(1),
+            },
+            ApiError::SessionFull,
+            ApiError::SignerUnavailable,
+            ApiError::StoreUnavailable("disk full".to_owned()),
+            ApiError::Internal("bug".to_owned()),
+        ];
+        for error in decided {
+            assert_ne!(
+                JoinOutcome::of_error(&error),
+                JoinOutcome::BadRequest,
+                "{error:?}"
+            );
+        }
+    }
+}
