@@ -1,4 +1,4 @@
-//! The admin event stream's body (Server-Sent Events): one frame per event,
+//! The admin event stream (Server-Sent Events, axum's [`Sse`]): one frame per event,
 //!
 //! ```text
 //! id: 42
@@ -10,28 +10,23 @@
 //! a listener that fell more than the bus's buffer behind, `event: gap` with
 //! `data: {"dropped": n}` before it goes on with the oldest event still buffered.
 //!
-//! A pump task per listener moves events from the bus to a small channel the response body
-//! reads; a slow client slows only its own pump, never the bus. The stream ends when the
+//! Each stream reads the bus's broadcast buffer at its own pace: a slow client falls
+//! behind (and is told what it lost), it never holds up the bus. The stream ends when the
 //! client goes away or the service shuts down (so a graceful shutdown does not wait for
 //! open streams).
 
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{header, HeaderValue};
+use axum::http::HeaderName;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Frame;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use futures_util::StreamExt as _;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
 
 use super::{Event, EventBus};
 use crate::shutdown::Shutdown;
-
-/// Frames waiting between a listener's pump and its connection.
-const FRAMES_IN_FLIGHT: usize = 16;
 
 /// How every stream of a bus is kept alive and ended.
 #[derive(Clone)]
@@ -63,97 +58,46 @@ impl Default for StreamSettings {
 
 /// A new stream of the bus's events from now on, only those of `session` when given.
 pub fn open(bus: &EventBus, session: Option<String>, settings: &StreamSettings) -> Response {
-    let listener = bus.subscribe();
-    let (frames, body) = mpsc::channel(FRAMES_IN_FLIGHT);
-    tokio::spawn(pump(listener, session, frames, settings.clone()));
-    let mut response = axum::body::Body::new(EventStreamBody { frames: body }).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Reverse proxies (nginx) must pass frames on as they come.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-/// Moves events from the bus to the connection until either end is gone.
-async fn pump(
-    mut listener: tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
-    session: Option<String>,
-    frames: mpsc::Sender<Bytes>,
-    settings: StreamSettings,
-) {
-    let start = tokio::time::Instant::now() + settings.keep_alive;
-    let mut keep_alive = tokio::time::interval_at(start, settings.keep_alive);
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let frame = tokio::select! {
-            biased;
-            () = settings.shutdown.wait() => return,
-            () = frames.closed() => return,
-            received = listener.recv() => match received {
-                Ok(event) => {
-                    if session.as_deref().is_some_and(|id| id != event.kind.session_id()) {
-                        continue;
-                    }
-                    event_frame(&event)
-                }
-                Err(RecvError::Lagged(dropped)) => {
+    let shutdown = settings.shutdown.clone();
+    let frames = BroadcastStream::new(bus.subscribe())
+        .filter_map(move |received| {
+            let frame = match received {
+                Ok(event) => session
+                    .as_deref()
+                    .is_none_or(|id| id == event.kind.session_id())
+                    .then(|| event_frame(&event)),
+                Err(BroadcastStreamRecvError::Lagged(dropped)) => {
                     metrics::counter!("ism_event_stream_dropped_total").increment(dropped);
-                    gap_frame(dropped)
+                    Some(gap_frame(dropped))
                 }
-                Err(RecvError::Closed) => return,
-            },
-            _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
-        };
-        keep_alive.reset();
-        let sent = tokio::select! {
-            sent = frames.send(frame) => sent.is_ok(),
-            () = settings.shutdown.wait() => false,
-        };
-        if !sent {
-            return;
-        }
-    }
+            };
+            std::future::ready(frame.map(Ok::<_, Infallible>))
+        })
+        .take_until(async move { shutdown.wait().await });
+    let stream = Sse::new(frames).keep_alive(
+        KeepAlive::new()
+            .interval(settings.keep_alive)
+            .text("keep-alive"),
+    );
+    // Reverse proxies (nginx) must pass frames on as they come.
+    let unbuffered = [(HeaderName::from_static("x-accel-buffering"), "no")];
+    (unbuffered, stream).into_response()
 }
 
 /// `id:`, `event:` and `data:` of one event (its JSON holds no newline).
-fn event_frame(event: &Event) -> Bytes {
+fn event_frame(event: &Event) -> SseEvent {
     let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
-    Bytes::from(format!(
-        "id: {}\nevent: {}\ndata: {json}\n\n",
-        event.seq,
-        event.kind.type_name()
-    ))
+    SseEvent::default()
+        .id(event.seq.to_string())
+        .event(event.kind.type_name())
+        .data(json)
 }
 
 /// The marker a listener gets after it lost `dropped` events.
-fn gap_frame(dropped: u64) -> Bytes {
-    Bytes::from(format!(
-        "event: gap\ndata: {}\n\n",
-        serde_json::json!({ "dropped": dropped })
-    ))
-}
-
-/// The response body: the frames the pump sends, until it stops.
-struct EventStreamBody {
-    frames: mpsc::Receiver<Bytes>,
-}
-
-impl hyper::body::Body for EventStreamBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.frames
-            .poll_recv(cx)
-            .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
-    }
+fn gap_frame(dropped: u64) -> SseEvent {
+    SseEvent::default()
+        .event("gap")
+        .data(serde_json::json!({ "dropped": dropped }).to_string())
 }
 
 #[cfg(test)]
@@ -161,25 +105,43 @@ mod tests {
     use super::*;
     use crate::events::EventKind;
 
-    #[test]
-    fn frames_are_spelled_as_server_sent_events() {
-        let event = Event {
-            id: "evt_1".into(),
-            seq: 7,
-            timestamp: 1,
-            kind: EventKind::SessionClosed {
-                session_id: "123".into(),
-            },
-        };
-        assert_eq!(
-            event_frame(&event),
-            Bytes::from(
-                "id: 7\nevent: session_closed\ndata: {\"id\":\"evt_1\",\"seq\":7,\"timestamp\":1,\"type\":\"session_closed\",\"data\":{\"session_id\":\"123\"}}\n\n"
-            )
-        );
-        assert_eq!(
-            gap_frame(3),
-            Bytes::from_static(b"event: gap\ndata: {\"dropped\":3}\n\n")
-        );
+    #[tokio::test]
+    async fn frames_are_server_sent_events_of_one_session_with_a_gap_marker() {
+        let bus = EventBus::new(4);
+        let settings = StreamSettings::default();
+        let response = open(&bus, Some("123".into()), &settings);
+        let header = |name: &str| response.headers().get(name).map(|v| v.as_bytes().to_vec());
+        assert_eq!(header("content-type"), Some(b"text/event-stream".to_vec()));
+        assert_eq!(header("x-accel-buffering"), Some(b"no".to_vec()));
+        for session in ["123", "999", "123", "999", "123", "123"] {
+            bus.publish(
+                EventKind::SessionClosed {
+                    session_id: session.into(),
+                },
+                1,
+            );
+        }
+        let mut body = response.into_body().into_data_stream();
+        let mut text = String::new();
+        while text.matches("\n\n").count() < 4 {
+            let chunk = body.next().await.expect("a frame").expect("no error");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        settings.shutdown.trigger();
+        assert!(body.next().await.is_none(), "the stream ends at shutdown");
+        let frames: Vec<&str> = text.split_terminator("\n\n").collect();
+        assert_eq!(frames.len(), 4, "{text}");
+        assert_eq!(frames[0], "event: gap\ndata: {\"dropped\":2}");
+        for (frame, seq) in frames[1..].iter().zip([3, 5, 6]) {
+            assert_eq!(
+                frame,
+                &format!(
+                    "id: {seq}\nevent: session_closed\ndata: {}",
+                    frame.split_once("data: ").map_or("", |(_, json)| json)
+                )
+            );
+            assert!(frame.contains(&format!("\"seq\":{seq},")), "{frame}");
+            assert!(frame.contains("\"session_id\":\"123\""), "{frame}");
+        }
     }
 }
