@@ -21,11 +21,7 @@ pub struct ClientIp(pub IpAddr);
 
 /// `peer`, or the client `X-Forwarded-For` names when `peer` is a trusted proxy.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| {
-        trusted_proxies
-            .iter()
-            .any(|net| net.contains(&canonical(*ip)))
-    };
+    let is_trusted = |ip: &IpAddr| is_trusted_proxy(*ip, trusted_proxies);
     if !is_trusted(&peer) {
         return peer;
     }
@@ -49,6 +45,13 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -
         }
     }
     client
+}
+
+/// Is `peer` one of the trusted proxies? (An IPv4-mapped IPv6 peer counts as its IPv4.)
+pub fn is_trusted_proxy(peer: IpAddr, trusted_proxies: &[IpNet]) -> bool {
+    trusted_proxies
+        .iter()
+        .any(|net| net.contains(&canonical(peer)))
 }
 
 /// IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
@@ -129,5 +132,18 @@ mod tests {
             client_ip(ip("::ffff:127.0.0.1"), &headers("9.9.9.9"), &trusted),
             ip("9.9.9.9")
         );
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_count_as_their_ipv4() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        assert!(is_trusted_proxy(
+            "::ffff:10.1.2.3".parse().expect("ip"),
+            &trusted
+        ));
+        assert!(!is_trusted_proxy(
+            "192.0.2.1".parse().expect("ip"),
+            &trusted
+        ));
     }
 }

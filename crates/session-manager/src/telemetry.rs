@@ -15,7 +15,7 @@
 //! header are never recorded, so PINs, admin keys and tokens stay out of the logs.
 
 use std::io::IsTerminal as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ use tower_http::request_id::{
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::{Level, Span};
 use tracing_subscriber::EnvFilter;
+
+use crate::client_ip::is_trusted_proxy;
 
 use crate::config::LogFormat;
 use crate::metrics::http::UNMATCHED_ROUTE;
@@ -133,15 +135,6 @@ impl MakeRequestId for FreshRequestId {
     }
 }
 
-/// Is `peer` one of the trusted proxies? (An IPv4-mapped IPv6 peer counts as its IPv4.)
-fn is_trusted_proxy(peer: IpAddr, trusted_proxies: &[IpNet]) -> bool {
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
-        IpAddr::V4(_) => peer,
-    };
-    trusted_proxies.iter().any(|net| net.contains(&peer))
-}
-
 /// 1 to [`MAX_REQUEST_ID_BYTES`] bytes of visible ASCII.
 fn is_acceptable_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
@@ -234,18 +227,5 @@ mod tests {
         assert!(!ok(""));
         assert!(!ok("two words"));
         assert!(!ok(&"x".repeat(MAX_REQUEST_ID_BYTES + 1)));
-    }
-
-    #[test]
-    fn mapped_ipv4_peers_count_as_their_ipv4() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
-        assert!(is_trusted_proxy(
-            "::ffff:10.1.2.3".parse().expect("ip"),
-            &trusted
-        ));
-        assert!(!is_trusted_proxy(
-            "192.0.2.1".parse().expect("ip"),
-            &trusted
-        ));
     }
 }
