@@ -315,7 +315,12 @@ impl Application {
             .into_iter()
             .map(|worker| tokio::spawn(worker.run(shutdown.clone())))
             .collect();
-        event_tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
+        let watch = expiry::ExpiryWatch {
+            store: Arc::clone(&state.store),
+            clock: Arc::clone(&state.clock),
+            events: state.events.clone(),
+        };
+        event_tasks.push(tokio::spawn(expiry::run(watch, shutdown.clone())));
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);

@@ -69,7 +69,7 @@ pub enum AclAction {
 
 /// The broker control topic on which the service announces closed sessions; the plugin
 /// disconnects their devices. Only the service's own token grants publishing to it.
-pub const REVOCATION_TOPIC: &str = "$CONTROL/session-auth/v1";
+pub const REVOCATION_TOPIC: &str = crate::control::CONTROL_TOPIC;
 
 /// What the service knows when it grants a device access to one session.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 /// The topic of the control channel (service → plugin). No device or service token can be
 /// granted it; only the service's own control link may publish to it.
-pub const CONTROL_TOPIC: &str = crate::claims::REVOCATION_TOPIC;
+pub const CONTROL_TOPIC: &str = "$CONTROL/session-auth/v1";
 
 /// The topic of presence reports (plugin → service): only the service's control link is
 /// granted to subscribe to it, and only the plugin (inside the broker) publishes there.

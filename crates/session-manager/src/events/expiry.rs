@@ -8,13 +8,14 @@
 //! ended before this process knew about it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::domain::SessionId;
-use crate::events::EventKind;
+use crate::events::{EventBus, EventKind};
 use crate::shutdown::Shutdown;
-use crate::state::AppState;
+use crate::store::SessionStore;
 
 /// How often the task looks for sessions whose end has passed.
 const TICK: Duration = Duration::from_millis(250);
@@ -88,25 +89,32 @@ impl ExpiryIndex {
     }
 }
 
+/// What the expiry task reads: the sessions, the time, and the bus it announces on.
+pub struct ExpiryWatch {
+    pub store: Arc<dyn SessionStore>,
+    pub clock: Arc<dyn Clock>,
+    pub events: EventBus,
+}
+
 /// Fills the index with the live sessions the store knows, then emits `session_expired`
 /// as their ends pass, until the shutdown.
-pub async fn run(state: AppState, shutdown: Shutdown) {
+pub async fn run(watch: ExpiryWatch, shutdown: Shutdown) {
     tokio::select! {
-        () = load_live_sessions(&state) => {}
+        () = load_live_sessions(&watch) => {}
         () = shutdown.wait() => return,
     }
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => emit_due(&state),
+            _ = ticks.tick() => emit_due(&watch),
             () = shutdown.wait() => return,
         }
     }
 }
 
 /// Adds every live session with an end to the index, a page at a time.
-async fn load_live_sessions(state: &AppState) {
+async fn load_live_sessions(state: &ExpiryWatch) {
     let now = state.clock.unix_now();
     let mut after: Option<SessionId> = None;
     loop {
@@ -134,14 +142,17 @@ async fn load_live_sessions(state: &AppState) {
 
 /// Emits `session_expired` for the sessions whose end has passed (at most
 /// [`MAX_PER_TICK`]), skipping any that was closed before its end.
-fn emit_due(state: &AppState) {
+fn emit_due(state: &ExpiryWatch) {
     let now = state.clock.unix_now();
     for (id, expires_at) in state.events.expiries().take_due(now, MAX_PER_TICK) {
         // Live just before its end means it was not closed: it expired.
         let was_open = SessionId::parse(&id)
             .is_ok_and(|sid| state.store.is_live(&sid, expires_at.saturating_sub(1)));
         if was_open {
-            state.emit(EventKind::SessionExpired { session_id: id });
+            state.events.publish(
+                EventKind::SessionExpired { session_id: id },
+                state.clock.unix_now_ms(),
+            );
         }
     }
 }
