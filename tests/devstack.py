@@ -22,10 +22,12 @@ STACK_START_TIMEOUT_SECS = 300  # includes a release build when the binaries are
 class RunningStack:
     """One dev-stack process and the JSON it announced."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
+        """Starts dev-stack with `args`; `env` adds environment variables (dev-stack passes
+        the ISM_* ones on to the service)."""
         self.process = subprocess.Popen(
             [DEV_STACK, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+            text=True, env=dict(os.environ, **(env or {})))
         self.stderr_lines = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self.stdout_lines = queue.Queue()

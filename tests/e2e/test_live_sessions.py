@@ -6,7 +6,6 @@ restarts."""
 import base64
 import http.server
 import json
-import os
 import secrets
 import threading
 import time
@@ -160,16 +159,8 @@ def live_stack(receiver):
     """A stack of its own (the tests restart its broker and service) delivering webhooks
     to `receiver`."""
     settings = {"ISM_WEBHOOK_URLS": receiver.url, "ISM_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    saved = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)
-    try:
-        running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev",
+                           env=settings)
     wait_link_up(running)
     yield running
     finish_stack(running)

@@ -74,16 +74,8 @@ def webhook_stack():
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     receiver = ExampleReceiver(secret)
     settings = {"ISM_WEBHOOK_URLS": receiver.url, "ISM_WEBHOOK_SECRET": secret}
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)  # dev-stack passes ISM_* variables to the service
-    try:
-        running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev",
+                           env=settings)
     yield running, receiver
     finish_stack(running)
     receiver.stop()

@@ -6,12 +6,16 @@
 // Test code: a failed expectation is a failed test, so helpers may `expect` too.
 #![allow(clippy::expect_used)]
 
+#[path = "support/connection_closed.rs"]
+mod connection_closed;
+
 use std::time::{Duration, Instant};
 
+use connection_closed::closed_at;
 use session_token::{Claims, DisconnectReason, PresenceMessage};
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
 use test_support::mosquitto::{require_mosquitto, Broker};
-use test_support::mqtt_device::{Device, DeviceEvent};
+use test_support::mqtt_device::Device;
 use test_support::service_link::{kicking, ServiceLink};
 
 const REPORT: Duration = Duration::from_secs(5);
@@ -29,18 +33,6 @@ fn token_of_generation(key: &SigningKey, session: &str, client: &str, generation
         jti: format!("{client}-gen-{generation}"),
         ..device_claims(session, client, 600)
     })
-}
-
-/// When `device`'s connection was closed, if within `timeout`.
-fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let DeviceEvent::Closed { at, .. } =
-            device.next_event(deadline.saturating_duration_since(Instant::now()))?
-        {
-            return Some(at);
-        }
-    }
 }
 
 #[test]

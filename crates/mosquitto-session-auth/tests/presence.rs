@@ -6,9 +6,13 @@
 // Test code: a failed expectation is a failed test, so helpers may `expect` too.
 #![allow(clippy::expect_used)]
 
+#[path = "support/connection_closed.rs"]
+mod connection_closed;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use connection_closed::closed_at;
 use rumqttc::QoS;
 use serde_json::Value;
 use session_token::{
@@ -17,7 +21,7 @@ use session_token::{
 use test_support::control_message::closing;
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
 use test_support::mosquitto::{require_mosquitto, Broker};
-use test_support::mqtt_device::{Device, DeviceEvent};
+use test_support::mqtt_device::Device;
 use test_support::raw_mqtt::raw_connect;
 use test_support::service_link::ServiceLink;
 
@@ -25,9 +29,14 @@ const REPORT: Duration = Duration::from_secs(5);
 /// How long a test waits to be sure that something does not arrive.
 const QUIET: Duration = Duration::from_millis(500);
 
-fn broker(key: &SigningKey) -> Broker {
+/// A real Mosquitto loading the plugin that trusts `key`, its port, and a client playing
+/// the service's link connected to it.
+fn broker_with_link(key: SigningKey) -> (Broker, SigningKey, u16, ServiceLink) {
     require_mosquitto();
-    Broker::with_plugin(&jwks(&[key]), &[])
+    let broker = Broker::with_plugin(&jwks(&[&key]), &[]);
+    let port = broker.port();
+    let link = ServiceLink::connect(port, &key);
+    (broker, key, port, link)
 }
 
 fn is_connected(client: &str) -> impl Fn(&PresenceMessage) -> bool + '_ {
@@ -78,23 +87,17 @@ fn retained(device: &mut Device, filter: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// Waits for the closing of `device`'s connection.
-fn closed_within(device: &mut Device, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while let Some(event) = device.next_event(deadline.saturating_duration_since(Instant::now())) {
-        if matches!(event, DeviceEvent::Closed { .. }) {
-            return true;
-        }
-    }
-    false
+/// The topics of the retained messages a subscription to `filter` gets at once.
+fn retained_topics(device: &mut Device, filter: &str) -> HashSet<String> {
+    retained(device, filter)
+        .into_iter()
+        .map(|(topic, _)| topic)
+        .collect()
 }
 
 #[test]
 fn a_connect_and_a_clean_disconnect_are_reported_and_retained_for_the_session() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let lamp = Device::of_session(port, &key, "111", "lamp").expect("lamp admitted");
 
     let (report, before) = link
@@ -141,10 +144,7 @@ fn a_connect_and_a_clean_disconnect_are_reported_and_retained_for_the_session() 
 
 #[test]
 fn a_lost_connection_is_reported_as_disconnected_too() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let stream =
         raw_connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 600)).expect("admitted");
     link.wait_for(REPORT, is_connected("lamp"))
@@ -161,16 +161,16 @@ fn a_lost_connection_is_reported_as_disconnected_too() {
 
 #[test]
 fn a_takeover_is_reported_as_taken_over_and_the_device_stays_online() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let token = key.device_token("111", "lamp", 600);
     let mut first = Device::connect(port, "lamp", "lamp", &token).expect("first admitted");
     link.wait_for(REPORT, is_connected("lamp"))
         .expect("first connect reported");
     let _second = Device::connect(port, "lamp", "lamp", &token).expect("second admitted");
-    assert!(closed_within(&mut first, REPORT), "the first is taken over");
+    assert!(
+        closed_at(&mut first, REPORT).is_some(),
+        "the first is taken over"
+    );
     let (report, before) = link
         .wait_for(REPORT, is_disconnected("lamp"))
         .expect("the old connection's end is reported");
@@ -197,10 +197,7 @@ fn a_takeover_is_reported_as_taken_over_and_the_device_stays_online() {
 
 #[test]
 fn an_expired_token_is_reported_as_expired() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let _lamp = Device::connect(port, "lamp", "lamp", &key.device_token("111", "lamp", 2))
         .expect("admitted");
     assert_eq!(
@@ -211,10 +208,7 @@ fn an_expired_token_is_reported_as_expired() {
 
 #[test]
 fn closing_a_session_reports_session_closed_and_clears_its_retained_presence() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let _lamp = Device::of_session(port, &key, "111", "lamp").expect("lamp admitted");
     let switch = Device::of_session(port, &key, "111", "switch").expect("switch admitted");
     drop(switch);
@@ -224,10 +218,7 @@ fn closing_a_session_reports_session_closed_and_clears_its_retained_presence() {
         DisconnectReason::Disconnected
     );
     let mut before = presence_reader(port, &key, "111");
-    let topics: HashSet<String> = retained(&mut before, "/111/$presence/#")
-        .into_iter()
-        .map(|(topic, _)| topic)
-        .collect();
+    let topics = retained_topics(&mut before, "/111/$presence/#");
     assert_eq!(
         topics,
         HashSet::from([
@@ -250,10 +241,7 @@ fn closing_a_session_reports_session_closed_and_clears_its_retained_presence() {
         "the closed session's presence is gone: {seen:?}"
     );
     let mut peer_b = Device::of_session(port, &key, "222", "peer-b").expect("admitted");
-    let topics: HashSet<String> = retained(&mut peer_b, "/222/$presence/#")
-        .into_iter()
-        .map(|(topic, _)| topic)
-        .collect();
+    let topics = retained_topics(&mut peer_b, "/222/$presence/#");
     assert_eq!(
         topics,
         HashSet::from([
@@ -266,10 +254,7 @@ fn closing_a_session_reports_session_closed_and_clears_its_retained_presence() {
 
 #[test]
 fn a_session_whose_last_token_expired_loses_its_retained_presence() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let _lamp = Device::connect(port, "lamp", "lamp", &key.device_token("333", "lamp", 2))
         .expect("admitted");
     let _other = Device::of_session(port, &key, "444", "other").expect("admitted");
@@ -302,10 +287,7 @@ fn a_session_whose_last_token_expired_loses_its_retained_presence() {
 
 #[test]
 fn presence_is_out_of_reach_of_other_sessions_and_cannot_be_forged() {
-    let key = SigningKey::rsa();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::rsa());
     let lamp = Device::of_session(port, &key, "111", "lamp").expect("lamp admitted");
     link.wait_for(REPORT, is_connected("lamp"))
         .expect("connect reported");
@@ -406,10 +388,7 @@ fn presence_is_out_of_reach_of_other_sessions_and_cannot_be_forged() {
 #[test]
 fn a_sync_lists_every_live_device_in_parts() {
     const DEVICES: usize = 450;
-    let key = SigningKey::ec();
-    let broker = broker(&key);
-    let port = broker.port();
-    let mut link = ServiceLink::connect(port, &key);
+    let (_broker, key, port, mut link) = broker_with_link(SigningKey::ec());
     let mut connections = Vec::with_capacity(DEVICES);
     for index in 0..DEVICES {
         let name = format!("device-{index}");

@@ -6,13 +6,17 @@
 // Test code: a failed expectation is a failed test, so helpers may `expect` too.
 #![allow(clippy::expect_used)]
 
+#[path = "support/connection_closed.rs"]
+mod connection_closed;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use connection_closed::closed_at;
 use test_support::fixture_tokens::{fixture_path, jwks, SigningKey, ISSUER};
 use test_support::mosquitto::Broker;
-use test_support::mqtt_device::{Device, DeviceEvent};
+use test_support::mqtt_device::Device;
 use test_support::service;
 
 /// The service signing with the fixture RSA key, and the `host:port` of its two APIs.
@@ -133,18 +137,6 @@ fn tokens_from_the_service_admit_devices_to_their_session_only() {
     // A token of one client is no use to another.
     let lamp_token = service.join(&session, &pin, "lamp");
     assert!(Device::connect(port, "thief", "thief", &lamp_token).is_err());
-}
-
-/// Waits for the device's connection to close; when it did.
-fn closed_at(device: &mut Device, timeout: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let DeviceEvent::Closed { at, .. } =
-            device.next_event(deadline.saturating_duration_since(Instant::now()))?
-        {
-            return Some(at);
-        }
-    }
 }
 
 #[test]

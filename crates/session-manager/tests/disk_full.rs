@@ -7,10 +7,9 @@
 
 #[path = "support/service.rs"]
 mod service;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -22,52 +21,7 @@ use session_manager::store::journal::record::{
 };
 use session_manager::store::JOURNAL_FILE_NAME;
 use test_support::session_api;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("cannot run `mount` (install util-linux)");
-        assert!(
-            output.status.success(),
-            "this test needs to mount a tmpfs (run it as root or with CAP_SYS_ADMIN): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Tmpfs {
-            path: path.to_owned(),
-        }
-    }
-
-    /// Fills the file system with a ballast file until it is full.
-    fn fill(&self) -> PathBuf {
-        let ballast = self.path.join("ballast");
-        let mut file = std::fs::File::create(&ballast).unwrap();
-        let chunk = vec![0xAB; 4096];
-        loop {
-            if let Err(error) = file.write_all(&chunk) {
-                assert_eq!(error.raw_os_error(), Some(28), "expected ENOSPC: {error}");
-                break;
-            }
-        }
-        // Any byte still free goes too.
-        while file.write_all(&[0]).is_ok() {}
-        ballast
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
+use tmpfs::Tmpfs;
 
 async fn health(http: &reqwest::Client, base: &str) -> (StatusCode, Value) {
     let response = http.get(format!("{base}/healthz")).send().await.unwrap();

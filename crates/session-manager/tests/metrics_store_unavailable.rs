@@ -4,52 +4,14 @@
 //!
 //! Needs root (or CAP_SYS_ADMIN) for `mount -t tmpfs`; without it the test fails saying so.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
 
 use reqwest::StatusCode;
 use serde_json::json;
 use test_support::service::Launch;
 use test_support::session_api;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).expect("the mount point");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("cannot run `mount` (install util-linux)");
-        assert!(
-            output.status.success(),
-            "this test needs to mount a tmpfs (run it as root or with CAP_SYS_ADMIN): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Tmpfs {
-            path: path.to_owned(),
-        }
-    }
-
-    /// Fills the file system with a ballast file, to the last byte.
-    fn fill(&self) {
-        let mut file = std::fs::File::create(self.path.join("ballast")).expect("ballast");
-        let chunk = vec![0xAB; 4096];
-        while file.write_all(&chunk).is_ok() {}
-        while file.write_all(&[0]).is_ok() {}
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
+use tmpfs::Tmpfs;
 
 /// `name{labels}` on the admin port's `/metrics`, 0 when absent.
 async fn sample(http: &reqwest::Client, admin: &str, series: &str) -> f64 {

@@ -30,7 +30,7 @@ use session_token::{
 use tokio::task::JoinHandle;
 
 use super::outage::Outage;
-use super::pending::Pending;
+use super::pending::{BrokerLink, Pending};
 use super::presence::PresenceTable;
 use crate::clock::unix_now;
 use crate::config::BrokerUrl;
@@ -90,34 +90,36 @@ enum Ended {
     Failed,
 }
 
-impl LinkTask {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        url: BrokerUrl,
-        signer: Arc<dyn TokenSigner>,
-        issuer: String,
-        token_ttl_secs: u64,
-        store: Arc<dyn SessionStore>,
-        presence: Arc<PresenceTable>,
-        pending: Arc<Pending>,
-        connected: Arc<AtomicBool>,
-    ) -> Self {
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        LinkTask {
-            url,
-            signer,
-            issuer,
-            token_ttl_secs,
-            store,
-            presence,
-            pending,
-            connected,
-            client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
-            outbox: VecDeque::new(),
-            outage: Outage::begin(),
-        }
-    }
+/// Creates the link for the handlers and the task that serves it; `token_ttl_secs` is the
+/// lifetime of the device tokens the service issues.
+pub fn link(
+    url: BrokerUrl,
+    signer: Arc<dyn TokenSigner>,
+    issuer: String,
+    token_ttl_secs: u64,
+    store: Arc<dyn SessionStore>,
+    presence: Arc<PresenceTable>,
+) -> (BrokerLink, LinkTask) {
+    let pending = Arc::new(Pending::default());
+    let connected = Arc::new(AtomicBool::new(false));
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let task = LinkTask {
+        url,
+        signer,
+        issuer,
+        token_ttl_secs,
+        store,
+        presence,
+        pending: Arc::clone(&pending),
+        connected: Arc::clone(&connected),
+        client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
+        outbox: VecDeque::new(),
+        outage: Outage::begin(),
+    };
+    (BrokerLink { pending, connected }, task)
+}
 
+impl LinkTask {
     pub fn spawn(self, shutdown: Shutdown) -> JoinHandle<()> {
         tokio::spawn(self.run(shutdown))
     }
@@ -346,7 +348,7 @@ fn closed_session(revocation: Revocation) -> ClosedSession {
 
 /// The control message entry of a kick: refuse the device's tokens below its new
 /// generation for as long as an older token can live.
-pub(super) fn kicked_device(kick: &Kick, token_ttl_secs: u64) -> KickedDevice {
+pub fn kicked_device(kick: &Kick, token_ttl_secs: u64) -> KickedDevice {
     KickedDevice {
         sid: kick.id.as_str().to_owned(),
         client: kick.client.as_str().to_owned(),

@@ -13,44 +13,6 @@ mod outage;
 mod pending;
 pub mod presence;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-pub use link::LinkTask;
+pub use link::{kicked_device, link, LinkTask};
 pub use pending::BrokerLink;
 pub use presence::PresenceTable;
-use session_token::KickedDevice;
-
-use crate::config::BrokerUrl;
-use crate::signer::TokenSigner;
-use crate::store::{Kick, SessionStore};
-
-/// Creates the link for the handlers and the task that serves it; `token_ttl_secs` is the
-/// lifetime of the device tokens the service issues.
-pub fn link(
-    url: BrokerUrl,
-    signer: Arc<dyn TokenSigner>,
-    issuer: String,
-    token_ttl_secs: u64,
-    store: Arc<dyn SessionStore>,
-    presence: Arc<PresenceTable>,
-) -> (BrokerLink, LinkTask) {
-    let pending = Arc::new(pending::Pending::default());
-    let connected = Arc::new(AtomicBool::new(false));
-    let task = LinkTask::new(
-        url,
-        signer,
-        issuer,
-        token_ttl_secs,
-        store,
-        presence,
-        Arc::clone(&pending),
-        Arc::clone(&connected),
-    );
-    (BrokerLink { pending, connected }, task)
-}
-
-/// The control message entry of a kick, for device tokens living `token_ttl_secs`.
-pub fn kicked_device(kick: &Kick, token_ttl_secs: u64) -> KickedDevice {
-    link::kicked_device(kick, token_ttl_secs)
-}

@@ -8,6 +8,10 @@
 //! subscribers, in either direction, so no MQTT client can take the plugin's place there.
 //! This server speaks just enough MQTT (CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH/PUBACK,
 //! PINGREQ/PINGRESP, DISCONNECT) for the service's real MQTT client.
+//!
+//! [`PluginDouble::bind`] binds at once but accepts only after
+//! [`PluginDouble::start_accepting`]: until then the service's connection attempts sit in
+//! the listen backlog without an answer, which is what a stuck broker looks like.
 
 #![allow(dead_code)]
 
@@ -35,11 +39,20 @@ pub struct PluginDouble {
     current: Arc<Mutex<Option<OwnedWriteHalf>>>,
     /// Ends the current connection (as a broker restart would).
     cut: Arc<Notify>,
+    /// Lets the server start accepting connections.
+    accept: Arc<Notify>,
 }
 
 impl PluginDouble {
-    /// Listens on a kernel-chosen loopback port.
+    /// Listens on a kernel-chosen loopback port and accepts at once.
     pub async fn start() -> PluginDouble {
+        let double = PluginDouble::bind().await;
+        double.start_accepting();
+        double
+    }
+
+    /// Binds a kernel-chosen loopback port; accepts nothing until [`Self::start_accepting`].
+    pub async fn bind() -> PluginDouble {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("cannot bind the plugin double");
@@ -47,8 +60,11 @@ impl PluginDouble {
         let (sender, seen) = mpsc::unbounded_channel();
         let current = Arc::new(Mutex::new(None));
         let cut = Arc::new(Notify::new());
-        let (slot, cut_signal) = (Arc::clone(&current), Arc::clone(&cut));
+        let accept = Arc::new(Notify::new());
+        let (slot, cut_signal, start) =
+            (Arc::clone(&current), Arc::clone(&cut), Arc::clone(&accept));
         tokio::spawn(async move {
+            start.notified().await;
             while let Ok((stream, _)) = listener.accept().await {
                 let (reader, writer) = stream.into_split();
                 *slot.lock().await = Some(writer);
@@ -68,7 +84,13 @@ impl PluginDouble {
             seen,
             current,
             cut,
+            accept,
         }
+    }
+
+    /// Starts answering connections (those waiting in the backlog first).
+    pub fn start_accepting(&self) {
+        self.accept.notify_one();
     }
 
     pub fn url(&self) -> String {
