@@ -10,6 +10,7 @@ how to install it, and so fails the tests: nothing is skipped.
 
 import os
 import sys
+import time
 import uuid
 
 import pytest
@@ -78,13 +79,29 @@ class Device(MqttConnection):
     def publish(self, topic, payload):
         super().publish(topic, payload, qos=0, timeout=5)
 
-    def received(self, timeout):
-        """Every message that arrives within `timeout` seconds."""
-        return [(m.topic, m.payload.decode()) for m in self.received_within(timeout)]
+    def received(self, timeout, presence=False):
+        """Every message that arrives within `timeout` seconds; the broker's retained
+        presence of the session's devices (`/S/$presence/...`, which a subscription to
+        `/S/#` also receives) only with `presence=True`."""
+        return [(m.topic, m.payload.decode()) for m in self.received_within(timeout)
+                if presence or not is_session_presence(m.topic)]
 
     def next_message(self, timeout=5):
-        message = super().next_message(timeout)
-        return None if message is None else (message.topic, message.payload.decode())
+        """The next message that is not the broker's presence of a device, or None."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = super().next_message(remaining)
+            if message is None:
+                return None
+            if not is_session_presence(message.topic):
+                return (message.topic, message.payload.decode())
+        return None
+
+
+def is_session_presence(topic):
+    """Is `topic` a device's retained presence, `/S/$presence/<client>`?"""
+    levels = topic.split("/")
+    return len(levels) > 2 and levels[0] == "" and levels[2] == "$presence"
 
 
 @pytest.fixture(scope="module")

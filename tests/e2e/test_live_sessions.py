@@ -303,13 +303,14 @@ def test_devices_see_their_sessions_presence_and_cannot_forge_it(live_stack, ope
     lamp = opened(live_stack, "lamp", live_stack.join(session, "lamp"))
     assert lamp.wait_connected()
     assert watcher.subscribe(f"{root}$presence/#")
-    presence = dict(watcher.received(WITHIN_SECS))
+    presence = dict(watcher.received(WITHIN_SECS, presence=True))
     assert json.loads(presence[f"{root}$presence/lamp"])["online"] is True
 
     # No device may write the presence sub-tree, its own entry or another's.
     lamp.publish(f"{root}$presence/lamp", json.dumps({"online": False, "at": 0}))
     lamp.publish(f"{root}$presence/ghost", json.dumps({"online": True, "at": 0}))
-    forged = [m for m in watcher.received(WITHIN_SECS) if m[0].startswith(f"{root}$presence/")]
+    forged = [m for m in watcher.received(WITHIN_SECS, presence=True)
+              if m[0].startswith(f"{root}$presence/")]
     assert forged == [], forged
 
     # Nor read or write the service's presence channel, nor see another session's presence.

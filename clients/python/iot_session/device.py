@@ -3,10 +3,16 @@
 Topics given to :class:`SessionDevice` are relative to the session's topic root, so a device
 writes ``device.publish("lamp/state", b"on")`` and the message goes to
 ``/{session_id}/lamp/state``, the only tree its token allows.
+
+The broker keeps each device's presence as a retained message on
+``/{session_id}/$presence/{client}``; a subscription that covers it (``"#"``,
+``"$presence/#"``) fills :attr:`SessionDevice.presence` instead of the message queue.
 """
 
+import json
+import threading
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import requests
 
@@ -42,8 +48,15 @@ def join(public_url: str, session_id: str, pin: str, client: str, timeout: float
     )
 
 
+PRESENCE_PREFIX = "$presence/"
+
+
 class SessionDevice(MqttConnection):
     """An MQTT connection confined to one session.
+
+    ``presence`` maps the names of the session's devices to what the broker last said
+    about them (``{"online": bool, "at": seconds, "reason": ...}``), once the device
+    subscribed to a filter covering ``$presence/#``.
 
     ``broker`` is ``mqtt://host:port``, ``mqtts://host:port`` or ``ws(s)://host:port/path``.
     ``ca_file`` pins the CA for TLS connections. ``will`` (a topic relative to the session
@@ -53,6 +66,8 @@ class SessionDevice(MqttConnection):
     def __init__(self, credentials: Credentials, broker: str, ca_file: Optional[str] = None,
                  will: Optional[Tuple[str, Union[str, bytes]]] = None, clean_session: bool = True):
         self.credentials = credentials
+        self._presence: Dict[str, dict] = {}
+        self._presence_lock = threading.Lock()
         if will is not None:
             will = (self._absolute(will[0]), will[1])
         super().__init__(broker, credentials.username, credentials.token, credentials.client_id,
@@ -64,6 +79,27 @@ class SessionDevice(MqttConnection):
     def _message_topic(self, topic: str) -> str:
         root = self.credentials.topic_root
         return topic[len(root):] if topic.startswith(root) else topic
+
+    @property
+    def presence(self) -> Dict[str, dict]:
+        """A copy of the session's device presence seen so far, by client name."""
+        with self._presence_lock:
+            return dict(self._presence)
+
+    def _on_message(self, client, userdata, message):
+        relative = self._message_topic(message.topic)
+        if not relative.startswith(PRESENCE_PREFIX):
+            super()._on_message(client, userdata, message)
+            return
+        name = relative[len(PRESENCE_PREFIX):]
+        with self._presence_lock:
+            if not message.payload:  # the session is over: the broker cleared it
+                self._presence.pop(name, None)
+                return
+            try:
+                self._presence[name] = json.loads(message.payload)
+            except ValueError:
+                pass  # only the broker writes here; anything else is not presence
 
     def subscribe(self, relative_filter: str, qos: int = 1, timeout: float = 10.0) -> bool:
         """Subscribe inside the session; returns whether the broker granted it."""

@@ -3,6 +3,7 @@ plugin, nginx): sessions are created through the admin client, devices join thro
 public proxy and exchange messages over plain MQTT, TLS and WebSocket."""
 
 import queue
+import time
 import uuid
 
 import pytest
@@ -52,6 +53,29 @@ def test_devices_of_a_session_talk_over_every_transport(stack, admin, transport)
         tx.publish("lamp/state", b"on")
         message = rx.receive(timeout=5)
         assert (message.topic, message.payload) == ("lamp/state", b"on")
+
+
+def test_a_device_sees_its_sessions_presence_apart_from_its_messages(stack, admin):
+    session = admin.create_session()
+    broker = brokers(stack)["tcp"]
+    watcher = join(stack["public_url"], session.id, session.pin, unique("watcher"))
+    lamp = join(stack["public_url"], session.id, session.pin, unique("lamp"))
+    with SessionDevice(watcher, broker) as watching:
+        assert watching.subscribe("#")
+        with SessionDevice(lamp, broker) as lamp_device:
+            lamp_device.publish("state", b"on")
+            message = watching.receive(timeout=5)
+            assert (message.topic, message.payload) == ("state", b"on")
+            deadline = time.monotonic() + 5
+            while watching.presence.get(lamp.username, {}).get("online") is not True:
+                assert time.monotonic() < deadline, watching.presence
+                time.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while watching.presence[lamp.username]["online"]:
+            assert time.monotonic() < deadline, watching.presence
+            time.sleep(0.02)
+        assert watching.presence[lamp.username]["reason"] == "disconnected"
+        assert watching.presence[watcher.username]["online"] is True
 
 
 def test_sessions_are_isolated_and_escapes_are_refused(stack, admin):
