@@ -162,7 +162,13 @@ impl EventBus {
     /// Hands an event to every listener; never waits. `now_ms`: milliseconds since the
     /// epoch (from the state's clock).
     pub fn publish(&self, kind: EventKind, now_ms: u64) {
-        let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+        // A random (v4) UUID from the thread's generator: no system call per event.
+        let id = format!(
+            "evt_{}",
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .simple()
+        );
         // Numbering and handing on never wait for a listener, so the lock is brief; a
         // panic cannot happen while it is held with the counter half-updated.
         let mut sequence = self.sequence.lock().unwrap_or_else(PoisonError::into_inner);
