@@ -61,6 +61,7 @@ class EventStream:
 
     def __init__(self, stack, session_id=None):
         self.events = Collected()
+        self.closed = False
         params = {"session": session_id} if session_id else {}
         self.response = requests.get(
             stack["admin_url"] + "/api/v1/events", params=params, stream=True, timeout=30,
@@ -82,10 +83,12 @@ class EventStream:
                 elif not line.startswith(":") and ":" in line:
                     key, value = line.split(":", 1)
                     fields[key] = value[1:] if value.startswith(" ") else value
-        except requests.RequestException:
-            pass
+        except Exception:
+            if not self.closed:  # closing the response under the reader ends it with an error
+                raise
 
     def close(self):
+        self.closed = True
         self.response.close()
 
 
