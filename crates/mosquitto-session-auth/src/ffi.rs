@@ -25,7 +25,7 @@ use crate::clients::ClientHandle;
 use crate::config::PluginConfig;
 use crate::decisions::{Access, ConnectAttempt};
 use crate::plugin::Plugin;
-use crate::presence::Outgoing;
+use crate::presence::{Outgoing, FLUSH_INTERVAL_MS};
 use crate::revocation::CONTROL_TOPIC;
 
 pub const MOSQ_PLUGIN_VERSION: c_int = 5;
@@ -182,6 +182,9 @@ struct Instance {
     /// everything a TICK does is due at whole seconds, so only the first TICK of each
     /// second does it.
     last_tick_secs: AtomicU64,
+    /// When gathered presence was last published (milliseconds on the coarse monotonic
+    /// clock); it is published again [`FLUSH_INTERVAL_MS`] later.
+    last_flush_ms: AtomicU64,
 }
 
 impl Instance {
@@ -231,6 +234,15 @@ fn now_secs() -> u64 {
 /// begun, at a fraction of the cost of [`now_secs`].
 fn coarse_now_secs() -> u64 {
     clock_secs(ClockId::RealtimeCoarse)
+}
+
+/// Milliseconds on the monotonic clock as of the kernel's last timer tick: cheap enough
+/// for every TICK, and fine enough for [`FLUSH_INTERVAL_MS`].
+fn coarse_monotonic_ms() -> u64 {
+    let time = clock_gettime(ClockId::MonotonicCoarse);
+    let secs = u64::try_from(time.tv_sec).unwrap_or(0);
+    let ms = u64::try_from(time.tv_nsec).unwrap_or(0) / 1_000_000;
+    secs.saturating_mul(1_000).saturating_add(ms)
 }
 
 /// A C string the broker hands over as text (a client id, a topic), without copying.
@@ -480,6 +492,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
             identifier,
             plugin: Mutex::new(plugin),
             last_tick_secs: AtomicU64::new(0),
+            last_flush_ms: AtomicU64::new(0),
         }));
         for (registered, &(event, callback)) in CALLBACKS.iter().enumerate() {
             // SAFETY: `identifier` is the broker's own handle for this plugin; `instance`
@@ -684,6 +697,13 @@ unsafe extern "C" fn on_tick(
 }
 
 fn tick(instance: &Instance) -> c_int {
+    let ms = coarse_monotonic_ms();
+    if ms.saturating_sub(instance.last_flush_ms.load(Ordering::Relaxed)) >= FLUSH_INTERVAL_MS {
+        instance.last_flush_ms.store(ms, Ordering::Relaxed);
+        // The lock is dropped at the end of this statement, before the broker is called.
+        let presence = instance.plugin().flush_presence();
+        publish(&presence);
+    }
     // The coarse clock says whether a new second has begun (it may see it up to a kernel
     // tick late, which only delays the sweep as much); the work itself uses the exact time.
     let second = coarse_now_secs();

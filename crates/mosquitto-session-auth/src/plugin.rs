@@ -230,15 +230,21 @@ impl Plugin {
     }
 
     /// Once the devices of closed `sessions` are disconnected: their retained presence, to
-    /// delete.
+    /// delete, with everything else gathered.
     pub fn clear_presence(&mut self, sessions: &[String]) -> Vec<Outgoing> {
         self.presence
             .clear_sessions(sessions.iter().map(String::as_str))
     }
 
-    /// The answer to sync request `request`: the live device connections, in parts.
-    pub fn answer_sync(&self, request: &str) -> Vec<Outgoing> {
+    /// The presence gathered so far, then the answer to sync request `request`: the live
+    /// device connections, in parts.
+    pub fn answer_sync(&mut self, request: &str) -> Vec<Outgoing> {
         self.presence.online(request)
+    }
+
+    /// The presence gathered since the last flush, to publish now.
+    pub fn flush_presence(&mut self) -> Vec<Outgoing> {
+        self.presence.flush()
     }
 
     /// Re-reads the configured keys and swaps them in.
@@ -280,13 +286,13 @@ impl Plugin {
 
     /// The second half of a TICK, once the expired clients are disconnected: the retained
     /// presence of sessions whose last token has expired and of which nothing is
-    /// connected, to delete.
+    /// connected, to delete, with everything else gathered.
     pub fn sweep_presence(&mut self, now: u64) -> Vec<Outgoing> {
         self.presence.sweep(now)
     }
 
-    /// DISCONNECT of the connection `handle` with client id `client_id`: returns the
-    /// presence messages to publish when it was an admitted device. A connection whose id
+    /// DISCONNECT of the connection `handle` with client id `client_id`: gathers its
+    /// presence when it was an admitted device (returned when that filled a batch). A connection whose id
     /// a newer connection holds was taken over (Mosquitto 2.0 runs the newcomer's
     /// BASIC_AUTH before it disconnects the old connection).
     pub fn client_disconnected(
@@ -502,6 +508,18 @@ mod tests {
             .expect("accepted")
     }
 
+    /// The last report of what the plugin has gathered (which is flushed).
+    fn last_report(plugin: &mut Plugin) -> Option<PresenceMessage> {
+        plugin
+            .flush_presence()
+            .iter()
+            .filter(|message| !message.retain)
+            .flat_map(|message| {
+                PresenceMessage::batch_from_payload(&message.payload).expect("a batch")
+            })
+            .last()
+    }
+
     #[test]
     fn a_kick_refuses_old_generations_from_the_cache_and_across_restarts() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -517,11 +535,12 @@ mod tests {
         assert_eq!(outcome.kicked_devices, vec!["111/lamp"]);
         assert!(!plugin.may_access("lamp", Access::Publish, "/111/x", NOW));
         assert!(plugin.may_access("switch", Access::Publish, "/111/x", NOW));
-        let gone = plugin.client_disconnected(ClientHandle(1), "lamp", NOW);
+        plugin.client_disconnected(ClientHandle(1), "lamp", NOW);
+        let gone = last_report(&mut plugin);
         assert!(
             matches!(
-                PresenceMessage::from_payload(&gone[gone.len() - 1].payload),
-                Ok(PresenceMessage::Disconnected(d)) if d.reason == DisconnectReason::Kicked
+                &gone,
+                Some(PresenceMessage::Disconnected(d)) if d.reason == DisconnectReason::Kicked
             ),
             "{gone:?}"
         );
@@ -553,11 +572,8 @@ mod tests {
         control_link(&mut plugin);
         connect(&mut plugin, 1, ("111", "a", "a"), false, NOW).expect("admitted");
         connect(&mut plugin, 2, ("222", "b", "b"), false, NOW).expect("admitted");
-        let reason = |sent: Vec<Outgoing>| match sent
-            .last()
-            .map(|message| PresenceMessage::from_payload(&message.payload))
-        {
-            Some(Ok(PresenceMessage::Disconnected(device))) => device.reason,
+        let reason = |plugin: &mut Plugin| match last_report(plugin) {
+            Some(PresenceMessage::Disconnected(device)) => device.reason,
             other => panic!("{other:?}"),
         };
         let closing = test_support::control_message::closing(&[("111", NOW + 600)]);
@@ -565,16 +581,12 @@ mod tests {
             .control(Some("$link"), &closing.to_payload(), NOW)
             .expect("accepted");
         assert_eq!(outcome.closed_clients, vec!["a"]);
-        assert_eq!(
-            reason(plugin.client_disconnected(ClientHandle(1), "a", NOW)),
-            DisconnectReason::SessionClosed
-        );
+        plugin.client_disconnected(ClientHandle(1), "a", NOW);
+        assert_eq!(reason(&mut plugin), DisconnectReason::SessionClosed);
         let expired = plugin.tick(NOW + 600).expired;
         assert!(expired.contains(&"b".to_owned()), "{expired:?}");
-        assert_eq!(
-            reason(plugin.client_disconnected(ClientHandle(2), "b", NOW + 600)),
-            DisconnectReason::Expired
-        );
+        plugin.client_disconnected(ClientHandle(2), "b", NOW + 600);
+        assert_eq!(reason(&mut plugin), DisconnectReason::Expired);
         assert_eq!(plugin.live_connections(), 0);
     }
 

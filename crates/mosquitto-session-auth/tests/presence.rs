@@ -16,7 +16,8 @@ use connection_closed::closed_at;
 use rumqttc::QoS;
 use serde_json::Value;
 use session_token::{
-    Claims, ControlMessage, DisconnectReason, PresenceMessage, CONTROL_TOPIC, PRESENCE_TOPIC,
+    Claims, ControlMessage, DisconnectReason, PresenceBatch, PresenceMessage, CONTROL_TOPIC,
+    PRESENCE_TOPIC,
 };
 use test_support::control_message::closing;
 use test_support::fixture_tokens::{device_claims, jwks, SigningKey};
@@ -332,7 +333,12 @@ fn presence_is_out_of_reach_of_other_sessions_and_cannot_be_forged() {
         });
         device
             .client
-            .publish(PRESENCE_TOPIC, QoS::AtLeastOnce, false, forged.to_payload())
+            .publish(
+                PRESENCE_TOPIC,
+                QoS::AtLeastOnce,
+                false,
+                PresenceBatch::of([&forged]).into_payload(),
+            )
             .expect("queued");
         device
             .client

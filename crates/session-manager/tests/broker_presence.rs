@@ -18,7 +18,8 @@ use plugin_double::PluginDouble;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use session_token::{
-    ConnectedDevice, DisconnectReason, DisconnectedDevice, OnlineDevices, PresenceMessage,
+    ConnectedDevice, DisconnectReason, DisconnectedDevice, OnlineDevices, PresenceBatch,
+    PresenceMessage,
 };
 use test_support::now;
 use test_support::session_api;
@@ -170,15 +171,20 @@ async fn presence_reports_and_sync_answers_show_in_the_admin_view() {
         .expect("the session in the list");
     assert_eq!(in_list["online_count"], 1, "{in_list}");
 
-    // A takeover: the new connection is reported before the old one's end.
+    // A takeover, in one batch: the new connection is reported before the old one's end,
+    // and the reports are applied in their order.
     let t2 = t1 + 2;
-    double.publish(&connected(&sid, "lamp", "lamp", t2)).await;
     double
-        .publish(&disconnected(&sid, "lamp", t2, DisconnectReason::TakenOver))
+        .publish_batch(&[
+            connected(&sid, "lamp", "lamp", t2),
+            disconnected(&sid, "lamp", t2, DisconnectReason::TakenOver),
+        ])
         .await;
-    // Malformed reports in between are ignored.
+    // Malformed batches in between are ignored whole.
     double.publish_raw(b"not json").await;
-    double.publish_raw(br#"{"left":{"sid":"1"}}"#).await;
+    double.publish_raw(br#"[{"left":{"sid":"1"}}]"#).await;
+    let lone = PresenceBatch::of([&connected(&sid, "ghost", "ghost", t2)]).into_payload();
+    double.publish_raw(&lone[1..lone.len() - 1]).await;
     double
         .publish(&PresenceMessage::Online(OnlineDevices {
             sync: "no-such-request".into(),

@@ -31,7 +31,7 @@ pub use control::{ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PR
 pub use keys::{KeyError, KeySet, VerificationKey};
 pub use presence::{
     presence_topic, ConnectedDevice, DevicePresence, DisconnectReason, DisconnectedDevice,
-    OnlineDevices, PresenceMessage,
+    OnlineDevices, PresenceBatch, PresenceMessage,
 };
 pub use topic::{TopicError, TopicFilter, TopicName};
 pub use verify::{TokenVerifier, VerifiedToken, VerifyError};

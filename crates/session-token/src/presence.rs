@@ -120,8 +120,11 @@ pub struct OnlineDevices {
     pub done: bool,
 }
 
-/// A message from the plugin to the service on [`crate::control::PRESENCE_TOPIC`]:
-/// `{"connected": {...}}`, `{"disconnected": {...}}` or `{"online": {...}}`.
+/// One report from the plugin to the service: `{"connected": {...}}`,
+/// `{"disconnected": {...}}` or `{"online": {...}}`. Reports travel on
+/// [`crate::control::PRESENCE_TOPIC`] in batches (a JSON array, oldest first; see
+/// [`PresenceMessage::batch_to_payload`]), so that a broker with many connects and
+/// disconnects publishes a few messages rather than one per event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PresenceMessage {
@@ -134,15 +137,61 @@ pub enum PresenceMessage {
 }
 
 impl PresenceMessage {
-    /// The message as sent on the wire (compact JSON).
-    pub fn to_payload(&self) -> Vec<u8> {
-        // Serialising plain strings and integers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Reads a batch of reports sent by the plugin (see [`PresenceBatch`]).
+    pub fn batch_from_payload(payload: &[u8]) -> Result<Vec<Self>, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}
+
+/// Reports gathered into one payload for [`crate::control::PRESENCE_TOPIC`]: a compact JSON
+/// array, oldest report first. Each report is encoded once, as it is added.
+#[derive(Debug, Clone, Default)]
+pub struct PresenceBatch {
+    /// `[` and the reports so far, comma-separated; empty while no report was added.
+    json: Vec<u8>,
+    reports: usize,
+}
+
+impl PresenceBatch {
+    /// A batch of `reports`, in order.
+    pub fn of<'a>(reports: impl IntoIterator<Item = &'a PresenceMessage>) -> Self {
+        let mut batch = Self::default();
+        for report in reports {
+            batch.push(report);
+        }
+        batch
     }
 
-    /// Reads a message sent by the plugin.
-    pub fn from_payload(payload: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(payload)
+    /// Adds `report` after the others.
+    pub fn push(&mut self, report: &PresenceMessage) {
+        self.json.push(if self.reports == 0 { b'[' } else { b',' });
+        // Serialising plain strings and integers into memory cannot fail.
+        let _ = serde_json::to_writer(&mut self.json, report);
+        self.reports += 1;
+    }
+
+    /// How many reports it holds.
+    pub fn len(&self) -> usize {
+        self.reports
+    }
+
+    /// Does it hold no report?
+    pub fn is_empty(&self) -> bool {
+        self.reports == 0
+    }
+
+    /// The bytes of its payload so far.
+    pub fn byte_len(&self) -> usize {
+        self.json.len() + 1
+    }
+
+    /// The payload: the JSON array (`[]` when empty).
+    pub fn into_payload(mut self) -> Vec<u8> {
+        if self.reports == 0 {
+            return b"[]".to_vec();
+        }
+        self.json.push(b']');
+        self.json
     }
 }
 
@@ -174,7 +223,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn presence_messages_have_one_wire_form() {
+    fn presence_reports_travel_as_json_arrays() {
         let connected = PresenceMessage::Connected(ConnectedDevice {
             sid: "123".into(),
             client: "lamp".into(),
@@ -182,11 +231,6 @@ mod tests {
             jti: "j1".into(),
             at: 10,
         });
-        assert_eq!(
-            connected.to_payload(),
-            br#"{"connected":{"sid":"123","client":"lamp","client_id":"lamp","jti":"j1","at":10}}"#
-                .to_vec()
-        );
         let gone = PresenceMessage::Disconnected(DisconnectedDevice {
             sid: "123".into(),
             client: "lamp".into(),
@@ -194,23 +238,32 @@ mod tests {
             at: 11,
             reason: DisconnectReason::TakenOver,
         });
+        let batch = vec![connected, gone];
+        let written = PresenceBatch::of(&batch);
+        assert_eq!((written.len(), written.is_empty()), (2, false));
+        let expected_len = written.byte_len();
+        let payload = written.into_payload();
         assert_eq!(
-            gone.to_payload(),
-            br#"{"disconnected":{"sid":"123","client":"lamp","client_id":"lamp","at":11,"reason":"taken_over"}}"#
+            payload,
+            br#"[{"connected":{"sid":"123","client":"lamp","client_id":"lamp","jti":"j1","at":10}},{"disconnected":{"sid":"123","client":"lamp","client_id":"lamp","at":11,"reason":"taken_over"}}]"#
                 .to_vec()
         );
-        for message in [connected, gone] {
-            assert_eq!(
-                PresenceMessage::from_payload(&message.to_payload()).ok(),
-                Some(message)
-            );
-        }
-        let online = br#"{"online":{"sync":"r1","clients":[],"done":true}}"#;
+        assert_eq!(payload.len(), expected_len);
+        assert_eq!(PresenceBatch::default().into_payload(), b"[]".to_vec());
+        assert_eq!(
+            PresenceMessage::batch_from_payload(&payload).ok(),
+            Some(batch)
+        );
+        let online = br#"[{"online":{"sync":"r1","clients":[],"done":true}}]"#;
         assert!(matches!(
-            PresenceMessage::from_payload(online),
-            Ok(PresenceMessage::Online(OnlineDevices { done: true, .. }))
+            PresenceMessage::batch_from_payload(online).as_deref(),
+            Ok([PresenceMessage::Online(OnlineDevices { done: true, .. })])
         ));
-        assert!(PresenceMessage::from_payload(br#"{"left":{}}"#).is_err());
+        assert!(PresenceMessage::batch_from_payload(br#"[{"left":{}}]"#).is_err());
+        assert!(
+            PresenceMessage::batch_from_payload(br#"{"connected":{}}"#).is_err(),
+            "a report outside a batch"
+        );
     }
 
     #[test]

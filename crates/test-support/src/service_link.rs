@@ -1,8 +1,10 @@
 //! The service's side of the broker link, as a test plays it: an MQTT client logged in
 //! with the service's own token (`Claims::for_revocation_service`, client id and `sub`
 //! [`LINK`]) that sends [`ControlMessage`]s to the plugin and reads the
-//! [`PresenceMessage`]s the plugin reports on [`PRESENCE_TOPIC`].
+//! [`PresenceMessage`]s the plugin reports on [`PRESENCE_TOPIC`] (in batches, handed out
+//! here one report at a time).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rumqttc::QoS;
@@ -45,6 +47,9 @@ pub fn kicking(sid: &str, client: &str, below_gen: u32) -> ControlMessage {
 /// A connected service link, subscribed to [`PRESENCE_TOPIC`].
 pub struct ServiceLink {
     device: Device,
+    /// Reports of batches already received, not yet handed out, each with its batch's
+    /// payload.
+    received: VecDeque<(PresenceMessage, Vec<u8>)>,
 }
 
 impl ServiceLink {
@@ -57,7 +62,10 @@ impl ServiceLink {
             device.subscribe(PRESENCE_TOPIC),
             "the link may subscribe to {PRESENCE_TOPIC}"
         );
-        ServiceLink { device }
+        ServiceLink {
+            device,
+            received: VecDeque::new(),
+        }
     }
 
     /// Publishes `message` on the control topic (QoS 1).
@@ -68,10 +76,14 @@ impl ServiceLink {
             .expect("publish queued");
     }
 
-    /// The next presence report with its raw payload, within `timeout`.
+    /// The next presence report with the raw payload of the batch it came in, within
+    /// `timeout`.
     pub fn next_report(&mut self, timeout: Duration) -> Option<(PresenceMessage, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(report) = self.received.pop_front() {
+                return Some(report);
+            }
             match self
                 .device
                 .next_event(deadline.saturating_duration_since(Instant::now()))?
@@ -81,9 +93,11 @@ impl ServiceLink {
                         topic, PRESENCE_TOPIC,
                         "the link subscribed to presence only"
                     );
-                    let message = PresenceMessage::from_payload(&payload)
-                        .unwrap_or_else(|error| panic!("a malformed presence report: {error}"));
-                    return Some((message, payload));
+                    let batch = PresenceMessage::batch_from_payload(&payload)
+                        .unwrap_or_else(|error| panic!("a malformed presence batch: {error}"));
+                    assert!(!batch.is_empty(), "the plugin publishes no empty batch");
+                    self.received
+                        .extend(batch.into_iter().map(|report| (report, payload.clone())));
                 }
                 DeviceEvent::Closed { reason, .. } => panic!("the link was closed: {reason}"),
                 DeviceEvent::SubAck(_) => {}

@@ -165,15 +165,16 @@ impl PresenceTable {
         sync.online.clear();
     }
 
-    /// Applies one message from the presence topic; malformed ones are logged (once per
-    /// kind of fault), counted and ignored.
+    /// Applies one message from the presence topic, a batch of reports, in order;
+    /// malformed ones are logged (once per kind of fault), counted and ignored whole.
     pub fn apply_payload(&self, payload: &[u8]) {
-        match PresenceMessage::from_payload(payload) {
-            Ok(message) => self.apply(message),
+        match PresenceMessage::batch_from_payload(payload) {
+            Ok(reports) => reports.into_iter().for_each(|report| self.apply(report)),
             Err(error) => self.fault(Fault::Unreadable, &error),
         }
     }
 
+    /// Applies one report.
     pub fn apply(&self, message: PresenceMessage) {
         match message {
             PresenceMessage::Connected(device) => {

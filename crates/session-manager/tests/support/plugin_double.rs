@@ -18,7 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_token::{ControlMessage, PresenceMessage, CONTROL_TOPIC, PRESENCE_TOPIC};
+use session_token::{
+    ControlMessage, PresenceBatch, PresenceMessage, CONTROL_TOPIC, PRESENCE_TOPIC,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;
@@ -171,8 +173,17 @@ impl PluginDouble {
             .expect("publish to the link");
     }
 
+    /// Publishes `message` alone in a batch, as the plugin does when nothing else was
+    /// gathered with it.
     pub async fn publish(&self, message: &PresenceMessage) {
-        self.publish_raw(&message.to_payload()).await;
+        self.publish_raw(&PresenceBatch::of([message]).into_payload())
+            .await;
+    }
+
+    /// Publishes `messages` as one batch.
+    pub async fn publish_batch(&self, messages: &[PresenceMessage]) {
+        self.publish_raw(&PresenceBatch::of(messages).into_payload())
+            .await;
     }
 
     /// Ends the link's connection, as a broker restart would.
