@@ -22,6 +22,11 @@
 //! runs on every broker back to back, in an order that alternates from round to round
 //! (`PLUGIN_BENCH_ROUNDS`, default 3); the median of the per-round ratios is reported.
 //!
+//! Each plugin broker has the service's link connected and subscribed to the presence
+//! reports, as deployed, so the figures include delivering presence to the service
+//! (`PLUGIN_BENCH_LINK=0` leaves the link out, to see what presence costs with nobody
+//! listening).
+//!
 //! Every broker logs what the deployed one logs (`test_support::mosquitto::LOG_AS_DEPLOYED`:
 //! no line per message); `PLUGIN_BENCH_BROKER_LOG=all` makes them log everything, a line
 //! per message included, as the brokers of the tests do (which doubles the cost of a
@@ -45,6 +50,7 @@ use test_support::mosquitto::{
     plugin_path, plugin_settings_for, readable_copy, Broker, LOG_AS_DEPLOYED, LOG_EVERYTHING,
 };
 use test_support::raw_mqtt::{connect_cycle, raw_connect};
+use test_support::service_link::ServiceLink;
 
 const SESSION: &str = "424242";
 const TOPIC: &str = "/424242/bench";
@@ -348,6 +354,22 @@ fn main() {
         broker: broker_with_plugin(&plugin_path(), &jwks_doc),
         key: Some(SigningKey::rsa()),
     });
+    // The service's link on each plugin broker, subscribed to presence; their own threads
+    // take the reports in. Kept until the end of the run.
+    let with_link = std::env::var("PLUGIN_BENCH_LINK").as_deref() != Ok("0");
+    let _links: Vec<ServiceLink> = subjects
+        .iter()
+        .filter(|subject| with_link && subject.key.is_some())
+        .map(|subject| ServiceLink::connect(subject.broker.port(), &SigningKey::rsa()))
+        .collect();
+    println!(
+        "service link: {}",
+        if with_link {
+            "connected to each plugin broker, subscribed to presence"
+        } else {
+            "none (PLUGIN_BENCH_LINK=0)"
+        }
+    );
     for subject in &subjects {
         pin(subject.broker.pid(), BROKER_CPU);
     }
