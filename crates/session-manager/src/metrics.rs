@@ -11,8 +11,11 @@
 //! session ids), status codes, outcomes, signer kinds, event types, and a webhook
 //! receiver's index in `ISM_WEBHOOK_URLS` (never its URL, which may carry a secret).
 //!
-//! [`http`] records every HTTP request (port, matched route, status, duration).
+//! [`http`] records every HTTP request (port, matched route, status, duration). What is
+//! recorded on every join or request goes through handles registered once per label set
+//! ([`handle`]) rather than the macros, which look the key up in the registry each time.
 
+pub(crate) mod handle;
 pub(crate) mod http;
 
 use std::sync::OnceLock;
@@ -100,6 +103,12 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Whether [`install`] has put the recorder in place: a handle registered before would
+/// record nowhere for good ([`handle`]).
+pub(crate) fn is_installed() -> bool {
+    HANDLE.get().is_some()
 }
 
 /// The recorder's settings: one bucket set per histogram.

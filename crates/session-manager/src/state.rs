@@ -8,6 +8,8 @@ use ipnet::IpNet;
 use crate::broker::{BrokerLink, PresenceTable};
 use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
+use crate::metrics::handle::LazyCounter;
+use crate::metrics::KICKS_TOTAL;
 use crate::rate_limit::JoinThrottle;
 use crate::refusal_log::RefusalLog;
 use crate::signer::TokenSigner;
@@ -57,13 +59,16 @@ impl AppState {
         if let Some(link) = &self.revocation {
             link.device_kicked(crate::broker::kicked_device(kick, self.tokens.ttl_secs));
         }
-        metrics::counter!("ism_kicks_total").increment(1);
+        KICKS.increment(1);
         self.emit(EventKind::DeviceKicked {
             session_id: kick.id.as_str().to_owned(),
             client: kick.client.as_str().to_owned(),
         });
     }
 }
+
+/// `ism_kicks_total`.
+static KICKS: LazyCounter = LazyCounter::new(KICKS_TOTAL);
 
 /// How device tokens are issued.
 #[derive(Debug, Clone)]

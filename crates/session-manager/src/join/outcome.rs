@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
+use crate::metrics::handle::{LazyCounter, LazyHistogram};
 use crate::metrics::{JOINS_TOTAL, JOIN_DURATION_SECONDS};
 
 /// The `outcome` label of `ism_joins_total`.
@@ -58,7 +59,7 @@ impl JoinOutcome {
     }
 
     /// The label value.
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             JoinOutcome::Ok => "ok",
             JoinOutcome::WrongPin => "wrong_pin",
@@ -69,6 +70,29 @@ impl JoinOutcome {
             JoinOutcome::Unavailable => "unavailable",
         }
     }
+
+    /// `ism_joins_total` of this outcome.
+    fn joins_total(self) -> &'static LazyCounter {
+        const fn counter(outcome: JoinOutcome) -> LazyCounter {
+            LazyCounter::labelled(JOINS_TOTAL, "outcome", outcome.label())
+        }
+        static OK: LazyCounter = counter(JoinOutcome::Ok);
+        static WRONG_PIN: LazyCounter = counter(JoinOutcome::WrongPin);
+        static LOCKED: LazyCounter = counter(JoinOutcome::Locked);
+        static RATE_LIMITED: LazyCounter = counter(JoinOutcome::RateLimited);
+        static SESSION_FULL: LazyCounter = counter(JoinOutcome::SessionFull);
+        static BAD_REQUEST: LazyCounter = counter(JoinOutcome::BadRequest);
+        static UNAVAILABLE: LazyCounter = counter(JoinOutcome::Unavailable);
+        match self {
+            JoinOutcome::Ok => &OK,
+            JoinOutcome::WrongPin => &WRONG_PIN,
+            JoinOutcome::Locked => &LOCKED,
+            JoinOutcome::RateLimited => &RATE_LIMITED,
+            JoinOutcome::SessionFull => &SESSION_FULL,
+            JoinOutcome::BadRequest => &BAD_REQUEST,
+            JoinOutcome::Unavailable => &UNAVAILABLE,
+        }
+    }
 }
 
 /// Counts a decided join and the time its decision took.
@@ -77,9 +101,12 @@ pub(crate) fn record<T>(result: &Result<T, ApiError>, decided_in: Duration) {
         Ok(_) => JoinOutcome::Ok,
         Err(error) => JoinOutcome::of_error(error),
     };
-    metrics::counter!(JOINS_TOTAL, "outcome" => outcome.label()).increment(1);
-    metrics::histogram!(JOIN_DURATION_SECONDS).record(decided_in);
+    outcome.joins_total().increment(1);
+    JOIN_DURATION.record(decided_in);
 }
+
+/// `ism_join_duration_seconds`.
+static JOIN_DURATION: LazyHistogram = LazyHistogram::new(JOIN_DURATION_SECONDS);
 
 /// Middleware of the join routes: counts the joins refused for their input before
 /// [`super::join_session`] saw them. Those are exactly its 400, 413, 415 and 422 answers:
@@ -93,7 +120,7 @@ pub(crate) async fn count_refused_input(request: Request, next: Next) -> Respons
             | StatusCode::UNSUPPORTED_MEDIA_TYPE
             | StatusCode::UNPROCESSABLE_ENTITY
     ) {
-        metrics::counter!(JOINS_TOTAL, "outcome" => JoinOutcome::BadRequest.label()).increment(1);
+        JoinOutcome::BadRequest.joins_total().increment(1);
     }
     response
 }
@@ -122,6 +149,24 @@ mod tests {
                 JoinOutcome::of_error(&error),
                 JoinOutcome::BadRequest,
                 "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_outcome_is_counted_under_its_own_label() {
+        for outcome in [
+            JoinOutcome::Ok,
+            JoinOutcome::WrongPin,
+            JoinOutcome::Locked,
+            JoinOutcome::RateLimited,
+            JoinOutcome::SessionFull,
+            JoinOutcome::BadRequest,
+            JoinOutcome::Unavailable,
+        ] {
+            assert_eq!(
+                outcome.joins_total().label(),
+                Some(("outcome", outcome.label()))
             );
         }
     }

@@ -9,17 +9,24 @@ use jsonwebtoken::jwk::JwkSet;
 use session_token::Claims;
 
 use super::{SignError, SignerHealth, TokenSigner};
+use crate::metrics::handle::{LazyCounter, LazyHistogram};
 use crate::metrics::{SIGNER_DURATION_SECONDS, SIGNER_ERRORS_TOTAL};
 
 /// `inner`, measured under the `signer` label `kind` (none, local, kms).
 pub struct Measured {
     inner: Arc<dyn TokenSigner>,
-    kind: &'static str,
+    /// Registered on first use, like the macros would ([`crate::metrics::handle`]).
+    duration: LazyHistogram,
+    errors: LazyCounter,
 }
 
 impl Measured {
     pub fn new(inner: Arc<dyn TokenSigner>, kind: &'static str) -> Self {
-        Measured { inner, kind }
+        Measured {
+            inner,
+            duration: LazyHistogram::labelled(SIGNER_DURATION_SECONDS, "signer", kind),
+            errors: LazyCounter::labelled(SIGNER_ERRORS_TOTAL, "signer", kind),
+        }
     }
 }
 
@@ -36,10 +43,9 @@ impl TokenSigner for Measured {
     async fn sign(&self, claims: &Claims) -> Result<String, SignError> {
         let started = Instant::now();
         let result = self.inner.sign(claims).await;
-        metrics::histogram!(SIGNER_DURATION_SECONDS, "signer" => self.kind)
-            .record(started.elapsed());
+        self.duration.record(started.elapsed());
         if result.is_err() {
-            metrics::counter!(SIGNER_ERRORS_TOTAL, "signer" => self.kind).increment(1);
+            self.errors.increment(1);
         }
         result
     }

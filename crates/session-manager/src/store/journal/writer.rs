@@ -42,12 +42,17 @@ use tokio::sync::{mpsc, oneshot};
 use super::compaction::{self, SnapshotSource, WrittenSnapshot};
 use super::StoreError;
 use crate::clock::Clock;
+use crate::metrics::handle::LazyHistogram;
+use crate::metrics::{JOURNAL_BATCH_RECORDS, JOURNAL_FSYNC_DURATION_SECONDS};
 
 /// Name of the journal file inside the data directory.
 pub const JOURNAL_FILE_NAME: &str = "sessions.journal";
 
 /// Upper bound on frames per fsync, so one batch cannot hold its first waiter for long.
 const MAX_BATCH_FRAMES: usize = 4096;
+/// `ism_journal_fsync_duration_seconds` and `ism_journal_batch_records`.
+static FSYNC_DURATION: LazyHistogram = LazyHistogram::new(JOURNAL_FSYNC_DURATION_SECONDS);
+static BATCH_RECORDS: LazyHistogram = LazyHistogram::new(JOURNAL_BATCH_RECORDS);
 /// While writes fail, how often the writer checks whether the disk takes them again.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// The file the probe writes (and removes again) in the data directory.
@@ -283,8 +288,7 @@ impl Writer {
                 if frames > 0 {
                     // Far below 2^52: exact.
                     #[allow(clippy::cast_precision_loss)]
-                    metrics::histogram!(crate::metrics::JOURNAL_BATCH_RECORDS)
-                        .record(frames as f64);
+                    BATCH_RECORDS.record(frames as f64);
                 }
                 self.counters.records.fetch_add(frames, Ordering::Relaxed);
                 self.records_in_file += frames as usize;
@@ -480,8 +484,7 @@ impl Writer {
             self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.file.sync_data()
         });
-        metrics::histogram!(crate::metrics::JOURNAL_FSYNC_DURATION_SECONDS)
-            .record(started.elapsed());
+        FSYNC_DURATION.record(started.elapsed());
         match result {
             Ok(()) => {
                 self.durable_len += batch.len() as u64;
