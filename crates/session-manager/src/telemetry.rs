@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::Router;
+use axum::{middleware, Router};
 use ipnet::IpNet;
 use tower::util::MapRequestLayer;
+use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -34,7 +35,7 @@ use tracing_subscriber::EnvFilter;
 use crate::client_ip::is_trusted_proxy;
 
 use crate::config::LogFormat;
-use crate::metrics::http::UNMATCHED_ROUTE;
+use crate::metrics::http::{record_request, PortMetrics, UNMATCHED_ROUTE};
 
 /// Installs the global subscriber; the level comes from `RUST_LOG` (default `info`).
 /// Does nothing if one is installed already (tests build several applications).
@@ -81,8 +82,16 @@ fn is_refusal(status: u16) -> bool {
 
 /// Wraps `router` in the request trace: request ids (kept from a trusted proxy, else
 /// made), one span per request and one log line when its answer is ready, and the id in
-/// the answer's `x-request-id`.
-pub(crate) fn trace_requests(router: Router, trusted_proxies: Arc<[IpNet]>) -> Router {
+/// the answer's `x-request-id`; inside the span, the request metrics of the port
+/// (`metrics`, [`crate::metrics::http`]).
+///
+/// The layers go on as one stack, with a single `Router::layer`: each `Router::layer` call
+/// boxes every route once more, and a request clones and drops each box of its route.
+pub(crate) fn trace_requests(
+    router: Router,
+    trusted_proxies: Arc<[IpNet]>,
+    metrics: Arc<PortMetrics>,
+) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(RequestSpan)
         .on_request(())
@@ -91,13 +100,17 @@ pub(crate) fn trace_requests(router: Router, trusted_proxies: Arc<[IpNet]>) -> R
         .on_eos(())
         // A server error is already logged at WARN by `RequestFinished`.
         .on_failure(());
-    router
-        .layer(trace)
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
-        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, FreshRequestId))
-        .layer(MapRequestLayer::new(move |request: Request| {
-            keep_request_id_of_trusted_proxies(request, &trusted_proxies)
-        }))
+    // Outermost first.
+    router.layer(
+        ServiceBuilder::new()
+            .layer(MapRequestLayer::new(move |request: Request| {
+                keep_request_id_of_trusted_proxies(request, &trusted_proxies)
+            }))
+            .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, FreshRequestId))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+            .layer(trace)
+            .layer(middleware::from_fn_with_state(metrics, record_request)),
+    )
 }
 
 /// Removes an incoming request id unless a trusted proxy sent it and it is a short run of

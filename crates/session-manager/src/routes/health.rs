@@ -129,10 +129,13 @@ pub async fn admin_health(
 
 /// `/healthz` of the admin port: the whole report, open to probes (no admin auth).
 pub(crate) fn admin_router() -> Router<AppState> {
-    Router::new().route("/healthz", get(admin_health))
+    Router::new().route(PATHS[0], get(admin_health))
 }
 
 /// `/healthz` of the public port.
 pub(crate) fn public_router() -> Router<AppState> {
-    Router::new().route("/healthz", get(public_health))
+    Router::new().route(PATHS[0], get(public_health))
 }
+
+/// The route both ports serve.
+pub(crate) const PATHS: &[&str] = &["/healthz"];

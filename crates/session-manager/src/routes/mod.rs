@@ -42,6 +42,7 @@ use crate::domain::ClientName;
 use crate::error::ApiError;
 use crate::join::outcome::count_refused_input;
 use crate::join::pin_check::PinChecker;
+use crate::metrics::http::PortMetrics;
 use crate::state::AppState;
 use crate::store::{ClientInfo, SessionInfo};
 use crate::telemetry;
@@ -98,7 +99,8 @@ pub(crate) fn admin_router(
     let fallback = wrong_port::router(public_port, "admin");
     let trusted_proxies = Arc::clone(&state.trusted_proxies);
     let router = finish(routes, state, pins, body_limit, fallback);
-    observe(router, "admin", trusted_proxies)
+    let served = [admin_paths().as_slice(), health::PATHS].concat();
+    observe(router, "admin", &served, trusted_proxies)
 }
 
 /// The public port: joining, the JWKS and `/healthz`, open to any origin (CORS).
@@ -125,17 +127,19 @@ pub(crate) fn public_router(state: AppState, pins: Arc<PinChecker>, body_limit: 
     let fallback = wrong_port::router(admin_port, "public");
     let trusted_proxies = Arc::clone(&state.trusted_proxies);
     let router = finish(routes, state, pins, body_limit, fallback).layer(cors);
-    observe(router, "public", trusted_proxies)
+    let served = [public_paths().as_slice(), health::PATHS].concat();
+    observe(router, "public", &served, trusted_proxies)
 }
 
-/// The outermost layers of a port: request metrics under `port`'s name, and the request
-/// trace with its request ids.
-fn observe(router: Router, port: &'static str, trusted_proxies: Arc<[ipnet::IpNet]>) -> Router {
-    let measured = router.layer(middleware::from_fn_with_state(
-        port,
-        crate::metrics::http::record_request,
-    ));
-    telemetry::trace_requests(measured, trusted_proxies)
+/// The outermost layers of a port: request metrics under `port`'s name (with handles for
+/// the routes it `serves`), and the request trace with its request ids.
+fn observe(
+    router: Router,
+    port: &'static str,
+    serves: &[&'static str],
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+) -> Router {
+    telemetry::trace_requests(router, trusted_proxies, PortMetrics::new(port, serves))
 }
 
 /// What both ports share below their own outer layers: the PIN checker, the JSON 404/405
