@@ -26,6 +26,9 @@ use serde::Serialize;
 use session_token::DisconnectReason;
 use tokio::sync::broadcast;
 
+use crate::metrics::handle::LazyCounter;
+use crate::metrics::EVENTS_TOTAL;
+
 /// Events kept for listeners that fall behind, by default.
 pub const DEFAULT_BUFFER: usize = 1024;
 
@@ -161,26 +164,21 @@ impl EventBus {
 
     /// Hands an event to every listener; never waits. `now_ms`: milliseconds since the
     /// epoch (from the state's clock).
+    ///
+    /// Every event is counted, numbered and noted in the expiry index; one that nobody can
+    /// receive (no admin stream open, no webhook receiver) is not stamped with an id or
+    /// handed on, since nobody would see it. It still takes its `seq`: `seq` counts every
+    /// event of the process (docs/API.md), so a listener that subscribes later sees the
+    /// numbers the events had anyway.
     pub fn publish(&self, kind: EventKind, now_ms: u64) {
-        // A random (v4) UUID from the thread's generator: no system call per event.
-        let id = format!(
-            "evt_{}",
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .simple()
-        );
+        events_total(&kind).increment(1);
+        // Made before the lock when someone listens, so the lock stays brief.
+        let id = self.is_heard().then(new_event_id);
         // Numbering and handing on never wait for a listener, so the lock is brief; a
         // panic cannot happen while it is held with the counter half-updated.
         let mut sequence = self.sequence.lock().unwrap_or_else(PoisonError::into_inner);
         *sequence += 1;
-        let event = Event {
-            id,
-            seq: *sequence,
-            timestamp: now_ms,
-            kind,
-        };
-        metrics::counter!("ism_events_total", "type" => event.kind.type_name()).increment(1);
-        match &event.kind {
+        match &kind {
             EventKind::SessionCreated {
                 session_id,
                 expires_at: Some(expires_at),
@@ -189,19 +187,72 @@ impl EventBus {
             EventKind::SessionClosed { session_id } => self.expiries.remove(session_id),
             _ => {}
         }
-        let event = Arc::new(event);
+        // Asked again under the lock: a listener that subscribed since must get it.
+        if !self.is_heard() {
+            return;
+        }
+        let event = Arc::new(Event {
+            id: id.unwrap_or_else(new_event_id),
+            seq: *sequence,
+            timestamp: now_ms,
+            kind,
+        });
         for queue in self.webhooks.iter() {
             queue.offer(&event);
         }
-        // No listener is not an error: the event is simply not wanted.
+        // A listener may have gone since: not an error, the event is simply not wanted.
         let _ = self.sender.send(event);
         drop(sequence);
+    }
+
+    /// Whether an event published now would reach anyone: an admin stream is open or a
+    /// webhook receiver is configured.
+    fn is_heard(&self) -> bool {
+        !self.webhooks.is_empty() || self.sender.receiver_count() > 0
     }
 
     /// A new listener, receiving every event published from now on. A listener more than
     /// the buffer behind gets `Err(RecvError::Lagged(n))`: `n` events were dropped for it.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.sender.subscribe()
+    }
+}
+
+/// A fresh event id: a random (v4) UUID from the thread's generator (no system call per
+/// event).
+fn new_event_id() -> String {
+    format!(
+        "evt_{}",
+        uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .simple()
+    )
+}
+
+/// `ism_events_total{type}` of the event's type.
+fn events_total(kind: &EventKind) -> &'static LazyCounter {
+    static SESSION_CREATED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "session_created");
+    static SESSION_CLOSED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "session_closed");
+    static SESSION_EXPIRED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "session_expired");
+    static DEVICE_JOINED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_joined");
+    static DEVICE_CONNECTED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_connected");
+    static DEVICE_DISCONNECTED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_disconnected");
+    static DEVICE_KICKED: LazyCounter =
+        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_kicked");
+    match kind {
+        EventKind::SessionCreated { .. } => &SESSION_CREATED,
+        EventKind::SessionClosed { .. } => &SESSION_CLOSED,
+        EventKind::SessionExpired { .. } => &SESSION_EXPIRED,
+        EventKind::DeviceJoined { .. } => &DEVICE_JOINED,
+        EventKind::DeviceConnected { .. } => &DEVICE_CONNECTED,
+        EventKind::DeviceDisconnected { .. } => &DEVICE_DISCONNECTED,
+        EventKind::DeviceKicked { .. } => &DEVICE_KICKED,
     }
 }
 
@@ -266,5 +317,106 @@ mod tests {
             Err(broadcast::error::RecvError::Lagged(3))
         ));
         assert_eq!(listener.recv().await.map(|e| e.seq).ok(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn an_event_nobody_hears_still_takes_its_seq_and_keeps_the_expiry_index() {
+        let bus = EventBus::new(8);
+        bus.publish(
+            EventKind::SessionCreated {
+                session_id: "123".into(),
+                session_type: "default".into(),
+                expires_at: Some(100),
+            },
+            0,
+        );
+        bus.publish(
+            EventKind::SessionCreated {
+                session_id: "456".into(),
+                session_type: "default".into(),
+                expires_at: Some(200),
+            },
+            0,
+        );
+        bus.publish(
+            EventKind::DeviceJoined {
+                session_id: "123".into(),
+                client: "lamp".into(),
+            },
+            0,
+        );
+        assert_eq!(bus.expiries().len(), 2);
+        let mut listener = bus.subscribe();
+        bus.publish(
+            EventKind::SessionClosed {
+                session_id: "123".into(),
+            },
+            0,
+        );
+        let heard = listener.recv().await.expect("the event after subscribing");
+        assert_eq!(heard.seq, 4, "the unheard events were numbered too");
+        assert!(heard.id.starts_with("evt_"));
+        assert_eq!(
+            bus.expiries().take_due(1000, 10),
+            vec![("456".to_owned(), 200)]
+        );
+        drop(listener);
+        bus.publish(
+            EventKind::SessionExpired {
+                session_id: "456".into(),
+            },
+            0,
+        );
+        let mut late = bus.subscribe();
+        bus.publish(
+            EventKind::SessionExpired {
+                session_id: "789".into(),
+            },
+            0,
+        );
+        assert_eq!(late.recv().await.map(|event| event.seq).ok(), Some(6));
+    }
+
+    #[test]
+    fn every_type_is_counted_under_its_own_name() {
+        let kinds = [
+            EventKind::SessionCreated {
+                session_id: "1".into(),
+                session_type: "default".into(),
+                expires_at: None,
+            },
+            EventKind::SessionClosed {
+                session_id: "1".into(),
+            },
+            EventKind::SessionExpired {
+                session_id: "1".into(),
+            },
+            EventKind::DeviceJoined {
+                session_id: "1".into(),
+                client: "c".into(),
+            },
+            EventKind::DeviceConnected {
+                session_id: "1".into(),
+                client: "c".into(),
+                client_id: "c".into(),
+            },
+            EventKind::DeviceDisconnected {
+                session_id: "1".into(),
+                client: "c".into(),
+                client_id: "c".into(),
+                reason: DisconnectReason::Kicked,
+            },
+            EventKind::DeviceKicked {
+                session_id: "1".into(),
+                client: "c".into(),
+            },
+        ];
+        for kind in &kinds {
+            assert_eq!(
+                events_total(kind).label(),
+                Some(("type", kind.type_name())),
+                "{kind:?}"
+            );
+        }
     }
 }
