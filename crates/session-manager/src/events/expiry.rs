@@ -118,25 +118,27 @@ async fn load_live_sessions(state: &ExpiryWatch) {
     let now = state.clock.unix_now();
     let mut after: Option<SessionId> = None;
     loop {
-        let page = match state.store.list(now, after.as_ref(), STARTUP_PAGE).await {
+        let page = match state
+            .store
+            .live_ends(now, after.as_ref(), STARTUP_PAGE)
+            .await
+        {
             Ok(page) => page,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the sessions whose expiry to announce");
                 return;
             }
         };
-        for session in &page {
-            if let Some(expires_at) = session.expires_at {
-                state
-                    .events
-                    .expiries()
-                    .insert(session.id.as_str(), expires_at);
-            }
+        for end in &page {
+            state
+                .events
+                .expiries()
+                .insert(end.id.as_str(), end.expires_at);
         }
         if page.len() < STARTUP_PAGE {
             return;
         }
-        after = page.last().map(|session| session.id.clone());
+        after = page.last().map(|end| end.id.clone());
     }
 }
 

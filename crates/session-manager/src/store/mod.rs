@@ -56,6 +56,17 @@ pub trait SessionStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError>;
 
+    /// Up to `limit` live sessions that have an end, in id order, starting after the cursor
+    /// `after`: only their ids and ends, what the expiry index is filled with at start-up,
+    /// without copying their clients as [`SessionStore::list`] does. Fewer than `limit`
+    /// means there are no more.
+    async fn live_ends(
+        &self,
+        now: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionEnd>, StoreError>;
+
     /// Number of sessions that are neither closed nor expired.
     async fn live_count(&self, now: u64) -> Result<usize, StoreError>;
 
@@ -154,6 +165,14 @@ pub struct SessionInfo {
     pub expires_at: Option<u64>,
     pub max_clients: Option<u32>,
     pub clients: Vec<ClientInfo>,
+}
+
+/// When a live session ends ([`SessionStore::live_ends`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub id: SessionId,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
 }
 
 /// What a successful join tells the caller: just enough to size the token's lifetime and

@@ -44,7 +44,7 @@ use dashmap::DashMap;
 use async_trait::async_trait;
 
 use super::{
-    ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation,
+    ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation, SessionEnd,
     SessionInfo, SessionStore, SkippedRange, StoreError, StoreHealth,
 };
 use crate::clock::{Clock, SystemClock};
@@ -390,6 +390,30 @@ impl JournalStore {
 
     /// Up to `limit` live sessions in id order, starting after the cursor `after`.
     fn list_page(&self, now: u64, after: Option<&SessionId>, limit: usize) -> Vec<SessionInfo> {
+        self.scan_live(now, after, limit, |key, session| {
+            Some(session.info(&key.id()))
+        })
+    }
+
+    /// Up to `limit` live sessions with an end, in id order, after the cursor `after`.
+    fn ends_page(&self, now: u64, after: Option<&SessionId>, limit: usize) -> Vec<SessionEnd> {
+        self.scan_live(now, after, limit, |key, session| {
+            session.expires_at.map(|expires_at| SessionEnd {
+                id: key.id(),
+                expires_at,
+            })
+        })
+    }
+
+    /// Up to `limit` of what `pick` takes from the live sessions in id order, starting
+    /// after the cursor `after`; `pick` may pass a session over.
+    fn scan_live<T>(
+        &self,
+        now: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+        pick: impl Fn(SessionKey, &LiveSession) -> Option<T>,
+    ) -> Vec<T> {
         let inner = &*self.inner;
         let mut page = Vec::with_capacity(limit.min(1024));
         let mut cursor = after.map(SessionKey::of);
@@ -410,11 +434,12 @@ impl JournalStore {
             let Some(last) = chunk.last().copied() else {
                 break;
             };
-            page.extend(
-                chunk
-                    .iter()
-                    .filter_map(|key| self.live_info(&key.id(), now)),
-            );
+            page.extend(chunk.iter().filter_map(
+                |key| match inner.sessions.map.get(key)?.value() {
+                    Slot::Live(session) if session.is_live(now) => pick(*key, session),
+                    _ => None,
+                },
+            ));
             cursor = Some(last);
         }
         page
@@ -590,6 +615,15 @@ impl SessionStore for JournalStore {
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         Ok(self.list_page(now, after, limit))
+    }
+
+    async fn live_ends(
+        &self,
+        now: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionEnd>, StoreError> {
+        Ok(self.ends_page(now, after, limit))
     }
 
     async fn live_count(&self, now: u64) -> Result<usize, StoreError> {

@@ -324,6 +324,79 @@ async fn list_pages_through_live_sessions_in_id_order_without_pins() {
 }
 
 #[tokio::test]
+async fn live_ends_pages_through_the_ends_of_live_sessions_that_have_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    let with_ttl = |ttl| NewSession {
+        ttl_secs: ttl,
+        ..NewSession::default()
+    };
+    let mut created = Vec::new();
+    // The one closed below must still be open by the store's own (real) clock, or the
+    // close would find it expired already.
+    let far = Some(2_000_000_000);
+    for ttl in [
+        Some(100),
+        None,
+        Some(10),
+        Some(300),
+        Some(200),
+        None,
+        far,
+        Some(500),
+    ] {
+        created.push(create(&store, with_ttl(ttl)).await);
+    }
+    // Closed, expired (ttl 10) and never-ending sessions have no end to announce.
+    assert!(store.close(&created[6].session.id).await.unwrap());
+    let now = NOW + 50;
+    let mut expected: Vec<SessionEnd> = created
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != 6)
+        .filter_map(|(_, c)| {
+            let expires_at = c.session.expires_at.filter(|end| *end > now)?;
+            Some(SessionEnd {
+                id: c.session.id.clone(),
+                expires_at,
+            })
+        })
+        .collect();
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(expected.len(), 4);
+
+    let backend: &dyn SessionStore = &store.store;
+    let mut seen = Vec::new();
+    let mut cursor: Option<SessionId> = None;
+    loop {
+        let page = backend.live_ends(now, cursor.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let full = page.len() == 2;
+        cursor = page.last().map(|end| end.id.clone());
+        seen.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert_eq!(seen, expected);
+    // The same as the full listing says, without the clients.
+    let listed: Vec<SessionEnd> = backend
+        .list(now, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|info| {
+            Some(SessionEnd {
+                expires_at: info.expires_at?,
+                id: info.id,
+            })
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(backend.live_ends(now, None, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn rejoining_client_keeps_first_join_time_and_counts_once() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path()).await;
