@@ -222,8 +222,10 @@ mod tests {
         let first = install();
         let second = install();
         metrics::counter!(JOINS_TOTAL, "outcome" => "ok").increment(1);
+        // Other tests record into the same recorder meanwhile: the two renders need not be
+        // equal, but both must show what was recorded through the installed recorder.
         assert!(first.render().contains("ism_joins_total"));
-        assert_eq!(first.render(), second.render());
+        assert!(second.render().contains("ism_joins_total"));
     }
 
     #[test]
