@@ -71,16 +71,32 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every event `type` on the wire, in the order of [`EventKind::type_index`].
+    pub const TYPES: [&'static str; 7] = [
+        "session_created",
+        "session_closed",
+        "session_expired",
+        "device_joined",
+        "device_connected",
+        "device_disconnected",
+        "device_kicked",
+    ];
+
     /// The event's `type` on the wire (`session_created`, ...).
     pub fn type_name(&self) -> &'static str {
+        Self::TYPES[self.type_index()]
+    }
+
+    /// The position of the event's type in [`EventKind::TYPES`].
+    pub fn type_index(&self) -> usize {
         match self {
-            EventKind::SessionCreated { .. } => "session_created",
-            EventKind::SessionClosed { .. } => "session_closed",
-            EventKind::SessionExpired { .. } => "session_expired",
-            EventKind::DeviceJoined { .. } => "device_joined",
-            EventKind::DeviceConnected { .. } => "device_connected",
-            EventKind::DeviceDisconnected { .. } => "device_disconnected",
-            EventKind::DeviceKicked { .. } => "device_kicked",
+            EventKind::SessionCreated { .. } => 0,
+            EventKind::SessionClosed { .. } => 1,
+            EventKind::SessionExpired { .. } => 2,
+            EventKind::DeviceJoined { .. } => 3,
+            EventKind::DeviceConnected { .. } => 4,
+            EventKind::DeviceDisconnected { .. } => 5,
+            EventKind::DeviceKicked { .. } => 6,
         }
     }
 
@@ -231,29 +247,19 @@ fn new_event_id() -> String {
 
 /// `ism_events_total{type}` of the event's type.
 fn events_total(kind: &EventKind) -> &'static LazyCounter {
-    static SESSION_CREATED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "session_created");
-    static SESSION_CLOSED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "session_closed");
-    static SESSION_EXPIRED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "session_expired");
-    static DEVICE_JOINED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_joined");
-    static DEVICE_CONNECTED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_connected");
-    static DEVICE_DISCONNECTED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_disconnected");
-    static DEVICE_KICKED: LazyCounter =
-        LazyCounter::labelled(EVENTS_TOTAL, "type", "device_kicked");
-    match kind {
-        EventKind::SessionCreated { .. } => &SESSION_CREATED,
-        EventKind::SessionClosed { .. } => &SESSION_CLOSED,
-        EventKind::SessionExpired { .. } => &SESSION_EXPIRED,
-        EventKind::DeviceJoined { .. } => &DEVICE_JOINED,
-        EventKind::DeviceConnected { .. } => &DEVICE_CONNECTED,
-        EventKind::DeviceDisconnected { .. } => &DEVICE_DISCONNECTED,
-        EventKind::DeviceKicked { .. } => &DEVICE_KICKED,
+    const fn of_type(index: usize) -> LazyCounter {
+        LazyCounter::labelled(EVENTS_TOTAL, "type", EventKind::TYPES[index])
     }
+    static BY_TYPE: [LazyCounter; EventKind::TYPES.len()] = [
+        of_type(0),
+        of_type(1),
+        of_type(2),
+        of_type(3),
+        of_type(4),
+        of_type(5),
+        of_type(6),
+    ];
+    &BY_TYPE[kind.type_index()]
 }
 
 impl Default for EventBus {

@@ -21,20 +21,50 @@ use metrics::{Counter, Histogram};
 type FixedLabel = Option<(&'static str, &'static str)>;
 
 /// A counter of one fixed label set, registered on first use.
-#[derive(Debug)]
-pub(crate) struct LazyCounter {
-    name: &'static str,
-    label: FixedLabel,
-    handle: OnceLock<Counter>,
+pub(crate) type LazyCounter = Lazy<Counter>;
+
+/// A histogram of one fixed label set, registered on first use.
+pub(crate) type LazyHistogram = Lazy<Histogram>;
+
+/// A kind of metric a [`Lazy`] handle can register.
+pub(crate) trait Registrable {
+    /// Registers `name` with `label` in the installed recorder (as its macro would).
+    fn register(name: &'static str, label: FixedLabel) -> Self;
 }
 
-impl LazyCounter {
-    /// The counter `name` with no label.
+impl Registrable for Counter {
+    fn register(name: &'static str, label: FixedLabel) -> Self {
+        match label {
+            Some((key, value)) => metrics::counter!(name, key => value),
+            None => metrics::counter!(name),
+        }
+    }
+}
+
+impl Registrable for Histogram {
+    fn register(name: &'static str, label: FixedLabel) -> Self {
+        match label {
+            Some((key, value)) => metrics::histogram!(name, key => value),
+            None => metrics::histogram!(name),
+        }
+    }
+}
+
+/// A metric of one fixed label set, registered on first use.
+#[derive(Debug)]
+pub(crate) struct Lazy<M> {
+    name: &'static str,
+    label: FixedLabel,
+    handle: OnceLock<M>,
+}
+
+impl<M> Lazy<M> {
+    /// The metric `name` with no label.
     pub(crate) const fn new(name: &'static str) -> Self {
         Self::with_label(name, None)
     }
 
-    /// The counter `name{key="value"}`.
+    /// The metric `name{key="value"}`.
     pub(crate) const fn labelled(
         name: &'static str,
         key: &'static str,
@@ -44,23 +74,11 @@ impl LazyCounter {
     }
 
     const fn with_label(name: &'static str, label: FixedLabel) -> Self {
-        LazyCounter {
+        Lazy {
             name,
             label,
             handle: OnceLock::new(),
         }
-    }
-
-    pub(crate) fn increment(&self, value: u64) {
-        if !super::is_installed() {
-            return;
-        }
-        self.handle
-            .get_or_init(|| match self.label {
-                Some((key, value)) => metrics::counter!(self.name, key => value),
-                None => metrics::counter!(self.name),
-            })
-            .increment(value);
     }
 
     /// The fixed label, for tests that check a table of handles.
@@ -70,47 +88,32 @@ impl LazyCounter {
     }
 }
 
-/// A histogram of one fixed label set, registered on first use.
-#[derive(Debug)]
-pub(crate) struct LazyHistogram {
-    name: &'static str,
-    label: FixedLabel,
-    handle: OnceLock<Histogram>,
+impl<M: Registrable> Lazy<M> {
+    /// The registered handle; `None` while no recorder is installed.
+    fn handle(&self) -> Option<&M> {
+        if !super::is_installed() {
+            return None;
+        }
+        Some(
+            self.handle
+                .get_or_init(|| M::register(self.name, self.label)),
+        )
+    }
+}
+
+impl LazyCounter {
+    pub(crate) fn increment(&self, value: u64) {
+        if let Some(counter) = self.handle() {
+            counter.increment(value);
+        }
+    }
 }
 
 impl LazyHistogram {
-    /// The histogram `name` with no label.
-    pub(crate) const fn new(name: &'static str) -> Self {
-        Self::with_label(name, None)
-    }
-
-    /// The histogram `name{key="value"}`.
-    pub(crate) const fn labelled(
-        name: &'static str,
-        key: &'static str,
-        value: &'static str,
-    ) -> Self {
-        Self::with_label(name, Some((key, value)))
-    }
-
-    const fn with_label(name: &'static str, label: FixedLabel) -> Self {
-        LazyHistogram {
-            name,
-            label,
-            handle: OnceLock::new(),
-        }
-    }
-
     pub(crate) fn record(&self, value: impl metrics::IntoF64) {
-        if !super::is_installed() {
-            return;
+        if let Some(histogram) = self.handle() {
+            histogram.record(value);
         }
-        self.handle
-            .get_or_init(|| match self.label {
-                Some((key, value)) => metrics::histogram!(self.name, key => value),
-                None => metrics::histogram!(self.name),
-            })
-            .record(value);
     }
 }
 
