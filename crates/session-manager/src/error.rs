@@ -97,6 +97,9 @@ pub enum ApiError {
     /// Something on our side failed; the detail goes to the log, not to the client.
     #[error("internal error")]
     Internal(String),
+    /// A route that reads MQTT traffic, on a service without a broker link.
+    #[error("this needs the broker link (ISM_BROKER_CONTROL_URL, in a mode that signs tokens)")]
+    NoBrokerLink,
 }
 
 impl ApiError {
@@ -117,6 +120,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NoBrokerLink => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -136,6 +140,7 @@ impl ApiError {
             ApiError::SignerUnavailable => "signer_unavailable",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::NoBrokerLink => "no_broker_link",
         }
     }
 }

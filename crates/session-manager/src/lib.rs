@@ -46,6 +46,8 @@
 //! - [`broker`] is the link to the broker (`ISM_BROKER_CONTROL_URL`): it tells it about
 //!   closed sessions and kicked devices so it disconnects them at once, and keeps the
 //!   presence table of connected devices from the broker's reports.
+//! - [`monitor`] watches the sessions' traffic through that link: logged and counted
+//!   with `ISM_MONITOR=log`, streamed live to readers of one session either way.
 //!
 //! The public surface is what the binary, the integration tests and the benches use;
 //! everything else is `pub(crate)`, so unused code shows up as a warning.
@@ -71,6 +73,7 @@ pub(crate) mod data_dir_lock;
 pub(crate) mod empty_settings;
 pub mod events;
 pub(crate) mod extract;
+pub(crate) mod monitor;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;
 pub(crate) mod refusal_log;

@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
 use crate::metrics::handle::LazyCounter;
 use crate::metrics::KICKS_TOTAL;
+use crate::monitor::Monitor;
 use crate::rate_limit::JoinThrottle;
 use crate::refusal_log::RefusalLog;
 use crate::signer::TokenSigner;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// What happened, for the SSE stream and webhooks; publishing never waits.
     pub events: EventBus,
+    /// The sessions' traffic as the broker link sees it: logged, counted, streamed live.
+    pub monitor: Monitor,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             link.session_closed(session_id);
         }
         self.presence.forget_session(session_id);
+        self.monitor.session_ended(session_id);
     }
 
     /// After the store confirmed a kick: tells the broker, which disconnects the device

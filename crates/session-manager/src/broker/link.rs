@@ -35,6 +35,8 @@ use super::presence::PresenceTable;
 use crate::clock::unix_now;
 use crate::config::BrokerUrl;
 use crate::domain::SessionId;
+use crate::monitor::subscriptions::LinkSubscriptions;
+use crate::monitor::Monitor;
 use crate::shutdown::Shutdown;
 use crate::signer::TokenSigner;
 use crate::store::{Kick, Revocation, SessionStore};
@@ -77,6 +79,8 @@ pub struct LinkTask {
     pub(super) pending: Arc<Pending>,
     pub(super) connected: Arc<AtomicBool>,
     pub(super) client_id: String,
+    /// The monitor's subscriptions on this connection; session messages go to it.
+    monitor: LinkSubscriptions,
     /// Closes and kicks taken from the store, waiting for room in the MQTT client's queue.
     outbox: VecDeque<Outgoing>,
     /// The current outage: since when, and how loudly it has been reported.
@@ -99,6 +103,7 @@ pub fn link(
     token_ttl_secs: u64,
     store: Arc<dyn SessionStore>,
     presence: Arc<PresenceTable>,
+    monitor: Monitor,
 ) -> (BrokerLink, LinkTask) {
     let pending = Arc::new(Pending::default());
     let connected = Arc::new(AtomicBool::new(false));
@@ -113,6 +118,7 @@ pub fn link(
         pending: Arc::clone(&pending),
         connected: Arc::clone(&connected),
         client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
+        monitor: monitor.link_subscriptions(),
         outbox: VecDeque::new(),
         outage: Outage::begin(),
     };
@@ -300,7 +306,7 @@ impl LinkTask {
                         self.set_connected(true);
                         // The next outage starts quiet again (a renewal that fails, say).
                         self.outage = Outage::begin();
-                        if !self.start_presence(&client) {
+                        if !self.start_presence(&client) || !self.monitor.connected(&client) {
                             break Ended::Failed;
                         }
                         // A restarted broker (or plugin) has forgotten what it was told.
@@ -310,6 +316,8 @@ impl LinkTask {
                     Ok(Event::Incoming(Incoming::Publish(publish))) => {
                         if publish.topic == PRESENCE_TOPIC {
                             self.presence.apply_payload(&publish.payload);
+                        } else {
+                            self.monitor.observe(&publish);
                         }
                     }
                     Ok(_) => {}
@@ -324,13 +332,17 @@ impl LinkTask {
                     }
                 },
                 () = pending.wake.notified(), if connected => self.queue_pending().await,
+                () = self.monitor.changed(), if connected => {}
                 _ = prune.tick() => self.presence.prune(),
                 () = &mut renew_at => break Ended::Renew,
             }
-            if self.connected.load(Ordering::Relaxed) && !self.flush(&client) {
+            if self.connected.load(Ordering::Relaxed)
+                && !(self.flush(&client) && self.monitor.sync(&client))
+            {
                 break Ended::Failed;
             }
         };
+        self.monitor.disconnected();
         if matches!(ended, Ended::Renew | Ended::Shutdown) {
             let _ = client.try_disconnect();
             drain(&mut events).await;

@@ -5,6 +5,8 @@
 //!
 //! - [`admin`]: the versioned admin API (`/api/v1/sessions...`), behind admin auth;
 //! - [`events`]: the admin event stream (`/api/v1/events`), behind admin auth;
+//! - [`messages`]: a session's live MQTT messages (`/api/v1/sessions/{id}/messages`),
+//!   behind admin auth;
 //! - [`compat`]: the original service's routes with their original shapes;
 //! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
@@ -20,6 +22,7 @@ pub(crate) mod compat;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod jwks;
+pub(crate) mod messages;
 pub(crate) mod metrics;
 pub(crate) mod public;
 pub(crate) mod wrong_port;
@@ -54,6 +57,7 @@ fn admin_paths() -> Vec<&'static str> {
     [
         admin::PATHS,
         events::PATHS,
+        messages::PATHS,
         compat::ADMIN_PATHS,
         metrics::PATHS,
     ]
@@ -84,6 +88,7 @@ pub(crate) fn admin_router(
     let guarded = Router::new()
         .merge(admin::router())
         .merge(events::router())
+        .merge(messages::router())
         .merge(compat::admin_router())
         .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
         // Outermost: a foreign page is refused before its key (if any) is even looked at.
