@@ -33,6 +33,16 @@ pub enum Encoding {
     Base64,
 }
 
+impl Encoding {
+    /// Its name in JSON and in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf8",
+            Encoding::Base64 => "base64",
+        }
+    }
+}
+
 impl MonitoredMessage {
     /// The session a topic belongs to: its first level after the leading slash
     /// (`/S/...`), or `None` for a topic outside every session tree.

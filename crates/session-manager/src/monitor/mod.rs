@@ -166,6 +166,12 @@ impl Monitor {
         let Some(session) = MonitoredMessage::session_of(&publish.topic) else {
             return;
         };
+        if publish.retain && !self.shared.readers.any() {
+            // A replay of a retained message (the link just subscribed): not traffic to
+            // log, and nobody reads. After a reconnect with the monitor on, these are
+            // every session's retained messages at once; they must not crowd the queue.
+            return;
+        }
         let message = MonitoredMessage {
             session_id: session.to_owned(),
             topic: publish.topic.clone(),
@@ -253,7 +259,7 @@ impl Monitor {
                 qos = message.qos,
                 retain = message.retain,
                 payload = %payload,
-                encoding = ?encoding,
+                encoding = encoding.as_str(),
                 "mqtt message"
             );
         } else {

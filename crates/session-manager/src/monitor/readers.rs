@@ -137,6 +137,11 @@ impl Readers {
         }
     }
 
+    /// Whether anyone reads any session now.
+    pub fn any(&self) -> bool {
+        !self.channels().is_empty()
+    }
+
     /// The sessions someone reads now.
     pub fn sessions(&self) -> Vec<String> {
         self.channels().keys().cloned().collect()
@@ -190,11 +195,13 @@ mod tests {
             "a second reader changes nothing"
         );
         assert_eq!(readers.sessions(), ["1"]);
+        assert!(readers.any());
         drop(first);
         assert_eq!(readers.sessions(), ["1"]);
         assert_eq!(readers.generation(), start + 1);
         drop(second);
         assert!(readers.sessions().is_empty());
+        assert!(!readers.any());
         assert_eq!(readers.generation(), start + 2);
     }
 
