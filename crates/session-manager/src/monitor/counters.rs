@@ -28,6 +28,9 @@ pub struct Tally {
     last_active: u64,
 }
 
+/// One rendered family: its name, what it counts, and how to read it from a tally.
+type CounterFamily = (&'static str, &'static str, fn(&Tally) -> u64);
+
 /// At most `capacity` sessions' tallies.
 #[derive(Debug)]
 pub struct SessionCounters {
@@ -112,7 +115,7 @@ impl SessionCounters {
     pub fn render(&self, out: &mut String) {
         let mut sessions: Vec<(&String, &Tally)> = self.sessions.iter().collect();
         sessions.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let families: [(&str, &str, fn(&Tally) -> u64); 2] = [
+        let families: [CounterFamily; 2] = [
             (SESSION_MESSAGES_TOTAL, "Messages", |tally| tally.messages),
             (SESSION_BYTES_TOTAL, "Payload bytes", |tally| tally.bytes),
         ];
