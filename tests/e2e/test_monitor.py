@@ -302,3 +302,19 @@ def test_a_reader_that_never_reads_holds_up_no_kick_close_or_presence(monitor_st
     stalled.close()
     assert lagged, "the slow reader was never told it lost messages"
     assert metric_samples(monitor_stack, "ism_monitor_stream_lagged_total")[""] > 0
+
+
+def test_a_reader_keeps_reading_after_the_broker_restarts(quiet_stack, opened):
+    session = quiet_stack.create_session()
+    root = session["topic_root"]
+    stream = message_stream(quiet_stack, session["id"])
+    try:
+        published_until_streamed(opened(quiet_stack, session, "before"), f"{root}before", "1",
+                                 stream)
+        # The link's new connection starts clean: it must subscribe to the session again.
+        quiet_stack.restart("mosquitto")
+        wait_link_up(quiet_stack)
+        after = opened(quiet_stack, session, "after")
+        published_until_streamed(after, f"{root}after", "2", stream, timeout=10)
+    finally:
+        stream.close()
