@@ -3,8 +3,8 @@
 //!
 //! It logs in as a reserved `$`-prefixed principal (`$ism-link-<hex>`, client id and
 //! token `sub` alike, so no device can take that identity), with a short-lived token the
-//! service signs for itself (publishing to the control topic and reading presence only,
-//! re-minted for every connection).
+//! service signs for itself (publishing to the control topic, reading presence and the
+//! session trees only, re-minted for every connection).
 //!
 //! On every (re)connect it subscribes to the presence topic (QoS 1), asks the plugin for
 //! the list of connected devices (`sync` with a fresh request id, whose answer replaces
@@ -15,6 +15,10 @@
 //! while the link is down they wait, coalesced, and are never dropped.
 //!
 //! Sessions that merely expire need no message: no token outlives its session.
+//!
+//! Every other message it receives is a session's traffic, for the monitor
+//! ([`crate::monitor`]): handed over without waiting, with the monitor's subscriptions
+//! kept in step after every event (and made again on every connection).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
