@@ -166,10 +166,13 @@ impl Monitor {
         let Some(session) = MonitoredMessage::session_of(&publish.topic) else {
             return;
         };
-        if publish.retain && !self.shared.readers.any() {
-            // A replay of a retained message (the link just subscribed): not traffic to
-            // log, and nobody reads. After a reconnect with the monitor on, these are
-            // every session's retained messages at once; they must not crowd the queue.
+        let logged = self.shared.mode == MonitorMode::Log && !publish.retain;
+        if !logged && !self.shared.readers.any() {
+            // Nothing to log (a replay of a retained message because the link just
+            // subscribed, or a message another part of the link subscribed to with the
+            // monitor off) and nobody reads. After a reconnect with the monitor on, the
+            // replays are every session's retained messages at once: they must not crowd
+            // the queue.
             return;
         }
         let message = MonitoredMessage {
