@@ -46,6 +46,8 @@ pub enum Refusal {
     SessionClosed,
     /// The device was kicked and the token is of a generation from before the kick.
     Kicked,
+    /// The token itself (its `jti`) was revoked.
+    TokenRevoked,
 }
 
 impl fmt::Display for Refusal {
@@ -64,6 +66,7 @@ impl fmt::Display for Refusal {
             Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
             Refusal::SessionClosed => f.write_str("the token's session has been closed"),
             Refusal::Kicked => f.write_str("the device was kicked and the token predates the kick"),
+            Refusal::TokenRevoked => f.write_str("the token has been revoked"),
         }
     }
 }
