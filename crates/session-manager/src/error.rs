@@ -44,6 +44,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// A command that calls the admin API got an error (or no answer).
+    #[error("admin API: {0}")]
+    AdminApi(String),
 }
 
 /// Why a token could not be signed (defined here, with the other errors, so that the

@@ -28,6 +28,9 @@
 //!   (`join::pin_check`), then the [`store`] (expiry, `max_clients`, durable join record),
 //!   then a [`signer`] mints the token from `session_token::Claims`. [`sessions`] creates
 //!   sessions (a fresh PIN, hashed before the store sees it) and closes them.
+//! - [`service_tokens`] issues and revokes tokens for trusted backends (no session,
+//!   explicit grants checked by `session_token::check_service_grant`), recorded in the
+//!   store; revocations reach the broker through [`broker`].
 //! - [`store`] is the seam between the service and where sessions live: the
 //!   `SessionStore` trait, which a database backend would implement, and its embedded
 //!   default `store::journal::JournalStore`, memory plus an append-only journal under the
@@ -76,6 +79,7 @@ pub(crate) mod rate_limit;
 pub(crate) mod refusal_log;
 pub(crate) mod routes;
 pub(crate) mod secrets;
+pub(crate) mod service_tokens;
 pub(crate) mod sessions;
 pub(crate) mod signer;
 pub(crate) mod signing_key;

@@ -5,6 +5,8 @@
 //!
 //! - [`admin`]: the versioned admin API (`/api/v1/sessions...`), behind admin auth;
 //! - [`events`]: the admin event stream (`/api/v1/events`), behind admin auth;
+//! - [`service_tokens`]: tokens for trusted backends (`/api/v1/service-tokens...`), behind
+//!   admin auth;
 //! - [`compat`]: the original service's routes with their original shapes;
 //! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
@@ -22,6 +24,7 @@ pub(crate) mod health;
 pub(crate) mod jwks;
 pub(crate) mod metrics;
 pub(crate) mod public;
+pub(crate) mod service_tokens;
 pub(crate) mod wrong_port;
 
 use std::net::SocketAddr;
@@ -56,6 +59,7 @@ fn admin_paths() -> Vec<&'static str> {
         events::PATHS,
         compat::ADMIN_PATHS,
         metrics::PATHS,
+        service_tokens::PATHS,
     ]
     .concat()
 }
@@ -85,6 +89,7 @@ pub(crate) fn admin_router(
         .merge(admin::router())
         .merge(events::router())
         .merge(compat::admin_router())
+        .merge(service_tokens::router())
         .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
         // Outermost: a foreign page is refused before its key (if any) is even looked at.
         .route_layer(middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ mod logs;
 mod public;
 mod refusal_logs;
 mod session_clients;
+mod service_tokens;
 mod settings;
 mod signing_keys;
 mod timing;
