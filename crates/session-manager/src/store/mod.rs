@@ -122,7 +122,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// out only then, so every token in use can be listed and revoked.
     async fn service_token_issued(&self, token: ServiceTokenInfo) -> Result<(), StoreError>;
 
-    /// The service tokens not yet expired at `now`, revoked ones included, oldest first.
+    /// The service tokens not yet expired at `now`, revoked ones included, in issue order.
     async fn service_tokens(&self, now: u64) -> Result<Vec<ServiceTokenInfo>, StoreError>;
 
     /// Revokes service token `jti` at `now`: `None` when it is unknown or expired; a token

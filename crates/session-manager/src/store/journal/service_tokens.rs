@@ -1,12 +1,14 @@
 //! `ServiceTokens`: the service tokens the journal store keeps, by `jti`: what each
 //! grants, until when, and whether it was revoked. Few (an operator mints them by hand or
-//! by automation, one per backend), so one map under one lock, apart from the sessions.
+//! by automation, one per backend), so one map under one lock, apart from the sessions,
+//! in issue order (the journal's order, which replay and compaction keep).
 //!
 //! An expired token is left out of every answer and dropped by the next compaction: no
 //! broker can admit it any more, revoked or not.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use indexmap::IndexMap;
 
 use super::record::{Record, ServiceTokenRecord, ServiceTokenRevokedRecord};
 use crate::domain::ServiceTokenName;
@@ -14,11 +16,11 @@ use crate::store::{ServiceTokenInfo, MAX_SERVICE_TOKEN_TTL_SECS};
 
 #[derive(Debug, Default)]
 pub(crate) struct ServiceTokens {
-    tokens: Mutex<HashMap<String, ServiceTokenInfo>>,
+    tokens: Mutex<IndexMap<String, ServiceTokenInfo>>,
 }
 
 impl ServiceTokens {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, ServiceTokenInfo>> {
+    fn lock(&self) -> MutexGuard<'_, IndexMap<String, ServiceTokenInfo>> {
         // Every change is one insert or one field write: a panic cannot tear the map.
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -51,7 +53,7 @@ impl ServiceTokens {
 
     /// Forgets a token whose issue did not reach the disk.
     pub(crate) fn remove(&self, jti: &str) {
-        self.lock().remove(jti);
+        self.lock().shift_remove(jti);
     }
 
     /// Marks `jti` revoked at `revoked_at` unless it already is; the token as it is now,
@@ -103,16 +105,13 @@ impl ServiceTokens {
         tokens.len()
     }
 
-    /// The tokens not expired at `now`, oldest first.
+    /// The tokens not expired at `now`, in issue order.
     pub(crate) fn live(&self, now: u64) -> Vec<ServiceTokenInfo> {
-        let mut live: Vec<ServiceTokenInfo> = self
-            .lock()
+        self.lock()
             .values()
             .filter(|token| token.expires_at > now)
             .cloned()
-            .collect();
-        live.sort_by(|a, b| (a.issued_at, &a.jti).cmp(&(b.issued_at, &b.jti)));
-        live
+            .collect()
     }
 
     /// The records that re-create the tokens live at `now`, for a snapshot.
