@@ -28,7 +28,12 @@ impl Service {
 
     /// The service with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Service {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// The service on an existing data directory (a restart), with extra environment
+    /// variables.
+    pub fn start_in(data: tempfile::TempDir, env: &[(&str, &str)]) -> Service {
         let process = service::Launch::new()
             .data_dir(data.path())
             .env("MQTT_AUTH_MODE", "dev_jwt_auth")
@@ -89,6 +94,12 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> serde_json::Val
 }
 
 impl Service {
+    /// Kills the service (SIGKILL); its data directory, for a restart.
+    pub fn kill(self) -> tempfile::TempDir {
+        self._process.kill();
+        self._data
+    }
+
     /// Waits (up to 10 s) until the service's broker link is connected.
     pub fn wait_for_broker_link(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
