@@ -627,7 +627,12 @@ mod tests {
         assert_eq!(plugin.live_connections(), 0);
     }
 
-    fn connect_backend(plugin: &mut Plugin, handle: usize, token: &str, now: u64) -> Result<(), Refusal> {
+    fn connect_backend(
+        plugin: &mut Plugin,
+        handle: usize,
+        token: &str,
+        now: u64,
+    ) -> Result<(), Refusal> {
         let attempt = ConnectAttempt {
             username: Some("$svc-backend"),
             password: Some(token),
@@ -673,7 +678,10 @@ mod tests {
         assert_eq!(outcome.revoked_clients, vec!["$svc-backend"]);
         assert_eq!(outcome.revoked_tokens, vec!["svc-1"]);
         assert!(!plugin.may_access("$svc-backend", Access::Publish, "/111/lamp/cmd", NOW));
-        assert!(plugin.may_access("lamp", Access::Publish, "/111/x", NOW), "others keep theirs");
+        assert!(
+            plugin.may_access("lamp", Access::Publish, "/111/x", NOW),
+            "others keep theirs"
+        );
         assert_eq!(
             connect_backend(&mut plugin, 3, &backend, NOW + 1),
             Err(Refusal::TokenRevoked),
@@ -689,7 +697,11 @@ mod tests {
             Err(Refusal::TokenRevoked)
         );
         restarted.tick(NOW + 600);
-        assert_eq!(restarted.revoked_tokens(), 0, "forgotten at the token's end");
+        assert_eq!(
+            restarted.revoked_tokens(),
+            0,
+            "forgotten at the token's end"
+        );
     }
 
     #[test]
@@ -709,7 +721,9 @@ mod tests {
         connect_backend(&mut plugin, 1, &backend, NOW).expect("admitted");
         let closing = test_support::control_message::closing(&[("111", NOW + 600)]);
         assert_eq!(
-            plugin.control(Some("$svc-backend"), &closing.to_payload(), NOW).err(),
+            plugin
+                .control(Some("$svc-backend"), &closing.to_payload(), NOW)
+                .err(),
             Some(ControlRefusal::NotGranted)
         );
     }

@@ -83,7 +83,10 @@ mod tests {
         assert!(!tokens.insert(&revoked("a", 50)), "never shortened");
         assert!(tokens.insert(&revoked("a", 200)), "extended");
         assert!(!tokens.forget_expired(199));
-        assert_eq!(tokens.revoked_tokens().collect::<Vec<_>>(), vec![revoked("a", 200)]);
+        assert_eq!(
+            tokens.revoked_tokens().collect::<Vec<_>>(),
+            vec![revoked("a", 200)]
+        );
         assert!(tokens.forget_expired(200));
         assert_eq!(tokens.len(), 0);
     }

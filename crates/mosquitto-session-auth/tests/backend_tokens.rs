@@ -53,10 +53,20 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
 
     let (first, first_pin) = service.create_session();
     let (second, second_pin) = service.create_session();
-    let mut lamp = Device::connect(port, "lamp", "lamp", &service.join(&first, &first_pin, "lamp"))
-        .expect("lamp admitted");
-    let mut fan = Device::connect(port, "fan", "fan", &service.join(&second, &second_pin, "fan"))
-        .expect("fan admitted");
+    let mut lamp = Device::connect(
+        port,
+        "lamp",
+        "lamp",
+        &service.join(&first, &first_pin, "lamp"),
+    )
+    .expect("lamp admitted");
+    let mut fan = Device::connect(
+        port,
+        "fan",
+        "fan",
+        &service.join(&second, &second_pin, "fan"),
+    )
+    .expect("fan admitted");
     assert!(lamp.subscribe(&format!("/{first}/#")));
     assert!(fan.subscribe(&format!("/{second}/#")));
 
@@ -76,8 +86,12 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
     // Both sessions' devices are reached, and reach the backend.
     backend.publish(&format!("/{first}/lamp/cmd"), b"on");
     backend.publish(&format!("/{second}/fan/cmd"), b"fast");
-    assert!(lamp.wait_for_message(&format!("/{first}/lamp/cmd"), WAIT).is_some());
-    assert!(fan.wait_for_message(&format!("/{second}/fan/cmd"), WAIT).is_some());
+    assert!(lamp
+        .wait_for_message(&format!("/{first}/lamp/cmd"), WAIT)
+        .is_some());
+    assert!(fan
+        .wait_for_message(&format!("/{second}/fan/cmd"), WAIT)
+        .is_some());
     lamp.publish(&format!("/{first}/lamp/state"), b"on");
     fan.publish(&format!("/{second}/fan/state"), b"fast");
     let fan_state = format!("/{second}/fan/state");
@@ -90,7 +104,13 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
     );
 
     // The attack: the control channel is out of reach, whatever the filter.
-    for filter in ["$CONTROL/#", CONTROL_TOPIC, "#", "+/#", "$share/g/$CONTROL/#"] {
+    for filter in [
+        "$CONTROL/#",
+        CONTROL_TOPIC,
+        "#",
+        "+/#",
+        "$share/g/$CONTROL/#",
+    ] {
         assert!(!backend.subscribe(filter), "{filter} granted to a backend");
     }
     backend
@@ -108,12 +128,18 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
         .into_iter()
         .filter(|(topic, _)| topic.contains("$presence"))
         .collect();
-    assert!(forged.is_empty(), "the forged presence got through: {forged:?}");
+    assert!(
+        forged.is_empty(),
+        "the forged presence got through: {forged:?}"
+    );
     assert!(broker.log().contains("$svc-backend"), "{}", broker.log());
     let still = service.join(&first, &first_pin, "switch");
-    let switch = Device::connect(port, "switch", "switch", &still).expect("the session still lives");
+    let switch =
+        Device::connect(port, "switch", "switch", &still).expect("the session still lives");
     switch.publish(&format!("/{first}/lamp/cmd"), b"off");
-    assert!(lamp.wait_for_message(&format!("/{first}/lamp/cmd"), WAIT).is_some());
+    assert!(lamp
+        .wait_for_message(&format!("/{first}/lamp/cmd"), WAIT)
+        .is_some());
 
     // Revoked: cut off within a second, refused from then on.
     let sent = Instant::now();
@@ -131,7 +157,9 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
     assert!(broker.wait_for_log("revoked token(s)", WAIT));
     // The devices were never touched.
     switch.publish(&format!("/{first}/lamp/cmd"), b"on");
-    assert!(lamp.wait_for_message(&format!("/{first}/lamp/cmd"), WAIT).is_some());
+    assert!(lamp
+        .wait_for_message(&format!("/{first}/lamp/cmd"), WAIT)
+        .is_some());
 
     // A broker restart while the service is down keeps refusing it.
     drop((lamp, fan, switch));
@@ -146,14 +174,22 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
         "{}",
         broker.log()
     );
-    assert!(broker.log().contains("tokens revoked: 1"), "{}", broker.log());
+    assert!(
+        broker.log().contains("tokens revoked: 1"),
+        "{}",
+        broker.log()
+    );
 
     // A broker without any state hears of it from the restarted service's link.
     let fresh = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
     let url = format!("mqtt://127.0.0.1:{}", fresh.port());
     let service = Service::start_in(data, &[("ISM_BROKER_CONTROL_URL", url.as_str())]);
     service.wait_for_broker_link();
-    assert!(fresh.wait_for_log("revoked token(s)", WAIT), "{}", fresh.log());
+    assert!(
+        fresh.wait_for_log("revoked token(s)", WAIT),
+        "{}",
+        fresh.log()
+    );
     assert!(Device::connect(fresh.port(), &username, &username, &token).is_err());
     assert!(fresh.wait_for_log("the token has been revoked", WAIT));
 }
@@ -189,10 +225,11 @@ fn the_command_line_issues_a_working_token_and_revokes_it() {
     assert_eq!(username, "$svc-cli-backend");
     let backend = Device::connect(port, username, username, token).expect("admitted");
     backend.publish(&format!("/{session}/lamp/cmd"), b"on");
-    assert!(lamp.wait_for_message(&format!("/{session}/lamp/cmd"), WAIT).is_some());
+    assert!(lamp
+        .wait_for_message(&format!("/{session}/lamp/cmd"), WAIT)
+        .is_some());
 
-    let listed = Launch::new()
-        .output(["token", "list", "--admin-url", &admin_url]);
+    let listed = Launch::new().output(["token", "list", "--admin-url", &admin_url]);
     assert!(listed.status.success(), "{listed:?}");
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
     assert_eq!(listed["service_tokens"][0]["jti"], issued["jti"]);
@@ -208,7 +245,10 @@ fn the_command_line_issues_a_working_token_and_revokes_it() {
     ]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("\"$CONTROL/#\" cannot be granted"), "{stderr}");
+    assert!(
+        stderr.contains("\"$CONTROL/#\" cannot be granted"),
+        "{stderr}"
+    );
 
     let jti = issued["jti"].as_str().expect("jti");
     let revoked = Launch::new()

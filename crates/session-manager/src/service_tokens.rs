@@ -64,7 +64,9 @@ pub fn check_request(request: &ServiceTokenRequest) -> Result<u64, ApiError> {
         }
         for filter in list {
             check_service_grant(filter, kind).map_err(|refusal| {
-                ApiError::BadRequest(format!("{kind} filter {filter:?} cannot be granted: {refusal}"))
+                ApiError::BadRequest(format!(
+                    "{kind} filter {filter:?} cannot be granted: {refusal}"
+                ))
             })?;
         }
     }

@@ -211,9 +211,11 @@ mod tests {
     #[test]
     fn malformed_filters_are_refused_with_the_rule_they_break() {
         for filter in ["", "/a/#/b", "/a+", "/x\0"] {
-            let refusal =
-                check_service_grant(filter, GrantKind::Subscribe).expect_err("malformed");
-            assert!(matches!(refusal, ServiceGrantRefusal::Malformed(_)), "{filter}");
+            let refusal = check_service_grant(filter, GrantKind::Subscribe).expect_err("malformed");
+            assert!(
+                matches!(refusal, ServiceGrantRefusal::Malformed(_)),
+                "{filter}"
+            );
         }
     }
 
@@ -234,15 +236,27 @@ mod tests {
             );
             assert_eq!(check_service_grant(filter, GrantKind::Subscribe), Ok(()));
         }
-        for filter in ["/+/$conductor/in/#", "/+/$conductor/in", "/+/#", "/123/lamp/+"] {
-            assert_eq!(check_service_grant(filter, GrantKind::Publish), Ok(()), "{filter}");
+        for filter in [
+            "/+/$conductor/in/#",
+            "/+/$conductor/in",
+            "/+/#",
+            "/123/lamp/+",
+        ] {
+            assert_eq!(
+                check_service_grant(filter, GrantKind::Publish),
+                Ok(()),
+                "{filter}"
+            );
         }
     }
 
     #[test]
     fn a_backend_reaches_every_session_but_never_the_control_channel() {
         let claims = backend(&["/+/#"], &["/+/#"]);
-        for (subscribe, publish) in [(&claims.subs, GrantKind::Subscribe), (&claims.publ, GrantKind::Publish)] {
+        for (subscribe, publish) in [
+            (&claims.subs, GrantKind::Subscribe),
+            (&claims.publ, GrantKind::Publish),
+        ] {
             for filter in subscribe {
                 assert_eq!(check_service_grant(filter, publish), Ok(()));
             }

@@ -177,11 +177,9 @@ impl LinkTask {
             Err(error) => tracing::warn!(%error, "cannot read the kicks to republish"),
         }
         match self.store.service_tokens(now).await {
-            Ok(all) => self.outbox.extend(
-                all.iter()
-                    .filter_map(revoked_token)
-                    .map(Outgoing::Revoked),
-            ),
+            Ok(all) => self
+                .outbox
+                .extend(all.iter().filter_map(revoked_token).map(Outgoing::Revoked)),
             Err(error) => tracing::warn!(%error, "cannot read the revoked tokens to republish"),
         }
     }

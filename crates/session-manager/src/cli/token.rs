@@ -109,9 +109,10 @@ pub(super) async fn run(args: &TokenArgs) -> Result<Value, Error> {
     if status.is_success() {
         Ok(answer)
     } else {
-        let message = answer["error"]["message"]
-            .as_str()
-            .map_or_else(|| format!("HTTP {status}"), |message| format!("{status}: {message}"));
+        let message = answer["error"]["message"].as_str().map_or_else(
+            || format!("HTTP {status}"),
+            |message| format!("{status}: {message}"),
+        );
         Err(Error::AdminApi(message))
     }
 }

@@ -48,14 +48,14 @@ macro_rules! checked_string_type {
 
 mod client_name;
 mod pin;
-mod session_id;
 mod service_token_name;
+mod session_id;
 mod session_type;
 
 pub use client_name::ClientName;
 pub use pin::Pin;
-pub use session_id::SessionId;
 pub use service_token_name::ServiceTokenName;
+pub use session_id::SessionId;
 pub use session_type::SessionType;
 
 /// Why a value was refused; the message is meant for the person who sent it.

@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn plain_names_parse_and_everything_else_is_refused_with_a_reason() {
         for name in ["backend-1", "a", "Billing.Worker_2", &"x".repeat(64)] {
-            assert_eq!(ServiceTokenName::parse(name).map(|n| n.to_string()), Ok(name.to_owned()));
+            assert_eq!(
+                ServiceTokenName::parse(name).map(|n| n.to_string()),
+                Ok(name.to_owned())
+            );
         }
         for name in [
             "",
@@ -80,7 +83,10 @@ mod tests {
             &"x".repeat(65),
         ] {
             let error = ServiceTokenName::parse(name).expect_err(name);
-            assert!(error.to_string().starts_with("invalid service token name"), "{error}");
+            assert!(
+                error.to_string().starts_with("invalid service token name"),
+                "{error}"
+            );
         }
         let lost = ServiceTokenName::lost_to_journal_damage();
         assert_eq!(ServiceTokenName::parse(lost.as_str()), Ok(lost));

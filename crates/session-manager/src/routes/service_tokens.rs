@@ -123,9 +123,7 @@ pub async fn revoke_service_token(
 ) -> Result<StatusCode, ApiError> {
     match service_tokens::revoke_service_token(&state, &jti).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
-        None => Err(ApiError::NotFound(format!(
-            "no live service token {jti:?}"
-        ))),
+        None => Err(ApiError::NotFound(format!("no live service token {jti:?}"))),
     }
 }
 

@@ -168,7 +168,11 @@ impl Api {
 
     /// `POST /api/v1/service-tokens`.
     pub async fn create_service_token(&self, body: Value) -> Response {
-        send(self.admin(Method::POST, "/api/v1/service-tokens").json(&body)).await
+        send(
+            self.admin(Method::POST, "/api/v1/service-tokens")
+                .json(&body),
+        )
+        .await
     }
 
     /// `GET /api/v1/service-tokens`: the listed tokens.

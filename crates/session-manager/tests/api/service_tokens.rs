@@ -80,7 +80,10 @@ async fn an_issued_token_grants_exactly_what_was_asked_under_a_reserved_identity
     let listed = app.service_tokens().await;
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0]["jti"], jti);
-    assert!(listed.iter().all(|token| token.get("token").is_none()), "{listed:?}");
+    assert!(
+        listed.iter().all(|token| token.get("token").is_none()),
+        "{listed:?}"
+    );
     assert_eq!(listed[0]["subscribe"], json!(["/+/#"]));
 }
 
@@ -103,7 +106,11 @@ async fn grants_that_could_reach_control_or_system_topics_are_refused_naming_the
         let mut body = json!({"name": "attacker"});
         body[list] = json!(["/+/#", filter]);
         let response = app.create_service_token(body).await;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{list} {filter}");
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{list} {filter}"
+        );
         let body: Value = response.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();
         assert!(
@@ -141,9 +148,15 @@ async fn bad_requests_get_a_clear_400() {
     let unknown = app
         .revoke_service_token("00000000-0000-4000-8000-000000000000")
         .await;
-    assert_eq!(error_code(unknown, StatusCode::NOT_FOUND).await, "not_found");
+    assert_eq!(
+        error_code(unknown, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
     let garbage = app.revoke_service_token("not%20a%20jti").await;
-    assert_eq!(error_code(garbage, StatusCode::NOT_FOUND).await, "not_found");
+    assert_eq!(
+        error_code(garbage, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
 }
 
 #[tokio::test]
@@ -188,6 +201,8 @@ async fn a_revocation_is_listed_and_survives_a_restart() {
     // Once expired, a token is neither listed nor revocable.
     app.advance_clock(std::time::Duration::from_secs(31 * 24 * 3600));
     assert!(app.service_tokens().await.is_empty());
-    let gone = app.revoke_service_token(kept["jti"].as_str().unwrap()).await;
+    let gone = app
+        .revoke_service_token(kept["jti"].as_str().unwrap())
+        .await;
     assert_eq!(error_code(gone, StatusCode::NOT_FOUND).await, "not_found");
 }

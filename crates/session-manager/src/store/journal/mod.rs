@@ -50,8 +50,7 @@ use async_trait::async_trait;
 
 use super::{
     ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation,
-    ServiceTokenInfo, SessionEnd, SessionInfo, SessionStore, SkippedRange, StoreError,
-    StoreHealth,
+    ServiceTokenInfo, SessionEnd, SessionInfo, SessionStore, SkippedRange, StoreError, StoreHealth,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
@@ -577,7 +576,9 @@ impl JournalStore {
             .encode()
             .map_err(|error| StoreError::Encode(error.to_string()))?;
         if !inner.sessions.service_tokens.insert(token) {
-            return Err(StoreError::Encode(format!("service token id {jti} is taken")));
+            return Err(StoreError::Encode(format!(
+                "service token id {jti} is taken"
+            )));
         }
         if let Err(error) = inner.journal.submit(frame).durable().await {
             // Memory must not claim what the disk does not hold.

@@ -1561,12 +1561,28 @@ async fn service_tokens_and_their_revocations_survive_reopen() {
             .await
             .unwrap();
     }
-    let revoked = store.store.revoke_service_token(&jti(2), now + 10).await.unwrap();
+    let revoked = store
+        .store
+        .revoke_service_token(&jti(2), now + 10)
+        .await
+        .unwrap();
     assert_eq!(revoked.map(|t| t.revoked_at), Some(Some(now + 10)));
-    let again = store.store.revoke_service_token(&jti(2), now + 20).await.unwrap();
-    assert_eq!(again.map(|t| t.revoked_at), Some(Some(now + 10)), "the first stands");
+    let again = store
+        .store
+        .revoke_service_token(&jti(2), now + 20)
+        .await
+        .unwrap();
     assert_eq!(
-        store.store.revoke_service_token(&jti(9), now).await.unwrap(),
+        again.map(|t| t.revoked_at),
+        Some(Some(now + 10)),
+        "the first stands"
+    );
+    assert_eq!(
+        store
+            .store
+            .revoke_service_token(&jti(9), now)
+            .await
+            .unwrap(),
         None,
         "unknown"
     );
@@ -1574,21 +1590,35 @@ async fn service_tokens_and_their_revocations_survive_reopen() {
     let (store, report) = reopen(store, dir.path()).await;
     assert_eq!(report.records, 1 + 3 + 1);
     let tokens = store.store.service_tokens(now).await.unwrap();
-    let listed: Vec<(String, Option<u64>)> =
-        tokens.iter().map(|t| (t.jti.clone(), t.revoked_at)).collect();
+    let listed: Vec<(String, Option<u64>)> = tokens
+        .iter()
+        .map(|t| (t.jti.clone(), t.revoked_at))
+        .collect();
     assert_eq!(
         listed,
         vec![(jti(1), None), (jti(2), Some(now + 10)), (jti(3), None)],
         "oldest first, the revocation kept"
     );
     assert_eq!(tokens[0], service_token(1, now + 1, now + 3600));
-    assert!(store.get(&session.session.id, NOW).is_some(), "sessions untouched");
     assert!(
-        store.store.service_tokens(now + 3600).await.unwrap().is_empty(),
+        store.get(&session.session.id, NOW).is_some(),
+        "sessions untouched"
+    );
+    assert!(
+        store
+            .store
+            .service_tokens(now + 3600)
+            .await
+            .unwrap()
+            .is_empty(),
         "expired tokens are not listed"
     );
     assert_eq!(
-        store.store.revoke_service_token(&jti(1), now + 3600).await.unwrap(),
+        store
+            .store
+            .revoke_service_token(&jti(1), now + 3600)
+            .await
+            .unwrap(),
         None,
         "an expired token cannot be revoked (nothing admits it anyway)"
     );
@@ -1614,7 +1644,11 @@ async fn compaction_keeps_live_service_tokens_and_their_revocations_and_drops_ex
         .service_token_issued(service_token(3, now - 7200, now - 3600))
         .await
         .unwrap();
-    store.store.revoke_service_token(&jti(2), now).await.unwrap();
+    store
+        .store
+        .revoke_service_token(&jti(2), now)
+        .await
+        .unwrap();
     store.shutdown().await;
     drop(store);
     // Enough kicks of one client that start-up compacts.
@@ -1684,7 +1718,10 @@ async fn a_damaged_service_token_record_leaves_the_token_revoked() {
     let tokens = store.store.service_tokens(now).await.unwrap();
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0].jti, jti(1));
-    assert!(tokens[0].revoked_at.is_some(), "refused, whatever the lost record said");
+    assert!(
+        tokens[0].revoked_at.is_some(),
+        "refused, whatever the lost record said"
+    );
     assert!(tokens[0].expires_at >= now + crate::store::MAX_SERVICE_TOKEN_TTL_SECS);
     assert!(store.get(&before.session.id, NOW).is_some());
     assert!(store.get(&after.session.id, NOW).is_some());
