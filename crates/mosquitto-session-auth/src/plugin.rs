@@ -220,22 +220,7 @@ impl Plugin {
         };
         self.note_ending(&kicked_clients, DisconnectReason::Kicked);
 
-        let revoked: Vec<RevokedToken> = message
-            .revoked
-            .into_iter()
-            .filter(|revoked| !revoked.jti.is_empty() && revoked.until > now)
-            .collect();
-        for token in &revoked {
-            self.state_changed |= self.revoked_tokens.insert(token);
-        }
-        let revoked_clients = if revoked.is_empty() {
-            Vec::new()
-        } else {
-            let ids: HashSet<&str> = revoked.iter().map(|token| token.jti.as_str()).collect();
-            self.clients
-                .revoke(now, |client| ids.contains(client.token_id.as_str()))
-        };
-        self.note_ending(&revoked_clients, DisconnectReason::Kicked);
+        let (revoked, revoked_clients) = self.revoke_tokens(message.revoked, now);
         Ok(ControlOutcome {
             sessions: closed.into_iter().map(|closed| closed.sid).collect(),
             closed_clients,
@@ -244,10 +229,39 @@ impl Plugin {
                 .map(|kick| scoped_client_id(&kick.sid, &kick.client))
                 .collect(),
             kicked_clients,
-            revoked_tokens: revoked.into_iter().map(|token| token.jti).collect(),
+            revoked_tokens: revoked,
             revoked_clients,
             sync: message.sync,
         })
+    }
+
+    /// Records the revocations of `revoked` still running at `now` and ends the grants of
+    /// every client holding one of those tokens: the revoked ids, and the client ids to
+    /// disconnect (their reasons noted).
+    fn revoke_tokens(
+        &mut self,
+        revoked: Vec<RevokedToken>,
+        now: u64,
+    ) -> (Vec<String>, Vec<String>) {
+        let revoked: Vec<RevokedToken> = revoked
+            .into_iter()
+            .filter(|token| !token.jti.is_empty() && token.until > now)
+            .collect();
+        if revoked.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        for token in &revoked {
+            self.state_changed |= self.revoked_tokens.insert(token);
+        }
+        let ids: HashSet<&str> = revoked.iter().map(|token| token.jti.as_str()).collect();
+        let clients = self
+            .clients
+            .revoke(now, |client| ids.contains(client.token_id.as_str()));
+        self.note_ending(&clients, DisconnectReason::Kicked);
+        (
+            revoked.into_iter().map(|token| token.jti).collect(),
+            clients,
+        )
     }
 
     /// Notes why the connections holding `client_ids` are about to be disconnected.

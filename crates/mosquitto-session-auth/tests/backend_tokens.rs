@@ -19,7 +19,7 @@ mod real_service;
 use std::time::{Duration, Instant};
 
 use connection_closed::closed_at;
-use real_service::{http, Service};
+use real_service::{control_url, http, linked_to_a_broker, Service};
 use serde_json::json;
 use session_token::CONTROL_TOPIC;
 use test_support::control_message::closing;
@@ -45,11 +45,8 @@ fn issue(service: &Service, body: serde_json::Value) -> (String, String, String)
 
 #[test]
 fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cuts_it_off() {
-    let broker = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
+    let (broker, service) = linked_to_a_broker();
     let port = broker.port();
-    let url = format!("mqtt://127.0.0.1:{port}");
-    let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", url.as_str())]);
-    service.wait_for_broker_link();
 
     let (first, first_pin) = service.create_session();
     let (second, second_pin) = service.create_session();
@@ -126,7 +123,7 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
     let forged: Vec<_> = lamp
         .all_messages_within(WINDOW)
         .into_iter()
-        .filter(|(topic, _)| topic.contains("$presence"))
+        .filter(|(_, payload)| payload.as_slice() == b"offline")
         .collect();
     assert!(
         forged.is_empty(),
@@ -182,8 +179,7 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
 
     // A broker without any state hears of it from the restarted service's link.
     let fresh = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
-    let url = format!("mqtt://127.0.0.1:{}", fresh.port());
-    let service = Service::start_in(data, &[("ISM_BROKER_CONTROL_URL", url.as_str())]);
+    let service = Service::start_in(data, &[("ISM_BROKER_CONTROL_URL", &control_url(&fresh))]);
     service.wait_for_broker_link();
     assert!(
         fresh.wait_for_log("revoked token(s)", WAIT),
@@ -196,11 +192,8 @@ fn a_backend_reaches_every_session_never_the_control_channel_and_a_revocation_cu
 
 #[test]
 fn the_command_line_issues_a_working_token_and_revokes_it() {
-    let broker = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
+    let (broker, service) = linked_to_a_broker();
     let port = broker.port();
-    let url = format!("mqtt://127.0.0.1:{port}");
-    let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", url.as_str())]);
-    service.wait_for_broker_link();
     let (session, pin) = service.create_session();
     let mut lamp = Device::connect(port, "lamp", "lamp", &service.join(&session, &pin, "lamp"))
         .expect("lamp admitted");

@@ -14,8 +14,7 @@ mod real_service;
 use std::time::{Duration, Instant};
 
 use connection_closed::closed_at;
-use real_service::{http, Service};
-use test_support::fixture_tokens::{jwks, SigningKey};
+use real_service::{http, linked_to_a_broker, Service};
 use test_support::mosquitto::Broker;
 use test_support::mqtt_device::Device;
 
@@ -67,11 +66,8 @@ fn tokens_from_the_service_admit_devices_to_their_session_only() {
 #[test]
 fn closing_a_session_disconnects_its_devices_within_a_second() {
     // The service signs with the fixture key, so the broker can start first with its JWKS.
-    let broker = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
+    let (broker, service) = linked_to_a_broker();
     let port = broker.port();
-    let url = format!("mqtt://127.0.0.1:{port}");
-    let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", url.as_str())]);
-    service.wait_for_broker_link();
 
     let (other, other_pin) = service.create_session();
     let mut bystander = Device::connect(

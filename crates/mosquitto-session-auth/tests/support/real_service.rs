@@ -10,8 +10,23 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use test_support::fixture_tokens::{fixture_path, ISSUER};
+use test_support::fixture_tokens::{fixture_path, jwks, SigningKey, ISSUER};
+use test_support::mosquitto::Broker;
 use test_support::service;
+
+/// A broker loading the plugin with the fixture key, and the service signing with that key
+/// and linked to the broker (`ISM_BROKER_CONTROL_URL`), its link connected.
+pub fn linked_to_a_broker() -> (Broker, Service) {
+    let broker = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
+    let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", &control_url(&broker))]);
+    service.wait_for_broker_link();
+    (broker, service)
+}
+
+/// The `ISM_BROKER_CONTROL_URL` of `broker`.
+pub fn control_url(broker: &Broker) -> String {
+    format!("mqtt://127.0.0.1:{}", broker.port())
+}
 
 /// The service signing with the fixture RSA key, and the `host:port` of its two APIs.
 pub struct Service {

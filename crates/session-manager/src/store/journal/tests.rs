@@ -1482,28 +1482,7 @@ async fn compaction_keeps_the_latest_kick_of_each_client() {
     let pin_hash = hash_pin_blocking(&pin).unwrap();
     let now = unix_now();
     let id = SessionId::parse("100001").unwrap();
-    let mut records = vec![Record::Created(CreatedRecord {
-        id: id.clone(),
-        session_type: SessionType::default(),
-        created_at: now - 100,
-        expires_at: None,
-        max_clients: None,
-        pin_hash,
-    })];
-    records.push(Record::Joined(JoinedRecord {
-        id: id.clone(),
-        client: client("lamp"),
-        joined_at: now - 90,
-    }));
-    // Enough kicks of one client that start-up compacts the journal.
-    for generation in 1..=3000 {
-        records.push(Record::Kicked(KickedRecord {
-            id: id.clone(),
-            client: client("lamp"),
-            generation,
-            kicked_at: now - 50,
-        }));
-    }
+    let records = kicked_thousands_of_times(&id, pin_hash, now);
     write_journal(dir.path(), &records);
 
     let (store, report) = open(dir.path()).await;
@@ -1517,6 +1496,35 @@ async fn compaction_keeps_the_latest_kick_of_each_client() {
     let (store, _) = open(dir.path()).await;
     let joined = store.join(&id, &pin, &client("lamp"), now).await.unwrap();
     assert_eq!(joined.generation, 3000);
+}
+
+/// A session `id` with one client kicked 3000 times: enough history that start-up
+/// compacts the journal, which a snapshot reduces to three records.
+fn kicked_thousands_of_times(id: &SessionId, pin_hash: String, now: u64) -> Vec<Record> {
+    let mut records = vec![
+        Record::Created(CreatedRecord {
+            id: id.clone(),
+            session_type: SessionType::default(),
+            created_at: now - 100,
+            expires_at: None,
+            max_clients: None,
+            pin_hash,
+        }),
+        Record::Joined(JoinedRecord {
+            id: id.clone(),
+            client: client("lamp"),
+            joined_at: now - 90,
+        }),
+    ];
+    records.extend((1..=3000).map(|generation| {
+        Record::Kicked(KickedRecord {
+            id: id.clone(),
+            client: client("lamp"),
+            generation,
+            kicked_at: now - 50,
+        })
+    }));
+    records
 }
 
 /// The records of the journal in `dir`, in order.
@@ -1651,30 +1659,13 @@ async fn compaction_keeps_live_service_tokens_and_their_revocations_and_drops_ex
         .unwrap();
     store.shutdown().await;
     drop(store);
-    // Enough kicks of one client that start-up compacts.
     let mut records = read_journal(dir.path());
-    let id = SessionId::parse("100001").unwrap();
-    records.push(Record::Created(CreatedRecord {
-        id: id.clone(),
-        session_type: SessionType::default(),
-        created_at: now - 100,
-        expires_at: None,
-        max_clients: None,
-        pin_hash: hash_pin_blocking(&Pin::parse("123456").unwrap()).unwrap(),
-    }));
-    records.push(Record::Joined(JoinedRecord {
-        id: id.clone(),
-        client: client("lamp"),
-        joined_at: now - 90,
-    }));
-    for generation in 1..=3000 {
-        records.push(Record::Kicked(KickedRecord {
-            id: id.clone(),
-            client: client("lamp"),
-            generation,
-            kicked_at: now - 50,
-        }));
-    }
+    let pin_hash = hash_pin_blocking(&Pin::parse("123456").unwrap()).unwrap();
+    records.extend(kicked_thousands_of_times(
+        &SessionId::parse("100001").unwrap(),
+        pin_hash,
+        now,
+    ));
     write_journal(dir.path(), &records);
 
     let (store, _) = open(dir.path()).await;
