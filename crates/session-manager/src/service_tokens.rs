@@ -12,15 +12,17 @@
 //! holds it durably, so every token in use can be listed and revoked. Revoking records the
 //! revocation durably, then hands it to the broker link, which tells the broker (and tells
 //! it again after any restart, for as long as the token could live): the broker cuts the
-//! holder off and refuses the token from then on.
+//! holder off and refuses the token from then on. Both are events
+//! (`service_token_issued`, `service_token_revoked`) on the admin stream and webhooks.
 
 use session_token::{check_service_grant, service_subject, Claims, GrantKind, ServiceGrant};
 
 use crate::broker::revoked_token;
 use crate::domain::ServiceTokenName;
 use crate::error::ApiError;
+use crate::events::EventKind;
 use crate::state::AppState;
-use crate::store::{ServiceTokenInfo, MAX_SERVICE_TOKEN_TTL_SECS};
+use crate::store::{RevokedServiceToken, ServiceTokenInfo, MAX_SERVICE_TOKEN_TTL_SECS};
 
 /// Lifetime of a service token issued without `ttl_secs`: 30 days.
 pub const DEFAULT_SERVICE_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -115,6 +117,11 @@ pub async fn issue_service_token(
         expires_at = info.expires_at,
         "service token issued"
     );
+    state.emit(EventKind::ServiceTokenIssued {
+        jti: info.jti.clone(),
+        name: info.name.to_string(),
+        expires_at: info.expires_at,
+    });
     Ok(IssuedServiceToken {
         token,
         claims,
@@ -129,13 +136,22 @@ pub async fn revoke_service_token(
     jti: &str,
 ) -> Result<Option<ServiceTokenInfo>, ApiError> {
     let now = state.clock.unix_now();
-    let Some(token) = state.store.revoke_service_token(jti, now).await? else {
+    let Some(RevokedServiceToken { token, newly }) =
+        state.store.revoke_service_token(jti, now).await?
+    else {
         return Ok(None);
     };
     if let (Some(link), Some(revoked)) = (&state.revocation, revoked_token(&token)) {
         link.token_revoked(revoked);
     }
-    tracing::info!(jti = %token.jti, name = %token.name, "service token revoked");
+    // A token revoked before keeps its first revocation: announced then, not again.
+    if newly {
+        tracing::info!(jti = %token.jti, name = %token.name, "service token revoked");
+        state.emit(EventKind::ServiceTokenRevoked {
+            jti: token.jti.clone(),
+            name: token.name.to_string(),
+        });
+    }
     Ok(Some(token))
 }
 

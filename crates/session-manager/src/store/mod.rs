@@ -131,7 +131,7 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         jti: &str,
         now: u64,
-    ) -> Result<Option<ServiceTokenInfo>, StoreError>;
+    ) -> Result<Option<RevokedServiceToken>, StoreError>;
 
     /// What `/healthz` reports about the store.
     fn health(&self) -> StoreHealth;
@@ -315,6 +315,13 @@ pub struct ServiceTokenInfo {
     pub expires_at: u64,
     /// When it was revoked; the broker refuses it from then until `expires_at`.
     pub revoked_at: Option<u64>,
+}
+
+/// A revoked service token, and whether this call revoked it (false: it was before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedServiceToken {
+    pub token: ServiceTokenInfo,
+    pub newly: bool,
 }
 
 /// A kicked client: tokens of `client` in session `id` with a generation below

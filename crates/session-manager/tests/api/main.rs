@@ -8,6 +8,8 @@ mod bad_input;
 mod binary;
 mod compat;
 mod connections;
+#[path = "../support/event_stream.rs"]
+mod event_stream;
 mod health;
 mod helpers;
 mod limits;

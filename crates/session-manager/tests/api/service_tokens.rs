@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use session_manager::clock::Clock as _;
 use session_token::{Acl, TokenVerifier, CONTROL_TOPIC};
 
+use crate::event_stream::EventStream;
 use crate::helpers::{error_code, sorted_keys, spawn_app, spawn_app_in};
 
 #[tokio::test]
@@ -156,6 +157,51 @@ async fn bad_requests_get_a_clear_400() {
     assert_eq!(
         error_code(garbage, StatusCode::NOT_FOUND).await,
         "not_found"
+    );
+}
+
+#[tokio::test]
+async fn issuing_and_revoking_are_events_outside_every_session() {
+    let app = spawn_app().await;
+    let mut all = EventStream::open(&app.client, &app.admin_url, "").await;
+    let created = app.create_session(json!({})).await;
+    let mut of_session = EventStream::open(
+        &app.client,
+        &app.admin_url,
+        &format!("?session={}", created.id),
+    )
+    .await;
+    let issued: Value = app
+        .create_service_token(json!({"name": "backend-1", "publish": ["/+/#"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let jti = issued["jti"].as_str().unwrap();
+    app.revoke_service_token(jti).await;
+    app.revoke_service_token(jti).await;
+    app.close(&created.id).await;
+    let wait = std::time::Duration::from_secs(5);
+    let types: Vec<(String, Value)> = {
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let frame = all.next(wait).await.expect("a frame");
+            seen.push((frame.event, frame.data));
+        }
+        seen
+    };
+    assert_eq!(types[0].0, "session_created");
+    assert_eq!(types[1].0, "service_token_issued");
+    assert_eq!(types[1].1["data"]["jti"], jti);
+    assert_eq!(types[1].1["data"]["name"], "backend-1");
+    assert_eq!(types[1].1["data"]["expires_at"], issued["expires_at"]);
+    assert_eq!(types[2].0, "service_token_revoked", "announced once");
+    assert_eq!(types[2].1["data"]["jti"], jti);
+    assert_eq!(types[3].0, "session_closed");
+    let first = of_session.next(wait).await.expect("a frame");
+    assert_eq!(
+        first.event, "session_closed",
+        "a session's stream carries none of them"
     );
 }
 

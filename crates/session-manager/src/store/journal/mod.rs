@@ -50,7 +50,8 @@ use async_trait::async_trait;
 
 use super::{
     ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation,
-    ServiceTokenInfo, SessionEnd, SessionInfo, SessionStore, SkippedRange, StoreError, StoreHealth,
+    RevokedServiceToken, ServiceTokenInfo, SessionEnd, SessionInfo, SessionStore, SkippedRange,
+    StoreError, StoreHealth,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
@@ -593,7 +594,7 @@ impl JournalStore {
         &self,
         jti: &str,
         now: u64,
-    ) -> Result<Option<ServiceTokenInfo>, StoreError> {
+    ) -> Result<Option<RevokedServiceToken>, StoreError> {
         let inner = &*self.inner;
         let Some((token, newly)) = inner.sessions.service_tokens.revoke(jti, now) else {
             return Ok(None);
@@ -607,7 +608,7 @@ impl JournalStore {
         if !newly {
             // Revoked before; its record may still be on its way to disk.
             inner.journal.barrier().durable().await?;
-            return Ok(Some(token));
+            return Ok(Some(RevokedServiceToken { token, newly }));
         }
         let frame = Record::ServiceTokenRevoked(record::ServiceTokenRevokedRecord {
             jti: jti.to_owned(),
@@ -623,7 +624,7 @@ impl JournalStore {
             inner.sessions.service_tokens.unrevoke(jti);
             return Err(error);
         }
-        Ok(Some(token))
+        Ok(Some(RevokedServiceToken { token, newly }))
     }
 
     /// Journal counters, for tests and benchmarks.
@@ -858,7 +859,7 @@ impl SessionStore for JournalStore {
         &self,
         jti: &str,
         now: u64,
-    ) -> Result<Option<ServiceTokenInfo>, StoreError> {
+    ) -> Result<Option<RevokedServiceToken>, StoreError> {
         self.revoke_token(jti, now).await
     }
 

@@ -1574,15 +1574,18 @@ async fn service_tokens_and_their_revocations_survive_reopen() {
         .revoke_service_token(&jti(2), now + 10)
         .await
         .unwrap();
-    assert_eq!(revoked.map(|t| t.revoked_at), Some(Some(now + 10)));
+    assert_eq!(
+        revoked.map(|r| (r.token.revoked_at, r.newly)),
+        Some((Some(now + 10), true))
+    );
     let again = store
         .store
         .revoke_service_token(&jti(2), now + 20)
         .await
         .unwrap();
     assert_eq!(
-        again.map(|t| t.revoked_at),
-        Some(Some(now + 10)),
+        again.map(|r| (r.token.revoked_at, r.newly)),
+        Some((Some(now + 10), false)),
         "the first stands"
     );
     assert_eq!(
