@@ -106,6 +106,8 @@ class OriginalPythonDevice:
     over TLS to `broker_ip:broker_port` (paho's default path `/mqtt`), client id = username
     = the client name. The original trusts the system store; here the stack's CA."""
 
+    join_options = {}  # `requests.post(json=...)` labels the body application/json itself
+
     def __init__(self, stack, auth_url, broker_ip, broker_port, client_name):
         self.stack = stack
         self.auth_url = auth_url
@@ -117,7 +119,7 @@ class OriginalPythonDevice:
     def join_session(self, session_id, pin):
         self.session_id = session_id
         token = join_session(self.auth_url, session_id, pin, self.client_name,
-                             verify=self.stack["ca_file"])
+                             verify=self.stack["ca_file"], **self.join_options)
         self.mqtt = MqttConnection(self.broker, self.client_name, token, self.client_name,
                                    ca_file=self.stack["ca_file"])
         self.mqtt.start()
@@ -135,16 +137,8 @@ class OriginalReactNativeDevice(OriginalPythonDevice):
     over TLS (`useSSL`, path `/mqtt`) with the client name as client id; it subscribes to
     the whole session tree on connect."""
 
-    def join_session(self, session_id, pin):
-        self.session_id = session_id
-        token = join_session(self.auth_url, session_id, pin, self.client_name,
-                             headers={"Accept": "application.json",
-                                      "Content-Type": "application/json"},
-                             verify=self.stack["ca_file"])
-        self.mqtt = MqttConnection(self.broker, self.client_name, token, self.client_name,
-                                   ca_file=self.stack["ca_file"])
-        self.mqtt.start()
-        return self.mqtt
+    join_options = {"headers": {"Accept": "application.json",
+                                "Content-Type": "application/json"}}
 
 
 class OriginalUnityDevice:
