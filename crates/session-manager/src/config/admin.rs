@@ -7,7 +7,8 @@ use clap::Args;
 pub struct AdminConfig {
     /// argon2id PHC string of the admin API key (`session-manager hash-admin-key` prints
     /// one, single-quoted; one pair of surrounding single quotes is ignored). When set,
-    /// every admin route needs `Authorization: Bearer <key>`.
+    /// every admin route needs `Authorization: Bearer <key>` (the original service's routes
+    /// excepted with `ISM_ADMIN_COMPAT_WITHOUT_KEY`).
     #[arg(long, env = "ISM_ADMIN_API_KEY_HASH", hide_env_values = true)]
     pub admin_api_key_hash: Option<String>,
 
