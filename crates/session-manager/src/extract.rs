@@ -38,8 +38,8 @@ where
 }
 
 /// A JSON request body under any content type, none included: the original service parsed
-/// every join body as JSON, and its clients send it without a content type or, like
-/// Tornado's test client, as `application/x-www-form-urlencoded`. Empty and malformed
+/// every join body as JSON, so callers label it anyhow (Tornado's test client as
+/// `application/x-www-form-urlencoded`, scripts often not at all). Empty and malformed
 /// bodies get the same 400s as [`JsonBody`].
 ///
 /// A cross-site form can post such a body, so this is only for routes that need a secret

@@ -6,8 +6,8 @@
 //! - public `POST /api/joinSession` with `{"id","pin","client"}` → `{"token"}`.
 //!
 //! The original clients sent ids and PINs as strings or numbers, so both are accepted,
-//! and the join takes its JSON body under any content type, as the original did (its
-//! clients send none, or `application/x-www-form-urlencoded`).
+//! and the join takes its JSON body under any content type, as the original did (Tornado's
+//! test client labels it `application/x-www-form-urlencoded`, scripts often send none).
 //!
 //! With `ISM_ADMIN_COMPAT_WITHOUT_KEY` the admin routes here need no admin key (the
 //! original admin client sends none); see [`crate::admin_auth`].
