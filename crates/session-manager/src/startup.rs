@@ -75,7 +75,16 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         // First, so that everything from here on is measured (once per process).
         crate::metrics::install();
-        let auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
+        let mut auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
+        if config.admin.admin_compat_without_key {
+            auth = auth.without_key_for(crate::routes::compat::ADMIN_PATHS);
+            if auth.is_enabled() {
+                tracing::warn!(
+                    routes = ?crate::routes::compat::ADMIN_PATHS,
+                    "ISM_ADMIN_COMPAT_WITHOUT_KEY: the original service's admin routes accept requests without the admin key; keep the admin port on a trusted network"
+                );
+            }
+        }
         if !auth.is_enabled() {
             if !config.listen.admin_addr.ip().is_loopback() && !config.admin.admin_insecure {
                 return Err(Error::Config(format!(

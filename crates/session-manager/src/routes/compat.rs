@@ -5,7 +5,12 @@
 //! - admin `GET /api/closeSession?id=S` → `"Success"` or `"Error"`;
 //! - public `POST /api/joinSession` with `{"id","pin","client"}` → `{"token"}`.
 //!
-//! The original clients sent ids and PINs as strings or numbers, so both are accepted.
+//! The original clients sent ids and PINs as strings or numbers, so both are accepted,
+//! and the join takes its JSON body under any content type, as the original did (Tornado's
+//! test client labels it `application/x-www-form-urlencoded`, scripts often send none).
+//!
+//! With `ISM_ADMIN_COMPAT_WITHOUT_KEY` the admin routes here need no admin key (the
+//! original admin client sends none); see [`crate::admin_auth`].
 
 use std::sync::Arc;
 
@@ -19,7 +24,7 @@ use super::admin::SessionDefaults;
 use crate::client_ip::ClientIp;
 use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{AnyContentTypeJson, QueryParams};
 use crate::join::pin_check::PinChecker;
 use crate::join::{join_session, JoinAttempt};
 use crate::sessions;
@@ -116,7 +121,7 @@ pub async fn join_session_compat(
     State(state): State<AppState>,
     Extension(pins): Extension<Arc<PinChecker>>,
     ClientIp(client_ip): ClientIp,
-    JsonBody(request): JsonBody<CompatJoinRequest>,
+    AnyContentTypeJson(request): AnyContentTypeJson<CompatJoinRequest>,
 ) -> Result<Json<CompatJoinResponse>, ApiError> {
     let attempt = JoinAttempt {
         session_id: SessionId::parse(&request.id.into_string())?,

@@ -7,6 +7,7 @@ mod answers;
 mod bad_input;
 mod binary;
 mod compat;
+mod compat_drop_in;
 mod connections;
 #[path = "../support/event_stream.rs"]
 mod event_stream;
