@@ -641,6 +641,20 @@ mod tests {
         assert_eq!(plugin.live_connections(), 0);
     }
 
+    /// A service token `$svc-backend` (jti `svc-1`) granted `/+/#` both ways.
+    fn backend_token() -> String {
+        let grants = vec!["/+/#".to_owned()];
+        sign(&Claims::for_service(&session_token::ServiceGrant {
+            issuer: "ism",
+            name: "backend",
+            issued_at: NOW,
+            lifetime_secs: 600,
+            token_id: "svc-1",
+            subscribe: &grants,
+            publish: &grants,
+        }))
+    }
+
     fn connect_backend(
         plugin: &mut Plugin,
         handle: usize,
@@ -663,16 +677,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut plugin = plugin(&dir, "false");
         control_link(&mut plugin);
-        let grants = vec!["/+/#".to_owned()];
-        let backend = sign(&Claims::for_service(&session_token::ServiceGrant {
-            issuer: "ism",
-            name: "backend",
-            issued_at: NOW,
-            lifetime_secs: 600,
-            token_id: "svc-1",
-            subscribe: &grants,
-            publish: &grants,
-        }));
+        let backend = backend_token();
         connect_backend(&mut plugin, 1, &backend, NOW).expect("a service token is admitted");
         connect(&mut plugin, 2, ("111", "lamp", "lamp"), false, NOW).expect("a device");
         assert!(plugin.may_access("$svc-backend", Access::Publish, "/111/lamp/cmd", NOW));
@@ -722,16 +727,7 @@ mod tests {
     fn no_token_may_send_control_messages_but_the_links() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut plugin = plugin(&dir, "false");
-        let grants = vec!["/+/#".to_owned()];
-        let backend = sign(&Claims::for_service(&session_token::ServiceGrant {
-            issuer: "ism",
-            name: "backend",
-            issued_at: NOW,
-            lifetime_secs: 600,
-            token_id: "svc-1",
-            subscribe: &grants,
-            publish: &grants,
-        }));
+        let backend = backend_token();
         connect_backend(&mut plugin, 1, &backend, NOW).expect("admitted");
         let closing = test_support::control_message::closing(&[("111", NOW + 600)]);
         assert_eq!(

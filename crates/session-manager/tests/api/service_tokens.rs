@@ -172,11 +172,8 @@ async fn issuing_and_revoking_are_events_outside_every_session() {
     )
     .await;
     let issued: Value = app
-        .create_service_token(json!({"name": "backend-1", "publish": ["/+/#"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .issue_service_token(json!({"name": "backend-1", "publish": ["/+/#"]}))
+        .await;
     let jti = issued["jti"].as_str().unwrap();
     app.revoke_service_token(jti).await;
     app.revoke_service_token(jti).await;
@@ -209,17 +206,11 @@ async fn issuing_and_revoking_are_events_outside_every_session() {
 async fn a_revocation_is_listed_and_survives_a_restart() {
     let app = spawn_app().await;
     let issued: Value = app
-        .create_service_token(json!({"name": "backend-1", "publish": ["/+/#"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .issue_service_token(json!({"name": "backend-1", "publish": ["/+/#"]}))
+        .await;
     let kept: Value = app
-        .create_service_token(json!({"name": "backend-2", "publish": ["/+/#"]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .issue_service_token(json!({"name": "backend-2", "publish": ["/+/#"]}))
+        .await;
     let jti = issued["jti"].as_str().unwrap();
     assert_eq!(
         app.revoke_service_token(jti).await.status(),
