@@ -10,10 +10,10 @@
 //! the list of connected devices (`sync` with a fresh request id, whose answer replaces
 //! the presence table's view of who is online), and republishes, straight from the store,
 //! every close, every kick and every revoked service token whose tokens can still be
-//! alive: neither a restart of the
-//! service (even `kill -9`) nor one of the broker lets a revoked token back in. New closes
-//! and kicks are noted by the handlers ([`super::BrokerLink`]) and published as they come;
-//! while the link is down they wait, coalesced, and are never dropped.
+//! alive: neither a restart of the service (even `kill -9`) nor one of the broker lets a
+//! revoked token back in. New closes, kicks and revocations are noted by the handlers
+//! ([`super::BrokerLink`]) and published as they come; while the link is down they wait,
+//! coalesced, and are never dropped.
 //!
 //! Sessions that merely expire need no message: no token outlives its session.
 
@@ -184,7 +184,7 @@ impl LinkTask {
         }
     }
 
-    /// Queues the closes and kicks noted since the last look.
+    /// Queues the closes, kicks and revocations noted since the last look.
     async fn queue_pending(&mut self) {
         let now = unix_now();
         let noted = self.pending.take();
