@@ -422,6 +422,7 @@ mod tests {
             password: Some(&token),
             client_id: Some(client_id),
             persistent,
+            certificate: None,
         };
         plugin
             .authenticate(ClientHandle(handle), attempt, now)
@@ -486,6 +487,7 @@ mod tests {
             password: Some(&token),
             client_id: Some("$link"),
             persistent: false,
+            certificate: None,
         };
         let presence = plugin
             .authenticate(ClientHandle(99), attempt, NOW)

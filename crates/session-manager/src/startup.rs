@@ -114,6 +114,10 @@ impl Application {
             "refused joins are answered no earlier than this after they arrive"
         );
 
+        let client_ca = config.client_certificates.load()?.map(Arc::new);
+        if client_ca.is_some() {
+            tracing::info!("client certificates: joins that send a CSR get one");
+        }
         let pins = Arc::new(
             PinChecker::new(usize::try_from(config.store.pin_length).unwrap_or(usize::MAX))
                 .map_err(StoreError::from)?,
@@ -217,6 +221,7 @@ impl Application {
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
             clock,
+            client_ca,
         };
 
         let bind = |which: &'static str, addr: SocketAddr| async move {
