@@ -36,7 +36,8 @@ pub(crate) fn start_plugin(dir: &tempfile::TempDir, options: &[(&str, &str)]) ->
     Plugin::start(config, NOW).expect("starts")
 }
 
-/// A client certificate (DER) with subject common names `names`, the token extension
+/// A client certificate (DER) with the subject common name `names` (the last one, or
+/// none), the token extension
 /// holding `token` when given, valid until `not_after`. Self-signed: the plugin leaves the
 /// chain to the broker's TLS listener.
 pub(crate) fn client_certificate(names: &[&str], token: Option<&str>, not_after: u64) -> Vec<u8> {

@@ -341,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_four_files_and_never_overwrites() {
+    fn writes_the_development_ca_server_and_client_ca_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let args = CertsArgs {
             command: None,
