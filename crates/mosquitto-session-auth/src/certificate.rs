@@ -60,9 +60,7 @@ pub fn read(der: &[u8]) -> Result<TokenCertificate<'_>, CertificateRefusal> {
         .map_err(|_| CertificateRefusal::NoToken)?
         .ok_or(CertificateRefusal::NoToken)?;
     let token = match parse_der_utf8string(extension.value) {
-        Ok((rest, value)) if rest.is_empty() => {
-            value.as_str().map_err(|_| CertificateRefusal::NoToken)?
-        }
+        Ok(([], value)) => value.as_str().map_err(|_| CertificateRefusal::NoToken)?,
         _ => return Err(CertificateRefusal::NoToken),
     };
     let mut names = certificate.subject().iter_common_name();
