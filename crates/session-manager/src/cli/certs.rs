@@ -47,7 +47,7 @@ pub(super) struct CertsArgs {
     /// e.g. the broker's and proxy's host names.
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    /// Validity of the server certificate in days (the CA gets ten times as long).
+    /// Validity of the server certificate in days (the CA and the client CA get ten times as long).
     #[arg(long, default_value_t = 397, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
 }
