@@ -44,10 +44,15 @@ if [ "$1" = serve ]; then
     fi
     # The client CA, for every mode (also with certificates of your own): created once
     # where it is missing, then used unless ISM_CLIENT_CA_* name other files.
-    if [ "${TLS_AUTOGENERATE:-true}" = true ] && [ -d "$tls_dir" ] && [ -w "$tls_dir" ] \
-        && [ ! -e "$tls_dir/client-ca.pem" ] && [ ! -e "$tls_dir/client-ca.key" ]; then
-        "$bin" certs client-ca --out "$tls_dir" >/dev/null
-        echo "entrypoint: client CA issued into $tls_dir" >&2
+    # Not being able to issue it only leaves client certificates off.
+    if [ "${TLS_AUTOGENERATE:-true}" = true ] && [ -d "$tls_dir" ] && [ -x "$tls_dir" ] \
+        && [ -w "$tls_dir" ] && [ ! -e "$tls_dir/client-ca.pem" ] \
+        && [ ! -e "$tls_dir/client-ca.key" ]; then
+        if "$bin" certs client-ca --out "$tls_dir" >/dev/null; then
+            echo "entrypoint: client CA issued into $tls_dir" >&2
+        else
+            echo "entrypoint: could not issue a client CA into $tls_dir; no client certificates" >&2
+        fi
     fi
     if [ -z "${ISM_CLIENT_CA_CERT_FILE:-}" ] && [ -z "${ISM_CLIENT_CA_KEY_FILE:-}" ] \
         && [ -r "$tls_dir/client-ca.pem" ] && [ -r "$tls_dir/client-ca.key" ]; then
