@@ -100,8 +100,11 @@ pub enum ApiError {
     /// The join carried a certificate signing request the service will not sign.
     #[error("{0}")]
     InvalidCsr(String),
-    /// The join carried a certificate signing request, but no client CA is configured.
-    #[error("this deployment issues no client certificates (no client CA is configured); join without `csr`")]
+    /// The join carried a certificate signing request, but no client CA is configured (or
+    /// the mode signs no tokens).
+    #[error(
+        "this deployment issues no client certificates (no client CA is configured, or the mode is dev_no_auth); join without `csr`"
+    )]
     ClientCertificatesDisabled,
 }
 

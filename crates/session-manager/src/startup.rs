@@ -115,9 +115,18 @@ impl Application {
         );
 
         let client_ca = config.client_certificates.load()?.map(Arc::new);
-        if client_ca.is_some() {
-            tracing::info!("client certificates: joins that send a CSR get one");
-        }
+        // A certificate carries a token; dev_no_auth issues none worth carrying.
+        let client_ca = match client_ca {
+            Some(_) if config.signing.auth_mode == crate::config::AuthMode::DevNoAuth => {
+                tracing::info!("the client CA is ignored: dev_no_auth issues no signed tokens");
+                None
+            }
+            Some(ca) => {
+                tracing::info!("client certificates: joins that send a CSR get one");
+                Some(ca)
+            }
+            None => None,
+        };
         let pins = Arc::new(
             PinChecker::new(usize::try_from(config.store.pin_length).unwrap_or(usize::MAX))
                 .map_err(StoreError::from)?,

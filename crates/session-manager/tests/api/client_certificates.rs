@@ -240,3 +240,26 @@ async fn a_csr_without_a_client_ca_is_a_501() {
         "client_certificates_disabled"
     );
 }
+
+#[tokio::test]
+async fn dev_no_auth_issues_no_certificates_even_with_a_client_ca() {
+    let files = client_ca_files();
+    let dir = files.dir.path().to_owned();
+    let app = spawn_app_with(move |config| {
+        config.signing.auth_mode = session_manager::config::AuthMode::DevNoAuth;
+        config.client_certificates.client_ca_cert_file = Some(dir.join("client-ca.pem"));
+        config.client_certificates.client_ca_key_file = Some(dir.join("client-ca.key"));
+    })
+    .await;
+    let created = app.create_session(json!({})).await;
+    let response = join_with(
+        &app,
+        &created.id,
+        json!({ "pin": created.pin, "client": "lamp", "csr": csr() }),
+    )
+    .await;
+    assert_eq!(
+        error_code(response, StatusCode::NOT_IMPLEMENTED).await,
+        "client_certificates_disabled"
+    );
+}
