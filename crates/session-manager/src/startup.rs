@@ -114,6 +114,19 @@ impl Application {
             "refused joins are answered no earlier than this after they arrive"
         );
 
+        let client_ca = config.client_certificates.load()?.map(Arc::new);
+        // A certificate carries a token; dev_no_auth issues none worth carrying.
+        let client_ca = match client_ca {
+            Some(_) if config.signing.auth_mode == crate::config::AuthMode::DevNoAuth => {
+                tracing::info!("the client CA is ignored: dev_no_auth issues no signed tokens");
+                None
+            }
+            Some(ca) => {
+                tracing::info!("client certificates: joins that send a CSR get one");
+                Some(ca)
+            }
+            None => None,
+        };
         let pins = Arc::new(
             PinChecker::new(usize::try_from(config.store.pin_length).unwrap_or(usize::MAX))
                 .map_err(StoreError::from)?,
@@ -217,6 +230,7 @@ impl Application {
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
             clock,
+            client_ca,
         };
 
         let bind = |which: &'static str, addr: SocketAddr| async move {

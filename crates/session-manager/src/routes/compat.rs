@@ -26,7 +26,7 @@ use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{AnyContentTypeJson, QueryParams};
 use crate::join::pin_check::PinChecker;
-use crate::join::{join_session, JoinAttempt};
+use crate::join::{certificate_request, join_session, JoinAttempt};
 use crate::sessions;
 use crate::state::AppState;
 use crate::store::{ClientInfo, NewSession};
@@ -110,11 +110,17 @@ pub struct CompatJoinRequest {
     pub id: StringOrNumber,
     pub pin: StringOrNumber,
     pub client: ClientName,
+    /// Not in the original: a PEM certificate signing request, as on the v1 join.
+    #[serde(default)]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct CompatJoinResponse {
     pub token: String,
+    /// Only when the join sent a `csr`, so the original shape is unchanged otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 pub async fn join_session_compat(
@@ -128,10 +134,12 @@ pub async fn join_session_compat(
         pin: Pin::parse(&request.pin.into_string())?,
         client: request.client,
         client_ip,
+        certificate_request: certificate_request(&state, request.csr.as_deref())?,
     };
     let issued = join_session(&state, &pins, attempt).await?;
     Ok(Json(CompatJoinResponse {
         token: issued.token,
+        certificate: issued.certificate,
     }))
 }
 

@@ -6,6 +6,7 @@ mod admin_origin;
 mod answers;
 mod bad_input;
 mod binary;
+mod client_certificates;
 mod compat;
 mod compat_drop_in;
 mod connections;
