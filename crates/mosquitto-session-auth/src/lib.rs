@@ -5,6 +5,8 @@
 //! only `unsafe` code (the crate denies `unsafe_code` everywhere else); it turns broker
 //! events into calls on [`plugin::Plugin`], which is plain, unit-tested Rust:
 //!
+//! - [`certificate`]: a client certificate taken apart (the token inside it, its identity,
+//!   its end), for clients of the broker's certificate listener.
 //! - [`config`]: the `plugin_opt_*` settings and loading the verification keys.
 //! - [`decisions`]: may a CONNECT in (token valid, username is its `sub`, the client id is
 //!   one the token may use), may a client subscribe / publish / receive on a topic.
@@ -22,6 +24,8 @@
 //! - [`reload`]: re-reading the keys on SIGHUP and revoking clients of withdrawn keys.
 //! - [`revocation`]: the control messages pushed on `$CONTROL/session-auth/v1` (closed
 //!   sessions, kicks, sync requests) and who may send them.
+//! - [`revoked_tokens`]: revoked tokens by `jti` (service tokens), refused until their
+//!   `exp`.
 //! - [`state_file`]: closed sessions and persistent client sessions, kept on disk across
 //!   broker restarts.
 //! - [`token_cache`]: tokens already verified, so a reconnect with the same token skips
@@ -32,6 +36,7 @@
 
 #![deny(unsafe_code)]
 
+pub(crate) mod certificate;
 pub(crate) mod clients;
 pub(crate) mod config;
 pub(crate) mod decisions;
@@ -44,6 +49,7 @@ pub(crate) mod plugin;
 pub(crate) mod presence;
 pub(crate) mod reload;
 pub(crate) mod revocation;
+pub(crate) mod revoked_tokens;
 pub(crate) mod state_file;
 #[cfg(test)]
 pub(crate) mod test_fixtures;

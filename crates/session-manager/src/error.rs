@@ -44,6 +44,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// A command that calls the admin API got an error (or no answer).
+    #[error("admin API: {0}")]
+    AdminApi(String),
 }
 
 /// Why a token could not be signed (defined here, with the other errors, so that the
@@ -100,6 +103,15 @@ pub enum ApiError {
     /// A route that reads MQTT traffic, on a service without a broker link.
     #[error("this needs the broker link (ISM_BROKER_CONTROL_URL, in a mode that signs tokens)")]
     NoBrokerLink,
+    /// The join carried a certificate signing request the service will not sign.
+    #[error("{0}")]
+    InvalidCsr(String),
+    /// The join carried a certificate signing request, but no client CA is configured (or
+    /// the mode signs no tokens).
+    #[error(
+        "this deployment issues no client certificates (no client CA is configured, or the mode is dev_no_auth); join without `csr`"
+    )]
+    ClientCertificatesDisabled,
 }
 
 impl ApiError {
@@ -121,6 +133,8 @@ impl ApiError {
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NoBrokerLink => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InvalidCsr(_) => StatusCode::BAD_REQUEST,
+            ApiError::ClientCertificatesDisabled => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -141,6 +155,8 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::NoBrokerLink => "no_broker_link",
+            ApiError::InvalidCsr(_) => "invalid_csr",
+            ApiError::ClientCertificatesDisabled => "client_certificates_disabled",
         }
     }
 }

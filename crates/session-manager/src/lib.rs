@@ -28,6 +28,9 @@
 //!   (`join::pin_check`), then the [`store`] (expiry, `max_clients`, durable join record),
 //!   then a [`signer`] mints the token from `session_token::Claims`. [`sessions`] creates
 //!   sessions (a fresh PIN, hashed before the store sees it) and closes them.
+//! - [`service_tokens`] issues and revokes tokens for trusted backends (no session,
+//!   explicit grants checked by `session_token::check_service_grant`), recorded in the
+//!   store; revocations reach the broker through [`broker`].
 //! - [`store`] is the seam between the service and where sessions live: the
 //!   `SessionStore` trait, which a database backend would implement, and its embedded
 //!   default `store::journal::JournalStore`, memory plus an append-only journal under the
@@ -37,6 +40,8 @@
 //!   all assembling tokens with `signer::jws`; CPU-heavy work (RSA signatures, argon2)
 //!   runs on fixed per-core threads ([`cpu_pool`]), never on a growing thread pool; [`signing_key`] holds local key material
 //!   and [`new_file`] writes key and certificate files that must not exist yet.
+//! - [`client_ca`] signs short-lived client certificates around tokens, for joins that
+//!   send a CSR (the broker's certificate listener).
 //! - [`admin_auth`] guards the admin port.
 //! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
 //!   [`secrets`] checks hashed secrets (PINs, the admin key): argon2 once, then a keyed
@@ -67,6 +72,7 @@ pub mod store;
 
 pub(crate) mod broker;
 pub(crate) mod cli;
+pub mod client_ca;
 pub(crate) mod client_ip;
 pub(crate) mod cpu_pool;
 pub(crate) mod data_dir_lock;
@@ -79,6 +85,7 @@ pub(crate) mod rate_limit;
 pub(crate) mod refusal_log;
 pub(crate) mod routes;
 pub(crate) mod secrets;
+pub(crate) mod service_tokens;
 pub(crate) mod sessions;
 pub(crate) mod signer;
 pub(crate) mod signing_key;

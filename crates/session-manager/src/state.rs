@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::broker::{BrokerLink, PresenceTable};
+use crate::client_ca::ClientCa;
 use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
 use crate::metrics::handle::LazyCounter;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub events: EventBus,
     /// The sessions' traffic as the broker link sees it: logged, counted, streamed live.
     pub monitor: Monitor,
+    /// Signs client certificates for joins that send a CSR, when configured.
+    pub client_ca: Option<Arc<ClientCa>>,
 }
 
 impl AppState {

@@ -12,26 +12,39 @@
 //! - [`client_id`]: which MQTT client ids a token may connect with.
 //! - [`control`]: the messages of the service ↔ plugin control channel.
 //! - [`presence`]: who is connected, as the plugin reports it to the service and to devices.
+//! - [`service`]: service tokens for trusted backends: their identity and which grants they may hold.
+//! - [`certificate`]: what a client certificate carries (the token and the identity).
 //!
 //! The crate is pure: no I/O, no clocks (callers pass `now`), no async.
 
 pub mod acl;
+pub mod certificate;
 pub mod claims;
 pub mod client_id;
 pub mod control;
 pub mod keys;
 pub mod presence;
+pub mod service;
 pub mod topic;
 pub mod verify;
 
 pub use acl::Acl;
+pub use certificate::{
+    certificate_identity, token_extension_value, TOKEN_EXTENSION_OID, TOKEN_EXTENSION_OID_TEXT,
+};
 pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
 pub use client_id::{classify_client_id, scoped_client_id, ClientIdKind, ClientIdRefusal};
-pub use control::{ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PRESENCE_TOPIC};
+pub use control::{
+    ClosedSession, ControlMessage, KickedDevice, RevokedToken, CONTROL_TOPIC, PRESENCE_TOPIC,
+};
 pub use keys::{KeyError, KeySet, VerificationKey};
 pub use presence::{
     presence_topic, ConnectedDevice, DevicePresence, DisconnectReason, DisconnectedDevice,
     OnlineDevices, PresenceBatch, PresenceMessage,
+};
+pub use service::{
+    check_service_grant, service_subject, GrantKind, ServiceGrant, ServiceGrantRefusal,
+    SERVICE_SUBJECT_PREFIX,
 };
 pub use topic::{TopicError, TopicFilter, TopicName};
 pub use verify::{TokenVerifier, VerifiedToken, VerifyError};

@@ -9,10 +9,11 @@
 //! On every (re)connect it subscribes to the presence topic (QoS 1), asks the plugin for
 //! the list of connected devices (`sync` with a fresh request id, whose answer replaces
 //! the presence table's view of who is online), and republishes, straight from the store,
-//! every close and every kick whose tokens can still be alive: neither a restart of the
-//! service (even `kill -9`) nor one of the broker lets a revoked token back in. New closes
-//! and kicks are noted by the handlers ([`super::BrokerLink`]) and published as they come;
-//! while the link is down they wait, coalesced, and are never dropped.
+//! every close, every kick and every revoked service token whose tokens can still be
+//! alive: neither a restart of the service (even `kill -9`) nor one of the broker lets a
+//! revoked token back in. New closes, kicks and revocations are noted by the handlers
+//! ([`super::BrokerLink`]) and published as they come; while the link is down they wait,
+//! coalesced, and are never dropped.
 //!
 //! Sessions that merely expire need no message: no token outlives its session.
 //!
@@ -29,7 +30,8 @@ use rumqttc::{
     AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS,
 };
 use session_token::{
-    Claims, ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PRESENCE_TOPIC,
+    Claims, ClosedSession, ControlMessage, KickedDevice, RevokedToken, CONTROL_TOPIC,
+    PRESENCE_TOPIC,
 };
 use tokio::task::JoinHandle;
 
@@ -43,7 +45,7 @@ use crate::monitor::subscriptions::LinkSubscriptions;
 use crate::monitor::Monitor;
 use crate::shutdown::Shutdown;
 use crate::signer::TokenSigner;
-use crate::store::{Kick, Revocation, SessionStore};
+use crate::store::{Kick, Revocation, ServiceTokenInfo, SessionStore};
 
 /// Lifetime of the service's own broker token.
 const SERVICE_TOKEN_LIFETIME_SECS: u64 = 3600;
@@ -70,6 +72,7 @@ pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
 enum Outgoing {
     Closed(ClosedSession),
     Kicked(KickedDevice),
+    Revoked(RevokedToken),
 }
 
 /// The task's side, started by [`LinkTask::spawn`].
@@ -183,9 +186,15 @@ impl LinkTask {
             ),
             Err(error) => tracing::warn!(%error, "cannot read the kicks to republish"),
         }
+        match self.store.service_tokens(now).await {
+            Ok(all) => self
+                .outbox
+                .extend(all.iter().filter_map(revoked_token).map(Outgoing::Revoked)),
+            Err(error) => tracing::warn!(%error, "cannot read the revoked tokens to republish"),
+        }
     }
 
-    /// Queues the closes and kicks noted since the last look.
+    /// Queues the closes, kicks and revocations noted since the last look.
     async fn queue_pending(&mut self) {
         let now = unix_now();
         let noted = self.pending.take();
@@ -209,6 +218,8 @@ impl LinkTask {
         }
         self.outbox
             .extend(noted.kicked.into_values().map(Outgoing::Kicked));
+        self.outbox
+            .extend(noted.revoked.into_values().map(Outgoing::Revoked));
     }
 
     /// Hands queued closes and kicks to the MQTT client while it has room; false when the
@@ -221,6 +232,7 @@ impl LinkTask {
                 match outgoing {
                     Outgoing::Closed(closed) => message.closed.push(closed.clone()),
                     Outgoing::Kicked(kicked) => message.kicked.push(kicked.clone()),
+                    Outgoing::Revoked(revoked) => message.revoked.push(revoked.clone()),
                 }
             }
             match client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload()) {
@@ -229,6 +241,7 @@ impl LinkTask {
                     tracing::info!(
                         sessions = ?message.closed.iter().map(|c| c.sid.as_str()).collect::<Vec<_>>(),
                         kicked = ?message.kicked.iter().map(|k| format!("{}/{}", k.sid, k.client)).collect::<Vec<_>>(),
+                        revoked_tokens = ?message.revoked.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(),
                         "revocations published"
                     );
                 }
@@ -373,6 +386,15 @@ pub fn kicked_device(kick: &Kick, token_ttl_secs: u64) -> KickedDevice {
     }
 }
 
+/// The control message entry of a revoked service token: refused until its own end.
+/// `None` for a token that is not revoked.
+pub fn revoked_token(token: &ServiceTokenInfo) -> Option<RevokedToken> {
+    token.revoked_at.map(|_| RevokedToken {
+        jti: token.jti.clone(),
+        until: token.expires_at,
+    })
+}
+
 /// Lets the event loop send what is queued (the DISCONNECT last), briefly.
 async fn drain(events: &mut EventLoop) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -400,6 +422,13 @@ mod tests {
                     sid: "9".repeat(32),
                     client: "c".repeat(128),
                     below_gen: u32::MAX,
+                    until: u64::MAX,
+                };
+                BATCH
+            ],
+            revoked: vec![
+                RevokedToken {
+                    jti: uuid::Uuid::new_v4().to_string(),
                     until: u64::MAX,
                 };
                 BATCH

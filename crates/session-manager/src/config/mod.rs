@@ -13,6 +13,7 @@
 
 mod admin;
 mod broker;
+mod client_certificates;
 mod kms;
 mod limits;
 mod listen;
@@ -30,6 +31,7 @@ use clap::{Args, Parser as _};
 
 pub use admin::AdminConfig;
 pub use broker::{BrokerConfig, BrokerUrl};
+pub use client_certificates::ClientCertificatesConfig;
 pub use kms::KmsConfig;
 pub use limits::LimitsConfig;
 pub use listen::ListenConfig;
@@ -63,6 +65,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     #[command(flatten)]
     pub monitor: MonitorConfig,
+    #[command(flatten)]
+    pub client_certificates: ClientCertificatesConfig,
 }
 
 impl Config {

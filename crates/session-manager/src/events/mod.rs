@@ -68,11 +68,22 @@ pub enum EventKind {
         session_id: String,
         client: String,
     },
+    /// A service token (a trusted backend's, no session) was issued.
+    ServiceTokenIssued {
+        jti: String,
+        name: String,
+        expires_at: u64,
+    },
+    /// A service token was revoked.
+    ServiceTokenRevoked {
+        jti: String,
+        name: String,
+    },
 }
 
 impl EventKind {
     /// Every event `type` on the wire, in the order of [`EventKind::type_index`].
-    pub const TYPES: [&'static str; 7] = [
+    pub const TYPES: [&'static str; 9] = [
         "session_created",
         "session_closed",
         "session_expired",
@@ -80,6 +91,8 @@ impl EventKind {
         "device_connected",
         "device_disconnected",
         "device_kicked",
+        "service_token_issued",
+        "service_token_revoked",
     ];
 
     /// The event's `type` on the wire (`session_created`, ...).
@@ -97,10 +110,13 @@ impl EventKind {
             EventKind::DeviceConnected { .. } => 4,
             EventKind::DeviceDisconnected { .. } => 5,
             EventKind::DeviceKicked { .. } => 6,
+            EventKind::ServiceTokenIssued { .. } => 7,
+            EventKind::ServiceTokenRevoked { .. } => 8,
         }
     }
 
-    /// The session the event belongs to (every event has one).
+    /// The session the event belongs to; empty for the events of service tokens, which
+    /// belong to none (a stream filtered by session never carries them).
     pub fn session_id(&self) -> &str {
         match self {
             EventKind::SessionCreated { session_id, .. }
@@ -110,6 +126,7 @@ impl EventKind {
             | EventKind::DeviceConnected { session_id, .. }
             | EventKind::DeviceDisconnected { session_id, .. }
             | EventKind::DeviceKicked { session_id, .. } => session_id,
+            EventKind::ServiceTokenIssued { .. } | EventKind::ServiceTokenRevoked { .. } => "",
         }
     }
 }
@@ -258,6 +275,8 @@ fn events_total(kind: &EventKind) -> &'static LazyCounter {
         of_type(4),
         of_type(5),
         of_type(6),
+        of_type(7),
+        of_type(8),
     ];
     &BY_TYPE[kind.type_index()]
 }
