@@ -6,6 +6,7 @@ or it is kicked. Attacks: a certificate of another CA (even around a valid token
 certificate of the client CA without a token, or around another session's token (a forged
 identity), and no certificate at all."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -256,3 +257,58 @@ def test_kicking_disconnects_the_certificate_device(stack, devices, tmp_path):
     again = connect_by_certificate(stack, devices, dev.cert_file, dev.key_file,
                                    dev.grant["client_id"])
     assert refused(again, timeout=3), "the certificate issued before the kick still works"
+
+
+def service_cli(stack, *args):
+    """`session-manager <args>` against the stack's admin API; its JSON answer."""
+    env = {**os.environ, "ISM_ADMIN_URL": stack["admin_url"],
+           "ISM_ADMIN_API_KEY": stack["admin_api_key"] or ""}
+    result = subprocess.run([stack["service_bin"], *args], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, f"session-manager {' '.join(args)}:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+def test_a_service_token_issued_as_a_certificate_reaches_every_session_until_revoked(
+        stack, devices, tmp_path):
+    name = unique_name("backend")
+    answer = service_cli(stack, "certs", "client", "--name", name, "--subscribe", "/+/#",
+                         "--publish", "/+/#", "--out", str(tmp_path))
+    assert "token" not in answer and "certificate" not in answer, answer
+    assert answer["client_id"] == f"$svc-{name}"
+    cert_file, key_file = answer["certificate_file"], answer["key_file"]
+    assert os.stat(key_file).st_mode & 0o077 == 0, "the key must be private"
+    # The certificate names the backend and carries its token.
+    text = openssl("x509", "-in", cert_file, "-noout", "-subject", "-ext", TOKEN_OID,
+                   cwd=tmp_path)
+    assert f"CN = $svc-{name}" in text, text
+
+    first, second = stack.create_session(), stack.create_session()
+    lamps = []
+    for session in (first, second):
+        lamp = devices(stack, "tcp", "lamp", stack.join(session, "lamp")["token"],
+                       client_id=f"{session['id']}/lamp")
+        assert lamp.wait_connected()
+        assert lamp.subscribe(f"{session['topic_root']}cmd")
+        lamps.append(lamp)
+    backend = connect_by_certificate(stack, devices, cert_file, key_file, f"$svc-{name}")
+    assert backend.wait_connected(), f"refused: {backend.connect_result}"
+    assert backend.subscribe("/+/#")
+    assert not backend.subscribe("$CONTROL/#"), "a backend must never read the control channel"
+
+    # It hears and reaches the devices of both sessions.
+    lamps[0].publish(f"{first['topic_root']}state", "on")
+    lamps[1].publish(f"{second['topic_root']}state", "off")
+    heard = backend.received(2)
+    assert (f"{first['topic_root']}state", "on") in heard, heard
+    assert (f"{second['topic_root']}state", "off") in heard, heard
+    backend.publish(f"{first['topic_root']}cmd", "dim")
+    assert (f"{first['topic_root']}cmd", "dim") in lamps[0].received(2)
+
+    # Revoking the token cuts the certificate's holder off, and the certificate is refused.
+    since = time.monotonic()
+    service_cli(stack, "token", "revoke", answer["jti"])
+    wait_disconnected(backend, since, "revoked")
+    again = connect_by_certificate(stack, devices, cert_file, key_file, f"$svc-{name}")
+    assert refused(again), "a revoked service token's certificate was admitted"
+

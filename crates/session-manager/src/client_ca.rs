@@ -1,5 +1,5 @@
-//! The client CA: issues a short-lived client certificate for a token, so a device (or,
-//! later, a backend holding a service token) can authenticate to the broker's certificate
+//! The client CA: issues a short-lived client certificate for a token, so a device (or a
+//! backend holding a service token) can authenticate to the broker's certificate
 //! listener by TLS client certificate instead of a password.
 //!
 //! A certificate is a wrapper around a token, never a grant of its own: its private
@@ -26,8 +26,25 @@ use rcgen::{
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::error::Error;
+use crate::error::{ApiError, Error};
 pub use csr::{CertificateRequest, CsrRefusal};
+
+/// The CSR a request sent (a join's or a service token's `csr`), parsed and checked: a
+/// clear 400 for one we do not sign, a 501 when this deployment has no client CA.
+pub fn certificate_request(
+    ca: Option<&ClientCa>,
+    csr: Option<&str>,
+) -> Result<Option<CertificateRequest>, ApiError> {
+    let Some(csr) = csr else {
+        return Ok(None);
+    };
+    if ca.is_none() {
+        return Err(ApiError::ClientCertificatesDisabled);
+    }
+    CertificateRequest::from_pem(csr)
+        .map(Some)
+        .map_err(|refusal| ApiError::InvalidCsr(refusal.to_string()))
+}
 
 /// The loaded client CA: its certificate and its private key.
 pub struct ClientCa {
@@ -127,6 +144,25 @@ impl ClientCa {
             .signed_by(&public_key, &self.issuer)
             .map_err(|e| failed("client certificate", e))?;
         Ok(certificate.pem())
+    }
+
+    /// The client certificate around a freshly signed token: the token's identity
+    /// (`sid`, `sub`), valid from its `iat` to its `exp`.
+    pub fn wrap_token(
+        &self,
+        request: &CertificateRequest,
+        token: &str,
+        claims: &session_token::Claims,
+    ) -> Result<String, ApiError> {
+        let subject = CertificateSubject {
+            token,
+            session_id: &claims.sid,
+            client_name: &claims.sub,
+            not_before: claims.iat,
+            not_after: claims.exp,
+        };
+        self.issue(request, &subject)
+            .map_err(|error| ApiError::Internal(format!("client certificate: {error}")))
     }
 }
 

@@ -13,8 +13,8 @@
 //!
 //! Every join is counted by its outcome and timed ([`outcome`]).
 //!
-//! A join may carry a certificate signing request ([`certificate_request`], parsed and
-//! checked before anything else); then the signed token is also wrapped in a client
+//! A join may carry a certificate signing request
+//! ([`crate::client_ca::certificate_request`], parsed and checked before anything else); then the signed token is also wrapped in a client
 //! certificate by the client CA ([`crate::client_ca`]). A join without one does no
 //! certificate work at all.
 //!
@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use session_token::{Claims, DeviceGrant};
 
-use crate::client_ca::{CertificateRequest, CertificateSubject, ClientCa};
+use crate::client_ca::CertificateRequest;
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
 use crate::events::EventKind;
@@ -55,23 +55,6 @@ pub struct IssuedToken {
     pub claims: Claims,
     /// The client certificate (PEM) around the token, when the join sent a CSR.
     pub certificate: Option<String>,
-}
-
-/// The CSR a join sent, parsed and checked: a clear 400 for one we do not sign, a 501 when
-/// this deployment has no client CA.
-pub fn certificate_request(
-    state: &AppState,
-    csr: Option<&str>,
-) -> Result<Option<CertificateRequest>, ApiError> {
-    let Some(csr) = csr else {
-        return Ok(None);
-    };
-    if state.client_ca.is_none() {
-        return Err(ApiError::ClientCertificatesDisabled);
-    }
-    CertificateRequest::from_pem(csr)
-        .map(Some)
-        .map_err(|refusal| ApiError::InvalidCsr(refusal.to_string()))
 }
 
 pub async fn join_session(
@@ -153,7 +136,7 @@ async fn decide_join(
     });
     let token = state.signer.sign(&claims).await?;
     let certificate = match (&certificate_request, &state.client_ca) {
-        (Some(request), Some(ca)) => Some(issue_certificate(ca, request, &token, &claims)?),
+        (Some(request), Some(ca)) => Some(ca.wrap_token(request, &token, &claims)?),
         _ => None,
     };
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");
@@ -166,25 +149,6 @@ async fn decide_join(
         claims,
         certificate,
     })
-}
-
-/// The client certificate around a freshly signed token: the token's identity, valid from
-/// its `iat` to its `exp`.
-fn issue_certificate(
-    ca: &ClientCa,
-    request: &CertificateRequest,
-    token: &str,
-    claims: &Claims,
-) -> Result<String, ApiError> {
-    let subject = CertificateSubject {
-        token,
-        session_id: &claims.sid,
-        client_name: &claims.sub,
-        not_before: claims.iat,
-        not_after: claims.exp,
-    };
-    ca.issue(request, &subject)
-        .map_err(|error| ApiError::Internal(format!("client certificate: {error}")))
 }
 
 /// Hands a refused join to the refusal log, which logs the first of each source and

@@ -14,10 +14,15 @@
 //! it again after any restart, for as long as the token could live): the broker cuts the
 //! holder off and refuses the token from then on. Both are events
 //! (`service_token_issued`, `service_token_revoked`) on the admin stream and webhooks.
+//!
+//! A request may carry a CSR: the token is then also wrapped in a client certificate by
+//! the client CA ([`crate::client_ca`]), for a backend that authenticates to the broker's
+//! certificate listener (`session-manager certs client` asks for one).
 
 use session_token::{check_service_grant, service_subject, Claims, GrantKind, ServiceGrant};
 
 use crate::broker::revoked_token;
+use crate::client_ca::CertificateRequest;
 use crate::domain::ServiceTokenName;
 use crate::error::ApiError;
 use crate::events::EventKind;
@@ -38,6 +43,8 @@ pub struct ServiceTokenRequest {
     pub publish: Vec<String>,
     /// `None`: [`DEFAULT_SERVICE_TOKEN_TTL_SECS`].
     pub ttl_secs: Option<u64>,
+    /// A checked CSR: the backend also wants a client certificate around the token.
+    pub certificate_request: Option<CertificateRequest>,
 }
 
 /// A signed service token, its claims and what the store keeps of it.
@@ -46,6 +53,8 @@ pub struct IssuedServiceToken {
     pub token: String,
     pub claims: Claims,
     pub info: ServiceTokenInfo,
+    /// The client certificate (PEM) around the token, when the request sent a CSR.
+    pub certificate: Option<String>,
 }
 
 /// Checks every grant of `request` and its lifetime; the first problem, naming the filter.
@@ -99,6 +108,11 @@ pub async fn issue_service_token(
         publish: &request.publish,
     });
     let token = state.signer.sign(&claims).await?;
+    let certificate = match (&request.certificate_request, &state.client_ca) {
+        (Some(csr), Some(ca)) => Some(ca.wrap_token(csr, &token, &claims)?),
+        (Some(_), None) => return Err(ApiError::ClientCertificatesDisabled),
+        (None, _) => None,
+    };
     let info = ServiceTokenInfo {
         jti,
         name: request.name,
@@ -126,6 +140,7 @@ pub async fn issue_service_token(
         token,
         claims,
         info,
+        certificate,
     })
 }
 

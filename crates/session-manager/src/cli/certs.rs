@@ -1,6 +1,8 @@
 //! `session-manager certs`: a development certificate authority and one server
 //! certificate signed by it, for nginx (HTTPS) and the broker's MQTT-over-TLS listener,
-//! plus the client CA; `session-manager certs client-ca`: the client CA alone.
+//! plus the client CA; `session-manager certs client-ca`: the client CA alone;
+//! `session-manager certs client`: a service token as a client certificate
+//! ([`super::client_certificate`]).
 //!
 //! Files written into `--out`:
 //! - `ca.pem`: the CA certificate devices and test clients trust (`--cafile`);
@@ -57,6 +59,9 @@ pub(super) enum CertsCommand {
     /// Write only the client CA (client-ca.pem, client-ca.key), for deployments that bring
     /// their own server certificates or sign tokens with KMS.
     ClientCa(ClientCaArgs),
+    /// Issue a service token as a client certificate (through the running service's admin
+    /// API) and write its key and certificate, for a backend on the certificate listener.
+    Client(super::client_certificate::ClientCertificateArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -135,6 +140,9 @@ pub(super) fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, Error> {
         (Some(CertsCommand::ClientCa(client_ca)), _) => {
             run_client_ca(client_ca).map(ClientCaFiles::into_paths)
         }
+        (Some(CertsCommand::Client(_)), _) => Err(Error::Config(
+            "`certs client` talks to the admin API: run it through `cli::run`".to_owned(),
+        )),
         (None, Some(out)) => run_development(out, args).map(CertificateFiles::into_paths),
         (None, None) => Err(Error::Config("--out is required".to_owned())),
     }

@@ -2,7 +2,9 @@
 //! named) and [`run`], which carries out the command. One file per subcommand that is
 //! not the service itself; the service's settings live in `config/`.
 
+mod admin_api;
 mod certs;
+mod client_certificate;
 mod export_public_key;
 mod keygen;
 mod token;
@@ -67,22 +69,28 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             println!("{}", path.display());
         }
     };
+    let print_json = |answer: serde_json::Value| {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    };
     match cli.into_command() {
         Command::Serve(config) => {
             telemetry::init(config.logging.log_format);
             startup::serve(*config).await
         }
         Command::Keygen(args) => keygen::run(&args).map(print_paths),
-        Command::Certs(args) => certs::run(&args).map(print_paths),
+        Command::Certs(args) => match &args.command {
+            Some(certs::CertsCommand::Client(client)) => {
+                client_certificate::run(client).await.map(print_json)
+            }
+            _ => certs::run(&args).map(print_paths),
+        },
         Command::ExportPublicKey(args) => export_public_key::run(&args).await.map(print_paths),
         Command::HashAdminKey => admin_auth::hash_admin_key_command()
             .map(|phc| println!("{}", admin_auth::quoted_for_env_file(&phc))),
-        Command::Token(args) => token::run(&args).await.map(|answer| {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&answer).unwrap_or_default()
-            );
-        }),
+        Command::Token(args) => token::run(&args).await.map(print_json),
     }
 }
 

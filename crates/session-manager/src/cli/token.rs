@@ -8,30 +8,17 @@
 //! service for the data directory's lock. The answer is printed as JSON; an error answer
 //! is printed as the API's message and the command fails.
 
-use std::time::Duration;
-
 use clap::{Args, Subcommand};
+use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::admin_api::AdminApiArgs;
 use crate::error::Error;
-
-/// How long the command waits for the admin API.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Args)]
 pub(super) struct TokenArgs {
-    /// Base URL of the running service's admin API.
-    #[arg(
-        long,
-        env = "ISM_ADMIN_URL",
-        default_value = "http://127.0.0.1:50001",
-        global = true
-    )]
-    admin_url: String,
-    /// The admin API key (sent as `Authorization: Bearer`); leave unset for an admin API
-    /// running with ISM_ADMIN_INSECURE=true.
-    #[arg(long, env = "ISM_ADMIN_API_KEY", hide_env_values = true, global = true)]
-    admin_key: Option<String>,
+    #[command(flatten)]
+    admin: AdminApiArgs,
     #[command(subcommand)]
     action: TokenAction,
 }
@@ -65,54 +52,26 @@ enum TokenAction {
 
 /// Carries out the action against the admin API; the answer's JSON.
 pub(super) async fn run(args: &TokenArgs) -> Result<Value, Error> {
-    let base = format!(
-        "{}/api/v1/service-tokens",
-        args.admin_url.trim_end_matches('/')
-    );
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|error| Error::AdminApi(error.to_string()))?;
-    let request = match &args.action {
+    const BASE: &str = "/api/v1/service-tokens";
+    match &args.action {
         TokenAction::Create {
             name,
             subscribe,
             publish,
             ttl_secs,
-        } => client.post(&base).json(&json!({
-            "name": name,
-            "subscribe": subscribe,
-            "publish": publish,
-            "ttl_secs": ttl_secs,
-        })),
-        TokenAction::List => client.get(&base),
-        TokenAction::Revoke { jti } => client.delete(format!("{base}/{jti}")),
-    };
-    let request = match &args.admin_key {
-        Some(key) => request.bearer_auth(key),
-        None => request,
-    };
-    let response = request
-        .send()
-        .await
-        .map_err(|error| Error::AdminApi(format!("cannot reach {}: {error}", args.admin_url)))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| Error::AdminApi(format!("cannot read the answer: {error}")))?;
-    let answer: Value = if body.is_empty() {
-        json!({"status": status.as_u16()})
-    } else {
-        serde_json::from_slice(&body).unwrap_or_else(|_| json!({"status": status.as_u16()}))
-    };
-    if status.is_success() {
-        Ok(answer)
-    } else {
-        let message = answer["error"]["message"].as_str().map_or_else(
-            || format!("HTTP {status}"),
-            |message| format!("{status}: {message}"),
-        );
-        Err(Error::AdminApi(message))
+        } => {
+            let body = json!({
+                "name": name,
+                "subscribe": subscribe,
+                "publish": publish,
+                "ttl_secs": ttl_secs,
+            });
+            args.admin.call(Method::POST, BASE, Some(body)).await
+        }
+        TokenAction::List => args.admin.call(Method::GET, BASE, None).await,
+        TokenAction::Revoke { jti } => {
+            let path = format!("{BASE}/{jti}");
+            args.admin.call(Method::DELETE, &path, None).await
+        }
     }
 }

@@ -21,12 +21,13 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::admin::SessionDefaults;
+use crate::client_ca::certificate_request;
 use crate::client_ip::ClientIp;
 use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{AnyContentTypeJson, QueryParams};
 use crate::join::pin_check::PinChecker;
-use crate::join::{certificate_request, join_session, JoinAttempt};
+use crate::join::{join_session, JoinAttempt};
 use crate::sessions;
 use crate::state::AppState;
 use crate::store::{ClientInfo, NewSession};
@@ -134,7 +135,10 @@ pub async fn join_session_compat(
         pin: Pin::parse(&request.pin.into_string())?,
         client: request.client,
         client_ip,
-        certificate_request: certificate_request(&state, request.csr.as_deref())?,
+        certificate_request: certificate_request(
+            state.client_ca.as_deref(),
+            request.csr.as_deref(),
+        )?,
     };
     let issued = join_session(&state, &pins, attempt).await?;
     Ok(Json(CompatJoinResponse {

@@ -8,12 +8,13 @@ use axum::Json;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use crate::client_ca::certificate_request;
 use crate::client_ip::ClientIp;
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
 use crate::join::pin_check::PinChecker;
-use crate::join::{certificate_request, join_session, JoinAttempt};
+use crate::join::{join_session, JoinAttempt};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -54,7 +55,10 @@ pub async fn join(
         pin: request.pin,
         client: request.client,
         client_ip,
-        certificate_request: certificate_request(&state, request.csr.as_deref())?,
+        certificate_request: certificate_request(
+            state.client_ca.as_deref(),
+            request.csr.as_deref(),
+        )?,
     };
     let issued = join_session(&state, &pins, attempt).await?;
     let claims = issued.claims;

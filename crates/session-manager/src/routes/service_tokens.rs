@@ -10,6 +10,7 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::client_ca::certificate_request;
 use crate::domain::ServiceTokenName;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
@@ -28,6 +29,10 @@ pub struct CreateServiceTokenRequest {
     pub publish: Vec<String>,
     #[serde(default)]
     pub ttl_secs: Option<u64>,
+    /// A PEM certificate signing request: the answer then also carries a client
+    /// certificate around the token (for the broker's certificate listener).
+    #[serde(default)]
+    pub csr: Option<String>,
 }
 
 /// What anyone may see of a service token: everything but the token.
@@ -68,6 +73,9 @@ pub struct CreatedServiceTokenView {
     pub token: String,
     /// Equal to `client_id`; the MQTT username to send with the token as password.
     pub username: String,
+    /// The client certificate (PEM) around the token, when the request sent a CSR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
     #[serde(flatten)]
     pub view: ServiceTokenView,
 }
@@ -88,6 +96,10 @@ pub async fn create_service_token(
             subscribe: request.subscribe,
             publish: request.publish,
             ttl_secs: request.ttl_secs,
+            certificate_request: certificate_request(
+                state.client_ca.as_deref(),
+                request.csr.as_deref(),
+            )?,
         },
     )
     .await?;
@@ -96,6 +108,7 @@ pub async fn create_service_token(
     let body = CreatedServiceTokenView {
         token: issued.token,
         username: issued.claims.sub,
+        certificate: issued.certificate,
         view,
     };
     Ok((

@@ -263,3 +263,72 @@ async fn dev_no_auth_issues_no_certificates_even_with_a_client_ca() {
         "client_certificates_disabled"
     );
 }
+
+#[tokio::test]
+async fn a_service_token_with_a_csr_gets_a_certificate_named_after_the_backend() {
+    let files = client_ca_files();
+    let app = app_with_client_ca(&files).await;
+    let response = app
+        .create_service_token(json!({
+            "name": "backend-1",
+            "subscribe": ["/+/#"],
+            "publish": ["/+/#"],
+            "csr": csr(),
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    let der = der_of(body["certificate"].as_str().unwrap());
+    let (_, certificate) = X509Certificate::from_der(&der).unwrap();
+    let names: Vec<&str> = certificate
+        .subject()
+        .iter_common_name()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["$svc-backend-1"], "no session: the name alone");
+    let oid = Oid::from(&TOKEN_EXTENSION_OID).unwrap();
+    let extension = certificate.get_extension_unique(&oid).unwrap().unwrap();
+    assert_eq!(extension.value, token_extension_value(token));
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        certificate.validity().not_after.timestamp(),
+        claims["exp"].as_i64().unwrap()
+    );
+
+    // Without a CSR, no certificate; a bad CSR is a 400 and issues nothing.
+    let plain = app
+        .create_service_token(json!({"name": "backend-2", "subscribe": ["/+/#"]}))
+        .await;
+    let plain: Value = plain.json().await.unwrap();
+    assert!(plain.get("certificate").is_none(), "{plain}");
+    let listed = app.service_tokens().await.len();
+    let refused = app
+        .create_service_token(json!({
+            "name": "backend-3",
+            "subscribe": ["/+/#"],
+            "csr": fixture_csr("rsa1024"),
+        }))
+        .await;
+    assert_eq!(
+        error_code(refused, StatusCode::BAD_REQUEST).await,
+        "invalid_csr"
+    );
+    assert_eq!(app.service_tokens().await.len(), listed, "nothing issued");
+}
+
+#[tokio::test]
+async fn a_service_token_with_a_csr_where_no_client_ca_is_configured_is_a_501() {
+    let app = crate::helpers::spawn_app().await;
+    let listed = app.service_tokens().await.len();
+    let response = app
+        .create_service_token(json!({"name": "backend", "subscribe": ["/+/#"], "csr": csr()}))
+        .await;
+    assert_eq!(
+        error_code(response, StatusCode::NOT_IMPLEMENTED).await,
+        "client_certificates_disabled"
+    );
+    assert_eq!(app.service_tokens().await.len(), listed, "nothing issued");
+}
