@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use crate::broker::{BrokerLink, PresenceTable};
 use crate::clock::Clock;
+use crate::conductor::Conductors;
 use crate::events::{EventBus, EventKind};
 use crate::metrics::handle::LazyCounter;
 use crate::metrics::KICKS_TOTAL;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// What happened, for the SSE stream and webhooks; publishing never waits.
     pub events: EventBus,
+    /// The sessions' conductors.
+    pub conductors: Arc<Conductors>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             link.session_closed(session_id);
         }
         self.presence.forget_session(session_id);
+        self.conductors.session_closed(session_id);
     }
 
     /// After the store confirmed a kick: tells the broker, which disconnects the device

@@ -15,6 +15,12 @@
 //! while the link is down they wait, coalesced, and are never dropped.
 //!
 //! Sessions that merely expire need no message: no token outlives its session.
+//!
+//! The sessions' conductors speak through the same connection: what they publish comes
+//! from their outbox (bounded; never waited for) and is handed to the MQTT client while
+//! the link is up, and what devices send them on `/{sid}/$conductor/in/...` (subscribed on
+//! every connect) goes to them. Incoming messages are routed by topic alone
+//! ([`LinkTask::dispatch`]), never by the subscription they came through.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +31,8 @@ use rumqttc::{
     AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS,
 };
 use session_token::{
-    Claims, ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PRESENCE_TOPIC,
+    conductor_inbox, Claims, ClosedSession, ControlMessage, KickedDevice, CONDUCTOR_INBOX_FILTER,
+    CONTROL_TOPIC, PRESENCE_TOPIC,
 };
 use tokio::task::JoinHandle;
 
@@ -33,6 +40,7 @@ use super::outage::Outage;
 use super::pending::{BrokerLink, Pending};
 use super::presence::PresenceTable;
 use crate::clock::unix_now;
+use crate::conductor::{ConductorMessage, Conductors, OutboxReceiver};
 use crate::config::BrokerUrl;
 use crate::domain::SessionId;
 use crate::shutdown::Shutdown;
@@ -56,8 +64,9 @@ const MAX_INCOMING_PACKET_BYTES: usize = 1024 * 1024;
 const CLIENT_QUEUE: usize = 256;
 /// How often the presence table forgets the devices of sessions that are over.
 const PRESENCE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-/// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity.
-pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
+/// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity, the
+/// only one whose grants may write the sessions' conductor topics.
+pub const LINK_CLIENT_ID_PREFIX: &str = session_token::LINK_PRINCIPAL_PREFIX;
 
 /// One thing to tell the broker.
 #[derive(Debug, Clone)]
@@ -81,6 +90,10 @@ pub struct LinkTask {
     outbox: VecDeque<Outgoing>,
     /// The current outage: since when, and how loudly it has been reported.
     outage: Outage,
+    /// The sessions' conductors: where their inbox messages go.
+    conductors: Arc<Conductors>,
+    /// What the conductors publish; taken by each connection while it runs.
+    conductor_outbox: Option<OutboxReceiver>,
 }
 
 /// Why a connection ended.
@@ -91,7 +104,9 @@ enum Ended {
 }
 
 /// Creates the link for the handlers and the task that serves it; `token_ttl_secs` is the
-/// lifetime of the device tokens the service issues.
+/// lifetime of the device tokens the service issues; `conductors` publish through
+/// `conductor_outbox`.
+#[allow(clippy::too_many_arguments)]
 pub fn link(
     url: BrokerUrl,
     signer: Arc<dyn TokenSigner>,
@@ -99,6 +114,8 @@ pub fn link(
     token_ttl_secs: u64,
     store: Arc<dyn SessionStore>,
     presence: Arc<PresenceTable>,
+    conductors: Arc<Conductors>,
+    conductor_outbox: OutboxReceiver,
 ) -> (BrokerLink, LinkTask) {
     let pending = Arc::new(Pending::default());
     let connected = Arc::new(AtomicBool::new(false));
@@ -115,6 +132,8 @@ pub fn link(
         client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
         outbox: VecDeque::new(),
         outage: Outage::begin(),
+        conductors,
+        conductor_outbox: Some(conductor_outbox),
     };
     (BrokerLink { pending, connected }, task)
 }
@@ -258,8 +277,37 @@ impl LinkTask {
         true
     }
 
+    /// Routes one incoming message by its topic (a message that matches more than one of
+    /// the link's subscriptions is routed the same way each time it comes).
+    fn dispatch(&self, topic: &str, payload: &[u8]) {
+        if topic == PRESENCE_TOPIC {
+            self.presence.apply_payload(payload);
+        } else if let Some((session_id, subtopic)) = conductor_inbox(topic) {
+            self.conductors.deliver(session_id, subtopic, payload);
+        }
+    }
+
+    /// Subscribes to the sessions' conductor inboxes; false when the client is gone.
+    fn start_conductors(&self, client: &AsyncClient) -> bool {
+        if let Err(error) = client.try_subscribe(CONDUCTOR_INBOX_FILTER, QoS::AtLeastOnce) {
+            tracing::warn!(%error, "cannot subscribe to the conductors' inboxes");
+            return false;
+        }
+        true
+    }
+
     /// One connection, from minting its token to its end.
     async fn connection(&mut self) -> Ended {
+        let mut conductor_outbox = self.conductor_outbox.take();
+        let ended = self.connected_until_end(&mut conductor_outbox).await;
+        self.conductor_outbox = conductor_outbox;
+        ended
+    }
+
+    async fn connected_until_end(
+        &mut self,
+        conductor_outbox: &mut Option<OutboxReceiver>,
+    ) -> Ended {
         let issued_at = unix_now();
         let claims = Claims::for_revocation_service(
             &self.issuer,
@@ -300,7 +348,7 @@ impl LinkTask {
                         self.set_connected(true);
                         // The next outage starts quiet again (a renewal that fails, say).
                         self.outage = Outage::begin();
-                        if !self.start_presence(&client) {
+                        if !self.start_presence(&client) || !self.start_conductors(&client) {
                             break Ended::Failed;
                         }
                         // A restarted broker (or plugin) has forgotten what it was told.
@@ -308,9 +356,7 @@ impl LinkTask {
                         tracing::info!(broker = %self.url, republished = self.outbox.len(), "broker link connected");
                     }
                     Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                        if publish.topic == PRESENCE_TOPIC {
-                            self.presence.apply_payload(&publish.payload);
-                        }
+                        self.dispatch(&publish.topic, &publish.payload);
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -324,6 +370,9 @@ impl LinkTask {
                     }
                 },
                 () = pending.wake.notified(), if connected => self.queue_pending().await,
+                Some(message) = next_conductor_message(conductor_outbox), if connected => {
+                    publish_for_conductor(&client, message);
+                }
                 _ = prune.tick() => self.presence.prune(),
                 () = &mut renew_at => break Ended::Renew,
             }
@@ -336,6 +385,28 @@ impl LinkTask {
             drain(&mut events).await;
         }
         ended
+    }
+}
+
+/// The next message a conductor published; never ready without an outbox.
+async fn next_conductor_message(outbox: &mut Option<OutboxReceiver>) -> Option<ConductorMessage> {
+    match outbox {
+        Some(outbox) => outbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands a conductor's message to the MQTT client; dropped when its queue is full (a
+/// conductor's state is repeated by its next beat).
+fn publish_for_conductor(client: &AsyncClient, message: ConductorMessage) {
+    if let Err(error) = client.try_publish(
+        message.topic,
+        QoS::AtLeastOnce,
+        message.retain,
+        message.payload,
+    ) {
+        metrics::counter!("ism_conductor_messages_dropped_total").increment(1);
+        tracing::debug!(%error, "a conductor's message was dropped");
     }
 }
 

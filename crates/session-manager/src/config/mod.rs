@@ -13,6 +13,7 @@
 
 mod admin;
 mod broker;
+mod conductor;
 mod kms;
 mod limits;
 mod listen;
@@ -29,6 +30,7 @@ use clap::{Args, Parser as _};
 
 pub use admin::AdminConfig;
 pub use broker::{BrokerConfig, BrokerUrl};
+pub use conductor::ConductorConfig;
 pub use kms::KmsConfig;
 pub use limits::LimitsConfig;
 pub use listen::ListenConfig;
@@ -59,6 +61,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[command(flatten)]
     pub webhooks: WebhooksConfig,
+    #[command(flatten)]
+    pub conductor: ConductorConfig,
 }
 
 impl Config {

@@ -17,6 +17,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod compat;
+pub(crate) mod conductor;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod jwks;
@@ -53,6 +54,7 @@ use wrong_port::OtherPort;
 fn admin_paths() -> Vec<&'static str> {
     [
         admin::PATHS,
+        conductor::PATHS,
         events::PATHS,
         compat::ADMIN_PATHS,
         metrics::PATHS,
@@ -83,6 +85,7 @@ pub(crate) fn admin_router(
     };
     let guarded = Router::new()
         .merge(admin::router())
+        .merge(conductor::router())
         .merge(events::router())
         .merge(compat::admin_router())
         .route_layer(middleware::from_fn_with_state(auth, require_admin_key))

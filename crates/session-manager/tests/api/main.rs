@@ -7,6 +7,7 @@ mod answers;
 mod bad_input;
 mod binary;
 mod compat;
+mod conductors;
 mod connections;
 mod health;
 mod helpers;

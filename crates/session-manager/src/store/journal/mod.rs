@@ -52,7 +52,7 @@ use crate::domain::{ClientName, SessionId, SessionType};
 use clients::Clients;
 use compaction::SnapshotSource;
 use kicks::Kicks;
-use record::{ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
+use record::{ClosedRecord, ConductorRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
 use tally::{Counted, Tally};
@@ -125,6 +125,9 @@ pub(crate) struct LiveSession {
     clients: Clients,
     /// Kicked clients and their generations; empty for almost every session.
     kicks: Kicks,
+    /// Whether its conductor was started (and not stopped since): started again after a
+    /// restart.
+    conductor_started: bool,
 }
 
 impl LiveSession {
@@ -143,6 +146,7 @@ impl LiveSession {
             pin_hash: StoredPinHash::new(pin_hash),
             clients: Clients::default(),
             kicks: Kicks::default(),
+            conductor_started: false,
         }
     }
 
@@ -777,6 +781,59 @@ impl SessionStore for JournalStore {
 
     async fn kicks(&self, token_ttl_secs: u64, now: u64) -> Result<Vec<Kick>, StoreError> {
         Ok(self.live_kicks(token_ttl_secs, now))
+    }
+
+    async fn set_conductor_started(
+        &self,
+        id: &SessionId,
+        started: bool,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let key = SessionKey::of(id);
+        let (previous, pending) = {
+            let Some(mut slot) = inner.sessions.map.get_mut(&key) else {
+                return Ok(false);
+            };
+            let Slot::Live(session) = slot.value_mut() else {
+                return Ok(false);
+            };
+            if !session.is_live(now) {
+                return Ok(false);
+            }
+            let frame = Record::Conductor(ConductorRecord {
+                id: id.clone(),
+                started,
+                at: now,
+            })
+            .encode()
+            .map_err(|error| StoreError::Encode(error.to_string()))?;
+            let previous = std::mem::replace(&mut session.conductor_started, started);
+            (previous, inner.journal.submit(frame))
+        };
+        if let Err(error) = pending.durable().await {
+            // Memory must not claim what the disk does not hold.
+            if let Some(mut slot) = inner.sessions.map.get_mut(&key) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    session.conductor_started = previous;
+                }
+            }
+            return Err(error);
+        }
+        Ok(true)
+    }
+
+    async fn started_conductors(&self, now: u64) -> Result<Vec<SessionId>, StoreError> {
+        Ok(self
+            .inner
+            .sessions
+            .map
+            .iter()
+            .filter(|entry| {
+                matches!(entry.value(), Slot::Live(session) if session.conductor_started && session.is_live(now))
+            })
+            .map(|entry| entry.key().id())
+            .collect())
     }
 
     fn health(&self) -> StoreHealth {

@@ -7,7 +7,8 @@
 //! x 123456789 58 1c2b3a4d 9f8e7d6c {"closed":{"id":"123456789","closed_at":1700000000}}
 //! ```
 //!
-//! `kind` is `c` (created), `j` (joined), `k` (kicked) or `x` (closed); the key checksum covers
+//! `kind` is `c` (created), `j` (joined), `k` (kicked), `x` (closed) or `o` (the session's
+//! conductor started or stopped); the key checksum covers
 //! `<kind> <id> <body length>`, the body checksum covers the JSON. So a damaged frame is
 //! recognised, its extent is known from the length, and, as long as its key is intact, so
 //! is *what* was lost: recovery can stay on the safe side (a lost close still closes, a
@@ -49,6 +50,10 @@ pub enum Record {
     /// (expired sessions included), so a restarted service never hands out an old id again
     /// (old device tokens name it).
     Closed(ClosedRecord),
+    /// The session's conductor was started, or stopped (or paused), by an operator: a
+    /// started conductor is started again after a restart. Journals written before
+    /// conductors existed have none; every conductor then starts stopped.
+    Conductor(ConductorRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +98,15 @@ pub struct ClosedRecord {
     pub session_end: Option<u64>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConductorRecord {
+    pub id: SessionId,
+    /// Whether the conductor runs from now on.
+    pub started: bool,
+    /// When it was started or stopped, seconds since the epoch.
+    pub at: u64,
+}
+
 /// The kind of a record, readable from a frame's key even when its body is damaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
@@ -100,6 +114,7 @@ pub enum RecordKind {
     Joined,
     Kicked,
     Closed,
+    Conductor,
 }
 
 impl RecordKind {
@@ -109,6 +124,7 @@ impl RecordKind {
             Self::Joined => b'j',
             Self::Kicked => b'k',
             Self::Closed => b'x',
+            Self::Conductor => b'o',
         }
     }
 
@@ -118,6 +134,7 @@ impl RecordKind {
             b"j" => Some(Self::Joined),
             b"k" => Some(Self::Kicked),
             b"x" => Some(Self::Closed),
+            b"o" => Some(Self::Conductor),
             _ => None,
         }
     }
@@ -130,6 +147,7 @@ impl Record {
             Record::Joined(_) => RecordKind::Joined,
             Record::Kicked(_) => RecordKind::Kicked,
             Record::Closed(_) => RecordKind::Closed,
+            Record::Conductor(_) => RecordKind::Conductor,
         }
     }
 
@@ -139,6 +157,7 @@ impl Record {
             Record::Joined(record) => &record.id,
             Record::Kicked(record) => &record.id,
             Record::Closed(record) => &record.id,
+            Record::Conductor(record) => &record.id,
         }
     }
 
