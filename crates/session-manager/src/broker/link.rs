@@ -405,7 +405,7 @@ fn publish_for_conductor(client: &AsyncClient, message: ConductorMessage) {
         message.retain,
         message.payload,
     ) {
-        metrics::counter!("ism_conductor_messages_dropped_total").increment(1);
+        metrics::counter!(crate::metrics::CONDUCTOR_MESSAGES_DROPPED_TOTAL).increment(1);
         tracing::debug!(%error, "a conductor's message was dropped");
     }
 }

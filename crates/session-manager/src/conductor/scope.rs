@@ -88,7 +88,7 @@ impl ConductorScope {
         };
         outbox.0.try_send(message).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => {
-                metrics::counter!("ism_conductor_messages_dropped_total").increment(1);
+                metrics::counter!(crate::metrics::CONDUCTOR_MESSAGES_DROPPED_TOTAL).increment(1);
                 ScopeError::Full
             }
             mpsc::error::TrySendError::Closed(_) => ScopeError::NoLink,
