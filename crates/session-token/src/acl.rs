@@ -34,7 +34,7 @@ impl Acl {
     /// Parses the `subs` and `publ` grants; a malformed grant makes the whole token unusable.
     pub fn from_claims(claims: &Claims) -> Result<Self, TopicError> {
         let mut acl = Self::from_grants(&claims.subs, &claims.publ)?;
-        acl.writes_conductors = may_write_conductor_topics(claims);
+        acl.writes_conductors = may_write_conductor_topics(&claims.sid, &claims.sub);
         Ok(acl)
     }
 

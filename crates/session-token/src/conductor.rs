@@ -13,8 +13,6 @@
 //! grants can reach the reserved part of the sub-tree ([`may_write_conductor_topics`]).
 //! The service itself keeps each conductor inside its own session.
 
-use crate::claims::Claims;
-
 /// The level right below a session's root that holds its conductor's topics.
 pub const CONDUCTOR_LEVEL: &str = "$conductor";
 
@@ -68,11 +66,12 @@ pub fn is_conductor_topic(topic: &str) -> bool {
         })
 }
 
-/// May the holder of `claims` write the reserved conductor topics (its grants permitting)?
-/// Only the service's broker link: no session, and its reserved identity. Decided once
-/// when a token's grants are parsed ([`crate::Acl::from_claims`]), never per message.
-pub fn may_write_conductor_topics(claims: &Claims) -> bool {
-    claims.sid.is_empty() && claims.sub.starts_with(LINK_PRINCIPAL_PREFIX)
+/// May the holder of a token with session `sid` and subject `sub` write the reserved
+/// conductor topics (its grants permitting)? Only the service's broker link: no session,
+/// and its reserved identity. Decided once when a token's grants are parsed
+/// ([`crate::Acl::from_claims`]), never per message.
+pub fn may_write_conductor_topics(sid: &str, sub: &str) -> bool {
+    sid.is_empty() && sub.starts_with(LINK_PRINCIPAL_PREFIX)
 }
 
 #[cfg(test)]
@@ -96,6 +95,14 @@ mod tests {
         ] {
             assert!(!is_conductor_topic(other), "{other}");
         }
+    }
+
+    #[test]
+    fn only_the_link_principal_writes_conductor_topics() {
+        assert!(may_write_conductor_topics("", "$ism-link-0123456789abcdef"));
+        assert!(!may_write_conductor_topics("42", "$ism-link-0123456789abcdef"));
+        assert!(!may_write_conductor_topics("", "$ism-service-x"));
+        assert!(!may_write_conductor_topics("", "ism-link-x"));
     }
 
     #[test]
