@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn only_the_link_principal_writes_conductor_topics() {
         assert!(may_write_conductor_topics("", "$ism-link-0123456789abcdef"));
-        assert!(!may_write_conductor_topics("42", "$ism-link-0123456789abcdef"));
+        assert!(!may_write_conductor_topics(
+            "42",
+            "$ism-link-0123456789abcdef"
+        ));
         assert!(!may_write_conductor_topics("", "$ism-service-x"));
         assert!(!may_write_conductor_topics("", "ism-link-x"));
     }
