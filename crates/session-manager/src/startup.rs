@@ -173,6 +173,7 @@ impl Application {
             Arc::clone(&clock),
             conductor_outbox,
             Duration::from_secs(config.conductor.conductor_tick_secs),
+            events.clone(),
         ));
         let (revocation_link, revocation_task) =
             match (&config.broker.broker_control_url, conductor_outgoing) {

@@ -21,6 +21,7 @@ use super::registry::conductor_for;
 use super::{no_handler_answer, ApiMethod, Conductor, ConductorContext, ConductorScope, Outbox};
 use crate::clock::Clock;
 use crate::domain::SessionId;
+use crate::events::{EventBus, EventKind};
 use crate::shutdown::Shutdown;
 use crate::store::{SessionStore, StoreError};
 
@@ -62,6 +63,8 @@ pub struct Conductors {
     /// The broker link's outbox; `None` without a link.
     outbox: Option<Outbox>,
     tick: Duration,
+    /// Where `conductor_called` goes.
+    events: EventBus,
 }
 
 impl Conductors {
@@ -70,6 +73,7 @@ impl Conductors {
         clock: Arc<dyn Clock>,
         outbox: Option<Outbox>,
         tick: Duration,
+        events: EventBus,
     ) -> Self {
         Self {
             by_session: DashMap::new(),
@@ -77,6 +81,7 @@ impl Conductors {
             clock,
             outbox,
             tick,
+            events,
         }
     }
 
@@ -104,6 +109,15 @@ impl Conductors {
                 .await?;
         }
         tracing::info!(session_id = %id, conductor = session.conductor.name(), method, %answer, "conductor called");
+        self.events.publish(
+            EventKind::ConductorCalled {
+                session_id: id.as_str().to_owned(),
+                conductor: session.conductor.name().to_owned(),
+                method: method.to_owned(),
+                answer: answer.clone(),
+            },
+            self.clock.unix_now_ms(),
+        );
         Ok(answer)
     }
 

@@ -68,11 +68,18 @@ pub enum EventKind {
         session_id: String,
         client: String,
     },
+    /// An operator called a method of the session's conductor, which answered.
+    ConductorCalled {
+        session_id: String,
+        conductor: String,
+        method: String,
+        answer: String,
+    },
 }
 
 impl EventKind {
     /// Every event `type` on the wire, in the order of [`EventKind::type_index`].
-    pub const TYPES: [&'static str; 7] = [
+    pub const TYPES: [&'static str; 8] = [
         "session_created",
         "session_closed",
         "session_expired",
@@ -80,6 +87,7 @@ impl EventKind {
         "device_connected",
         "device_disconnected",
         "device_kicked",
+        "conductor_called",
     ];
 
     /// The event's `type` on the wire (`session_created`, ...).
@@ -97,6 +105,7 @@ impl EventKind {
             EventKind::DeviceConnected { .. } => 4,
             EventKind::DeviceDisconnected { .. } => 5,
             EventKind::DeviceKicked { .. } => 6,
+            EventKind::ConductorCalled { .. } => 7,
         }
     }
 
@@ -109,7 +118,8 @@ impl EventKind {
             | EventKind::DeviceJoined { session_id, .. }
             | EventKind::DeviceConnected { session_id, .. }
             | EventKind::DeviceDisconnected { session_id, .. }
-            | EventKind::DeviceKicked { session_id, .. } => session_id,
+            | EventKind::DeviceKicked { session_id, .. }
+            | EventKind::ConductorCalled { session_id, .. } => session_id,
         }
     }
 }
@@ -258,6 +268,7 @@ fn events_total(kind: &EventKind) -> &'static LazyCounter {
         of_type(4),
         of_type(5),
         of_type(6),
+        of_type(7),
     ];
     &BY_TYPE[kind.type_index()]
 }
