@@ -117,7 +117,10 @@ pub(crate) struct LiveSession {
     session_type: Option<SessionType>,
     created_at: u64,
     expires_at: Option<u64>,
-    max_clients: Option<u32>,
+    /// `max_clients`, when `limited`; kept as two fields (not an `Option<u32>`) so that
+    /// they and `conductor_started` share eight bytes.
+    max_clients: u32,
+    limited: bool,
     /// The argon2id hash of its PIN, as the sessions use-case made it.
     pin_hash: StoredPinHash,
     /// Client name → first join time, in join order; a map once there are more than a
@@ -142,7 +145,8 @@ impl LiveSession {
             session_type: (session_type != SessionType::default()).then_some(session_type),
             created_at,
             expires_at,
-            max_clients,
+            max_clients: max_clients.unwrap_or(0),
+            limited: max_clients.is_some(),
             pin_hash: StoredPinHash::new(pin_hash),
             clients: Clients::default(),
             kicks: Kicks::default(),
@@ -164,6 +168,10 @@ impl LiveSession {
         self.session_type.clone().unwrap_or_default()
     }
 
+    fn max_clients(&self) -> Option<u32> {
+        self.limited.then_some(self.max_clients)
+    }
+
     /// The journal record that re-creates this session (without its joins).
     fn created_record(&self, id: &SessionId) -> CreatedRecord {
         CreatedRecord {
@@ -171,7 +179,7 @@ impl LiveSession {
             session_type: self.session_type(),
             created_at: self.created_at,
             expires_at: self.expires_at,
-            max_clients: self.max_clients,
+            max_clients: self.max_clients(),
             pin_hash: self.pin_hash.phc(),
         }
     }
@@ -205,7 +213,7 @@ impl LiveSession {
             session_type: self.session_type(),
             created_at: self.created_at,
             expires_at: self.expires_at,
-            max_clients: self.max_clients,
+            max_clients: self.max_clients(),
             clients: self
                 .clients
                 .iter()
@@ -673,7 +681,7 @@ impl SessionStore for JournalStore {
                 (joined, inner.journal.barrier())
             } else {
                 let full = session
-                    .max_clients
+                    .max_clients()
                     .is_some_and(|max| session.clients.len() >= max as usize);
                 if full {
                     return Err(JoinError::SessionFull);

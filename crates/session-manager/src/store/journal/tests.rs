@@ -1647,3 +1647,13 @@ async fn compaction_keeps_a_started_conductor_in_one_record() {
         vec![started]
     );
 }
+
+#[test]
+fn a_live_session_stays_within_its_memory_budget() {
+    // A million live sessions are kept in memory; a field added carelessly costs 8 MB.
+    assert!(
+        std::mem::size_of::<LiveSession>() <= 176,
+        "{}",
+        std::mem::size_of::<LiveSession>()
+    );
+}
