@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::conductor::CallError;
 use crate::domain::DomainError;
 use crate::store::{JoinError, StoreError};
 
@@ -191,17 +190,6 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::JournalFailed(detail) => ApiError::StoreUnavailable(detail),
             other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<CallError> for ApiError {
-    fn from(error: CallError) -> Self {
-        match error {
-            CallError::UnknownSession(_) | CallError::UnknownMethod(_) => {
-                ApiError::NotFound(error.to_string())
-            }
-            CallError::Store(error) => error.into(),
         }
     }
 }

@@ -14,7 +14,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::conductor::ConductorView;
+use crate::conductor::{CallError, ConductorView};
 use crate::domain::SessionId;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
@@ -37,7 +37,7 @@ pub async fn view(
     State(state): State<AppState>,
     PathParams(id): PathParams<SessionId>,
 ) -> Result<Json<ConductorView>, ApiError> {
-    Ok(Json(state.conductors.view(&id).await?))
+    Ok(Json(state.conductors.view(&id).await.map_err(api_error)?))
 }
 
 pub async fn call(
@@ -45,8 +45,22 @@ pub async fn call(
     PathParams((id, method)): PathParams<(SessionId, String)>,
     JsonBody(request): JsonBody<CallRequest>,
 ) -> Result<Json<CallResult>, ApiError> {
-    let result = state.conductors.call(&id, &method, &request.params).await?;
+    let result = state
+        .conductors
+        .call(&id, &method, &request.params)
+        .await
+        .map_err(api_error)?;
     Ok(Json(CallResult { result }))
+}
+
+/// An unknown session or method is a 404; the store's faults map as everywhere.
+fn api_error(error: CallError) -> ApiError {
+    match error {
+        CallError::UnknownSession(_) | CallError::UnknownMethod(_) => {
+            ApiError::NotFound(error.to_string())
+        }
+        CallError::Store(error) => error.into(),
+    }
 }
 
 const CONDUCTOR: &str = "/api/v1/sessions/{id}/conductor";
