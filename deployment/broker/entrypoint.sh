@@ -1,6 +1,7 @@
 #!/bin/sh
 # Broker container entrypoint (runs as root, mosquitto drops to the `mosquitto` user):
-# copies the TLS certificate where mosquitto can read it, renders the configuration for
+# copies the TLS certificate (and the client CA, when there is one) where mosquitto can
+# read it, renders the configuration for
 # MQTT_AUTH_MODE (fetching the service's JWKS in the JWT modes), keeps the JWKS fresh for
 # key rotation, then becomes mosquitto.
 set -eu
@@ -11,6 +12,11 @@ install -d -o mosquitto -g mosquitto -m 0750 "$conf_dir" "$conf_dir/tls"
 install -o mosquitto -g mosquitto -m 0644 "$tls_dir/server.pem" "$conf_dir/tls/server.pem"
 install -o mosquitto -g mosquitto -m 0600 "$tls_dir/server.key" "$conf_dir/tls/server.key"
 export BROKER_TLS_CERT="$conf_dir/tls/server.pem" BROKER_TLS_KEY="$conf_dir/tls/server.key"
+# The client CA (the session manager's entrypoint creates it): the certificate listener.
+if [ -s "$tls_dir/client-ca.pem" ]; then
+    install -o mosquitto -g mosquitto -m 0644 "$tls_dir/client-ca.pem" "$conf_dir/tls/client-ca.pem"
+    export BROKER_CLIENT_CA_FILE="$conf_dir/tls/client-ca.pem"
+fi
 export BROKER_PERSISTENCE_DIR=${BROKER_PERSISTENCE_DIR:-/var/lib/mosquitto}
 # stderr, not stdout: Mosquitto block-buffers stdout on a pipe, so `docker logs` would see
 # its lines only kilobytes later; stderr is unbuffered.

@@ -12,6 +12,9 @@
 #   BROKER_BIND_ADDRESS [0.0.0.0]     address of all three listeners
 #   BROKER_MQTT_PORT [1883] BROKER_TLS_PORT [8883] BROKER_WS_PORT [9001]
 #   BROKER_TLS_CERT, BROKER_TLS_KEY   server certificate (chain) and key, PEM
+#   BROKER_CLIENT_CA_FILE []          the client CA (client-ca.pem); set, the JWT modes get a
+#                                     TLS listener for client certificates on BROKER_CERT_PORT
+#   BROKER_CERT_PORT [8884]
 #   BROKER_PERSISTENCE_DIR [/var/lib/mosquitto]
 #   BROKER_LOG_DEST [stdout]          or e.g. "file /path/to/mosquitto.log"
 #   BROKER_PLUGIN_PATH [/usr/lib/mosquitto-session-auth/libmosquitto_session_auth.so]
@@ -39,6 +42,8 @@ BROKER_TLS_PORT=${BROKER_TLS_PORT:-8883}
 BROKER_WS_PORT=${BROKER_WS_PORT:-9001}
 BROKER_TLS_CERT=${BROKER_TLS_CERT:?BROKER_TLS_CERT must name the server certificate}
 BROKER_TLS_KEY=${BROKER_TLS_KEY:?BROKER_TLS_KEY must name the server key}
+BROKER_CLIENT_CA_FILE=${BROKER_CLIENT_CA_FILE:-}
+BROKER_CERT_PORT=${BROKER_CERT_PORT:-8884}
 BROKER_PERSISTENCE_DIR=${BROKER_PERSISTENCE_DIR:-/var/lib/mosquitto}
 BROKER_LOG_DEST=${BROKER_LOG_DEST:-stdout}
 BROKER_PLUGIN_PATH=${BROKER_PLUGIN_PATH:-/usr/lib/mosquitto-session-auth/libmosquitto_session_auth.so}
@@ -53,13 +58,14 @@ BROKER_CONF_DIR=$out
 export MQTT_AUTH_MODE ISM_ISSUER BROKER_USER BROKER_BIND_ADDRESS BROKER_MQTT_PORT \
     BROKER_TLS_PORT BROKER_WS_PORT BROKER_TLS_CERT BROKER_TLS_KEY BROKER_PERSISTENCE_DIR \
     BROKER_LOG_DEST BROKER_PLUGIN_PATH BROKER_ALLOW_ANY_CLIENT_ID BROKER_STATE_FILE \
-    BROKER_JWKS_FILE BROKER_CONF_DIR
+    BROKER_JWKS_FILE BROKER_CONF_DIR BROKER_CLIENT_CA_FILE BROKER_CERT_PORT
 
 # Only our variables are substituted; anything else that looks like one stays as written.
 variables='${ISM_ISSUER} ${BROKER_USER} ${BROKER_BIND_ADDRESS} ${BROKER_MQTT_PORT}
 ${BROKER_TLS_PORT} ${BROKER_WS_PORT} ${BROKER_TLS_CERT} ${BROKER_TLS_KEY}
 ${BROKER_PERSISTENCE_DIR} ${BROKER_LOG_DEST} ${BROKER_PLUGIN_PATH}
-${BROKER_ALLOW_ANY_CLIENT_ID} ${BROKER_STATE_FILE} ${BROKER_JWKS_FILE} ${BROKER_CONF_DIR}'
+${BROKER_ALLOW_ANY_CLIENT_ID} ${BROKER_STATE_FILE} ${BROKER_JWKS_FILE} ${BROKER_CONF_DIR}
+${BROKER_CLIENT_CA_FILE} ${BROKER_CERT_PORT}'
 
 mkdir -p "$BROKER_PERSISTENCE_DIR"
 conf="$out/mosquitto.conf"
@@ -79,6 +85,9 @@ dev_jwt_auth | kms_jwt_auth)
     if [ ! -s "$BROKER_JWKS_FILE" ]; then
         echo "render-config: $BROKER_JWKS_FILE is missing; set BROKER_JWKS_URL or provide the file" >&2
         exit 1
+    fi
+    if [ -n "$BROKER_CLIENT_CA_FILE" ]; then
+        envsubst "$variables" <"$here/cert-listener.conf.template" >>"$conf.tmp"
     fi
     envsubst "$variables" <"$here/auth-jwt.conf.template" >>"$conf.tmp"
     ;;

@@ -6,7 +6,9 @@
 # - `serve` (the default) first makes sure what a development stack needs exists. TLS:
 #   without certificates in $TLS_DIR, a development CA and server certificate are issued
 #   there (`certs`) for the proxy and the broker's TLS listener; bring your own by putting
-#   server.pem/server.key there (see docs/DEPLOYMENT.md).
+#   server.pem/server.key there (see docs/DEPLOYMENT.md). The client CA (client-ca.pem,
+#   client-ca.key; `certs client-ca`) is issued there too when missing, in every mode, and
+#   used for client certificates.
 # - `serve` and `export-public-key` in dev_jwt_auth without a configured key: a signing key
 #   pair is generated once per algorithm into the keys volume ($KEYS_DIR/RS256/,
 #   $KEYS_DIR/ES256/; `keygen`) and used from then on, so changing ISM_JWT_ALG switches keys
@@ -39,6 +41,22 @@ if [ "$1" = serve ]; then
         # shellcheck disable=SC2086 # one word per host is intended
         "$bin" certs --out "$tls_dir" $hosts >/dev/null
         echo "entrypoint: development TLS certificates issued into $tls_dir" >&2
+    fi
+    # The client CA, for every mode (also with certificates of your own): created once
+    # where it is missing, then used unless ISM_CLIENT_CA_* name other files.
+    # Not being able to issue it only leaves client certificates off.
+    if [ "${TLS_AUTOGENERATE:-true}" = true ] && [ -d "$tls_dir" ] && [ -x "$tls_dir" ] \
+        && [ -w "$tls_dir" ] && [ ! -e "$tls_dir/client-ca.pem" ] \
+        && [ ! -e "$tls_dir/client-ca.key" ]; then
+        if "$bin" certs client-ca --out "$tls_dir" >/dev/null; then
+            echo "entrypoint: client CA issued into $tls_dir" >&2
+        else
+            echo "entrypoint: could not issue a client CA into $tls_dir; no client certificates" >&2
+        fi
+    fi
+    if [ -z "${ISM_CLIENT_CA_CERT_FILE:-}" ] && [ -z "${ISM_CLIENT_CA_KEY_FILE:-}" ] \
+        && [ -r "$tls_dir/client-ca.pem" ] && [ -r "$tls_dir/client-ca.key" ]; then
+        export ISM_CLIENT_CA_CERT_FILE="$tls_dir/client-ca.pem" ISM_CLIENT_CA_KEY_FILE="$tls_dir/client-ca.key"
     fi
 fi
 if [ "$1" = serve ] || [ "$1" = export-public-key ]; then

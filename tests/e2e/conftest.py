@@ -51,11 +51,14 @@ def unique_name(prefix):
 
 
 def broker_url(stack, transport):
-    """The stack's broker address for `transport`: "tcp", "tls", or "ws"/"wss" (nginx's /mqtt)."""
+    """The stack's broker address for `transport`: "tcp", "tls", "cert" (TLS with client
+    certificates), or "ws"/"wss" (nginx's /mqtt)."""
     if transport == "tcp":
         return f"mqtt://{stack['mqtt_host']}:{stack['mqtt_port']}"
     if transport == "tls":
         return f"mqtts://{stack['mqtt_host']}:{stack['mqtt_tls_port']}"
+    if transport == "cert":
+        return f"mqtts://{stack['mqtt_host']}:{stack['mqtt_cert_port']}"
     # ws_url is ws://127.0.0.1:PORT/mqtt (dev) or wss://... (prod)
     return stack["ws_url"]
 
@@ -65,11 +68,12 @@ class Device(MqttConnection):
     payloads: messages are `(topic, text)` pairs."""
 
     def __init__(self, stack, transport, username, password, client_id=None, ca_file="stack",
-                 will=None, clean_session=True):
+                 will=None, clean_session=True, cert_file=None, key_file=None):
         super().__init__(broker_url(stack, transport), username, password,
                          client_id or username,
                          ca_file=stack["ca_file"] if ca_file == "stack" else ca_file,
-                         will=will, clean_session=clean_session)
+                         will=will, clean_session=clean_session,
+                         cert_file=cert_file, key_file=key_file)
         self.start()
 
     def subscribe(self, topic_filter, timeout=5):

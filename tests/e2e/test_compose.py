@@ -69,6 +69,10 @@ def test_compose_config_accepts_each_environment(tmp_path, auth_mode, deployment
     admin_ports = [p for p in service["ports"] if str(p).endswith(":50001/tcp")
                    or (isinstance(p, dict) and p.get("target") == 50001)]
     assert admin_ports == ["127.0.0.1:50001:50001/tcp"], service["ports"]
+    # The certificate listener (client certificates) is served and published.
+    broker = services["broker"]
+    assert str(broker["environment"]["BROKER_CERT_PORT"]) == "8884"
+    assert "0.0.0.0:8884:8884/tcp" in broker["ports"], broker["ports"]
     for name, svc in services.items():
         assert svc["restart"] == "unless-stopped", name
         assert "healthcheck" in svc, name

@@ -32,7 +32,10 @@ class MqttConnection:
     """An MQTT 3.1.1 client connection.
 
     ``broker`` is ``mqtt://host:port``, ``mqtts://host:port`` or ``ws(s)://host:port/path``;
-    ``ca_file`` pins the CA for TLS connections. ``will`` is ``(topic, payload)``, sent by
+    ``ca_file`` pins the CA for TLS connections; ``cert_file`` and ``key_file`` present a
+    client certificate (the broker's certificate listener: the certificate a join with a
+    CSR returned, which carries the token, so no username or password is needed).
+    ``will`` is ``(topic, payload)``, sent by
     the broker if the connection is lost without a DISCONNECT. ``clean_session=False``
     asks the broker to keep the session (subscriptions, queued messages) across
     disconnects.
@@ -41,7 +44,8 @@ class MqttConnection:
     def __init__(self, broker: str, username: Optional[str], password: Optional[str],
                  client_id: str, ca_file: Optional[str] = None,
                  will: Optional[Tuple[str, Union[str, bytes]]] = None,
-                 clean_session: bool = True):
+                 clean_session: bool = True, cert_file: Optional[str] = None,
+                 key_file: Optional[str] = None):
         url = urlparse(broker)
         if url.scheme not in DEFAULT_PORTS:
             raise ValueError(f"unsupported broker URL {broker!r}: use mqtt, mqtts, ws or wss")
@@ -57,7 +61,8 @@ class MqttConnection:
         if url.scheme in ("ws", "wss"):
             self._client.ws_set_options(path=url.path or "/mqtt")
         if url.scheme in ("mqtts", "wss"):
-            self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            self._client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file,
+                                 cert_reqs=ssl.CERT_REQUIRED)
         if will is not None:
             self._client.will_set(will[0], will[1], qos=0)
         if username is not None:

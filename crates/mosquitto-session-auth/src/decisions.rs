@@ -4,13 +4,20 @@
 //! adds the MQTT-side rules (the username must be the token's `sub`, a dead token grants
 //! nothing). Whether another session holds a first-come client id is the registry's
 //! knowledge, checked by [`crate::plugin::Plugin::authenticate`].
+//!
+//! A client that presents a certificate (the broker's certificate listener) is admitted by
+//! the token inside it ([`crate::certificate`]), through the same checks as a password,
+//! plus one: the certificate's identity must be the token's session and name. It is
+//! admitted until the earlier of the token's `exp` and the certificate's notAfter.
 
 use std::fmt;
 
 use session_token::{
-    classify_client_id, Acl, ClientIdKind, ClientIdRefusal, TokenVerifier, TopicError, VerifyError,
+    certificate_identity, classify_client_id, Acl, ClientIdKind, ClientIdRefusal, TokenVerifier,
+    TopicError, VerifyError,
 };
 
+use crate::certificate::{self, CertificateRefusal};
 use crate::clients::ConnectedClient;
 use crate::token_cache::{TokenCache, VerifiedGrant};
 
@@ -24,6 +31,9 @@ pub struct ConnectAttempt<'a> {
     /// The broker keeps this client's session after it disconnects (see
     /// [`ConnectedClient::persistent`]).
     pub persistent: bool,
+    /// The client's TLS certificate (DER), on the certificate listener only. When present
+    /// the token comes from it, the password is not read and the username is optional.
+    pub certificate: Option<&'a [u8]>,
 }
 
 /// Why a CONNECT was refused. Printed in the broker log; never contains the token.
@@ -46,6 +56,10 @@ pub enum Refusal {
     SessionClosed,
     /// The device was kicked and the token is of a generation from before the kick.
     Kicked,
+    /// The client certificate carries no usable token or identity.
+    Certificate(CertificateRefusal),
+    /// The client certificate's identity is not its token's session and name.
+    CertificateIdentityMismatch,
 }
 
 impl fmt::Display for Refusal {
@@ -64,6 +78,10 @@ impl fmt::Display for Refusal {
             Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
             Refusal::SessionClosed => f.write_str("the token's session has been closed"),
             Refusal::Kicked => f.write_str("the device was kicked and the token predates the kick"),
+            Refusal::Certificate(refusal) => refusal.fmt(f),
+            Refusal::CertificateIdentityMismatch => {
+                f.write_str("the client certificate's identity is not its token's session and name")
+            }
         }
     }
 }
@@ -93,8 +111,18 @@ pub fn admit(
     attempt: ConnectAttempt<'_>,
     now: u64,
 ) -> Result<(ConnectedClient, ClientIdKind), Refusal> {
-    let token = attempt.password.ok_or(Refusal::NoPassword)?;
-    let username = attempt.username.ok_or(Refusal::NoUsername)?;
+    let certificate = attempt
+        .certificate
+        .map(certificate::read)
+        .transpose()
+        .map_err(Refusal::Certificate)?;
+    let (token, username) = match &certificate {
+        Some(certificate) => (certificate.token, attempt.username),
+        None => (
+            attempt.password.ok_or(Refusal::NoPassword)?,
+            Some(attempt.username.ok_or(Refusal::NoUsername)?),
+        ),
+    };
     let key = TokenCache::digest(token);
     let grant = match cache.get(&key, now) {
         Some(grant) => grant.clone(),
@@ -104,8 +132,22 @@ pub fn admit(
             grant
         }
     };
-    if username != grant.name {
+    if username.is_some_and(|username| username != grant.name) {
         return Err(Refusal::UsernameIsNotSubject);
+    }
+    let mut expires_at = grant.expires_at;
+    if let Some(certificate) = &certificate {
+        if certificate.identity != certificate_identity(&grant.session_id, &grant.name) {
+            return Err(Refusal::CertificateIdentityMismatch);
+        }
+        // The listener refused an expired certificate already; this keeps the grants
+        // from outliving it while connected.
+        if certificate.not_after <= now {
+            return Err(Refusal::Expired {
+                exp: certificate.not_after,
+            });
+        }
+        expires_at = expires_at.min(certificate.not_after);
     }
     // Mosquitto assigns an id to a client that sent an empty one before asking the plugin.
     let client_id = attempt
@@ -124,8 +166,8 @@ pub fn admit(
         session_id: grant.session_id,
         name: grant.name,
         kid: grant.kid,
-        expires_at: grant.expires_at,
-        grants_end: grant.expires_at,
+        expires_at,
+        grants_end: expires_at,
         acl: grant.acl,
         persistent: attempt.persistent,
         token_id: grant.token_id,
@@ -214,6 +256,7 @@ mod tests {
             password: Some(token),
             client_id: Some(id),
             persistent: false,
+            certificate: None,
         }
     }
 
@@ -320,6 +363,91 @@ mod tests {
     fn unknown_clients_get_nothing_but_unsubscribe() {
         assert!(!may_access(None, Access::Receive, "/4242/x", NOW));
         assert!(may_access(None, Access::Unsubscribe, "#", NOW));
+    }
+
+    /// A CONNECT on the certificate listener: no password, the certificate `der`.
+    fn by_certificate<'a>(user: Option<&'a str>, id: &'a str, der: &'a [u8]) -> ConnectAttempt<'a> {
+        ConnectAttempt {
+            username: user,
+            password: None,
+            client_id: Some(id),
+            persistent: false,
+            certificate: Some(der),
+        }
+    }
+
+    #[test]
+    fn a_certificate_admits_with_its_tokens_grants_until_the_earlier_end() {
+        let token = token("lamp", 600);
+        let der = crate::test_fixtures::client_certificate(&["4242/lamp"], Some(&token), NOW + 300);
+        for user in [None, Some("lamp")] {
+            let client = admit_client(false, by_certificate(user, "4242/lamp", &der), NOW)
+                .expect("admitted");
+            assert_eq!(
+                (client.session_id.as_str(), client.name.as_str()),
+                ("4242", "lamp")
+            );
+            assert_eq!(client.expires_at, NOW + 300, "the certificate ends first");
+            assert!(may_access(Some(&client), Access::Publish, "/4242/x", NOW));
+            assert!(!may_access(Some(&client), Access::Publish, "/4343/x", NOW));
+            assert!(!may_access(
+                Some(&client),
+                Access::Publish,
+                "/4242/x",
+                NOW + 300
+            ));
+        }
+        let long_lived =
+            crate::test_fixtures::client_certificate(&["4242/lamp"], Some(&token), NOW + 9_000);
+        let client =
+            admit_client(false, by_certificate(None, "lamp", &long_lived), NOW).expect("admitted");
+        assert_eq!(client.expires_at, NOW + 600, "the token ends first");
+    }
+
+    #[test]
+    fn a_certificate_is_refused_without_its_tokens_identity() {
+        let token = token("lamp", 600);
+        let certificate = |names: &[&str], token: Option<&str>| {
+            crate::test_fixtures::client_certificate(names, token, NOW + 600)
+        };
+        let refuse = |user, id, der: &[u8]| {
+            admit_client(true, by_certificate(user, id, der), NOW).expect_err("refused")
+        };
+        // Another session's identity around this token: a forged identity.
+        let forged = certificate(&["4343/lamp"], Some(&token));
+        assert_eq!(
+            refuse(None, "4343/lamp", &forged),
+            Refusal::CertificateIdentityMismatch
+        );
+        let other_name = certificate(&["4242/heater"], Some(&token));
+        assert_eq!(
+            refuse(None, "4242/lamp", &other_name),
+            Refusal::CertificateIdentityMismatch
+        );
+        let no_token = certificate(&["4242/lamp"], None);
+        assert_eq!(
+            refuse(None, "4242/lamp", &no_token),
+            Refusal::Certificate(CertificateRefusal::NoToken)
+        );
+        let not_a_token = certificate(&["4242/lamp"], Some("x.y.z"));
+        assert!(matches!(
+            refuse(None, "4242/lamp", &not_a_token),
+            Refusal::InvalidToken(_)
+        ));
+        let genuine = certificate(&["4242/lamp"], Some(&token));
+        assert_eq!(
+            refuse(Some("heater"), "4242/lamp", &genuine),
+            Refusal::UsernameIsNotSubject
+        );
+        assert_eq!(
+            refuse(None, "4343/lamp", &genuine),
+            Refusal::ClientId(ClientIdRefusal::ScopedToSomeoneElse)
+        );
+        let expired = crate::test_fixtures::client_certificate(&["4242/lamp"], Some(&token), NOW);
+        assert_eq!(
+            refuse(None, "4242/lamp", &expired),
+            Refusal::Expired { exp: NOW }
+        );
     }
 
     #[test]

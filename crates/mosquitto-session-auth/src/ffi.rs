@@ -171,6 +171,50 @@ extern "C" {
         properties: *mut c_void,
     ) -> c_int;
     fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
+    /// The client's TLS certificate as an OpenSSL `X509*` the caller frees, or null: only
+    /// ever non-null on a listener with `require_certificate true`.
+    fn mosquitto_client_certificate(client: *const MosquittoClient) -> *mut c_void;
+}
+
+// OpenSSL's libcrypto, which Mosquitto itself links: its symbols are there when the broker
+// loads the plugin, so the plugin declares the two it needs instead of linking a second
+// copy.
+extern "C" {
+    /// `int i2d_X509(const X509 *a, unsigned char **out)`: the DER length of `a` (null
+    /// `out`), or writes it to `*out` and advances `*out` past it.
+    fn i2d_X509(certificate: *const c_void, out: *mut *mut u8) -> c_int;
+    fn X509_free(certificate: *mut c_void);
+}
+
+/// The DER of the client's TLS certificate, when it presented one (the certificate
+/// listener only; `None` everywhere else, after one call that finds no certificate).
+///
+/// # Safety
+/// `client` must be the broker's live client context.
+unsafe fn client_certificate_der(client: *const MosquittoClient) -> Option<Vec<u8>> {
+    // SAFETY: guaranteed by the caller.
+    let certificate = unsafe { mosquitto_client_certificate(client) };
+    if certificate.is_null() {
+        return None;
+    }
+    // SAFETY: `certificate` is a valid X509 until it is freed below; a null output asks
+    // only for the length.
+    let length = unsafe { i2d_X509(certificate, ptr::null_mut()) };
+    let der = usize::try_from(length)
+        .ok()
+        .filter(|&length| length > 0)
+        .and_then(|size| {
+            let mut der = vec![0_u8; size];
+            let mut cursor = der.as_mut_ptr();
+            // SAFETY: `der` has room for the `length` bytes i2d_X509 writes; it advances
+            // `cursor`, our own copy of the pointer, not `der`.
+            let written = unsafe { i2d_X509(certificate, &mut cursor) };
+            (written == length).then_some(der)
+        });
+    // SAFETY: the broker handed us a reference of our own (SSL_get_peer_certificate), freed
+    // exactly once, here, and not used afterwards.
+    unsafe { X509_free(certificate) };
+    der
 }
 
 /// What Mosquitto holds as `userdata` between `init` and `cleanup`.
@@ -611,10 +655,11 @@ fn basic_auth(instance: &Instance, event: &EvtBasicAuth) -> c_int {
         return MOSQ_ERR_AUTH;
     };
     // SAFETY: `event.client` is the broker's live client context for this CONNECT.
-    let (clean_session, protocol_version) = unsafe {
+    let (clean_session, protocol_version, certificate) = unsafe {
         (
             mosquitto_client_clean_session(event.client),
             mosquitto_client_protocol_version(event.client),
+            client_certificate_der(event.client),
         )
     };
     let attempt = ConnectAttempt {
@@ -624,6 +669,7 @@ fn basic_auth(instance: &Instance, event: &EvtBasicAuth) -> c_int {
         // MQTT 5 keeps a session past the disconnect whenever its session expiry is
         // above 0, which the plugin API does not show: assume it does.
         persistent: !clean_session || protocol_version == 5,
+        certificate: certificate.as_deref(),
     };
     let outcome =
         instance

@@ -5,6 +5,8 @@
 //! only `unsafe` code (the crate denies `unsafe_code` everywhere else); it turns broker
 //! events into calls on [`plugin::Plugin`], which is plain, unit-tested Rust:
 //!
+//! - [`certificate`]: a client certificate taken apart (the token inside it, its identity,
+//!   its end), for clients of the broker's certificate listener.
 //! - [`config`]: the `plugin_opt_*` settings and loading the verification keys.
 //! - [`decisions`]: may a CONNECT in (token valid, username is its `sub`, the client id is
 //!   one the token may use), may a client subscribe / publish / receive on a topic.
@@ -32,6 +34,7 @@
 
 #![deny(unsafe_code)]
 
+pub(crate) mod certificate;
 pub(crate) mod clients;
 pub(crate) mod config;
 pub(crate) mod decisions;

@@ -422,6 +422,7 @@ mod tests {
             password: Some(&token),
             client_id: Some(client_id),
             persistent,
+            certificate: None,
         };
         plugin
             .authenticate(ClientHandle(handle), attempt, now)
@@ -486,6 +487,7 @@ mod tests {
             password: Some(&token),
             client_id: Some("$link"),
             persistent: false,
+            certificate: None,
         };
         let presence = plugin
             .authenticate(ClientHandle(99), attempt, NOW)
@@ -603,5 +605,43 @@ mod tests {
             connect(&mut plugin, 3, ("111", "lamp", "$link"), false, NOW),
             Err(Refusal::ClientId(_))
         ));
+    }
+
+    #[test]
+    fn a_certificate_client_is_disconnected_at_its_certificates_end_and_by_a_close() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        control_link(&mut plugin);
+        let by_certificate = |plugin: &mut Plugin, handle, session: &str, not_after| {
+            let token = token(session, "lamp", NOW);
+            let identity = format!("{session}/lamp");
+            let der =
+                crate::test_fixtures::client_certificate(&[&identity], Some(&token), not_after);
+            let attempt = ConnectAttempt {
+                username: None,
+                password: None,
+                client_id: Some(&identity),
+                persistent: false,
+                certificate: Some(&der),
+            };
+            plugin
+                .authenticate(ClientHandle(handle), attempt, NOW)
+                .map(drop)
+        };
+        by_certificate(&mut plugin, 1, "111", NOW + 300).expect("admitted");
+        by_certificate(&mut plugin, 2, "222", NOW + 9_000).expect("admitted");
+        assert!(plugin.may_access("111/lamp", Access::Publish, "/111/x", NOW));
+        assert!(plugin.tick(NOW + 299).expired.is_empty());
+        assert_eq!(plugin.tick(NOW + 300).expired, vec!["111/lamp"]);
+
+        let closing = test_support::control_message::closing(&[("222", NOW + 600)]);
+        let outcome = plugin
+            .control(Some("$link"), &closing.to_payload(), NOW + 300)
+            .expect("accepted");
+        assert_eq!(outcome.closed_clients, vec!["222/lamp"]);
+        assert_eq!(
+            by_certificate(&mut plugin, 3, "222", NOW + 9_000),
+            Err(Refusal::SessionClosed)
+        );
     }
 }

@@ -77,6 +77,7 @@ mod tests {
             password: Some(token),
             client_id: Some(client),
             persistent: false,
+            certificate: None,
         };
         plugin
             .authenticate(ClientHandle(handle), attempt, NOW)

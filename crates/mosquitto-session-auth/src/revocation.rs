@@ -160,6 +160,7 @@ mod tests {
             password: Some(&token),
             client_id: Some(&claims.sub),
             persistent: false,
+            certificate: None,
         };
         plugin
             .authenticate(ClientHandle(handle), attempt, now)

@@ -1,6 +1,6 @@
 //! What the crate's unit tests share: the fixture keys of `session-token`, a fixed clock
-//! reading, tokens signed with the fixture key, and a plugin started with its state file
-//! in a temporary directory.
+//! reading, tokens signed with the fixture key, client certificates around them, and a
+//! plugin started with its state file in a temporary directory.
 
 use jsonwebtoken::{encode, EncodingKey, Header};
 use session_token::{Algorithm, Claims};
@@ -34,4 +34,31 @@ pub(crate) fn start_plugin(dir: &tempfile::TempDir, options: &[(&str, &str)]) ->
     let options = options.iter().copied().chain([("state_file", state)]);
     let config = PluginConfig::from_options(options).expect("options");
     Plugin::start(config, NOW).expect("starts")
+}
+
+/// A client certificate (DER) with the subject common name `names` (the last one, or
+/// none), the token extension
+/// holding `token` when given, valid until `not_after`. Self-signed: the plugin leaves the
+/// chain to the broker's TLS listener.
+pub(crate) fn client_certificate(names: &[&str], token: Option<&str>, not_after: u64) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::default();
+    let mut subject = rcgen::DistinguishedName::new();
+    for name in names {
+        subject.push(rcgen::DnType::CommonName, *name);
+    }
+    params.distinguished_name = subject;
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(NOW as i64 - 60).expect("time");
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after as i64).expect("time");
+    if let Some(token) = token {
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &session_token::TOKEN_EXTENSION_OID,
+            session_token::token_extension_value(token),
+        )];
+    }
+    let key = rcgen::KeyPair::generate().expect("key");
+    params
+        .self_signed(&key)
+        .expect("certificate")
+        .der()
+        .to_vec()
 }

@@ -8,6 +8,10 @@
 //!
 //! [`request_origin`] refuses what a browser sends on behalf of other sites (foreign
 //! `Host`, cross-site `Origin`/`Sec-Fetch-Site`), with or without a key.
+//!
+//! `ISM_ADMIN_COMPAT_WITHOUT_KEY` opens the original service's admin routes without the
+//! key ([`AdminAuth::without_key_for`]), for the original admin client on a trusted
+//! network; the origin checks, which run before this one, still apply to them.
 
 pub mod request_origin;
 
@@ -30,6 +34,8 @@ const MAX_KEY_BYTES: usize = 512;
 /// Checks admin API keys. Without a configured hash every request is let through.
 pub struct AdminAuth {
     expected: Option<ExpectedKey>,
+    /// Routes served without the key (the compat admin routes, when so configured).
+    paths_without_key: &'static [&'static str],
 }
 
 struct ExpectedKey {
@@ -56,7 +62,26 @@ impl AdminAuth {
                 })
             }
         };
-        Ok(AdminAuth { expected })
+        Ok(AdminAuth {
+            expected,
+            paths_without_key: &[],
+        })
+    }
+
+    /// Lets requests for exactly these `paths` through without the key: the original
+    /// service's admin routes with `ISM_ADMIN_COMPAT_WITHOUT_KEY`, for its admin client,
+    /// which sends none. The routes must be static paths (no parameters), so that the
+    /// path a request matched is one of these strings.
+    pub fn without_key_for(self, paths: &'static [&'static str]) -> Self {
+        AdminAuth {
+            paths_without_key: paths,
+            ..self
+        }
+    }
+
+    /// Is `path` served without the key?
+    pub fn is_open_without_key(&self, path: &str) -> bool {
+        self.paths_without_key.contains(&path)
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -139,6 +164,11 @@ pub async fn require_admin_key(
     request: Request,
     next: Next,
 ) -> Response {
+    // A route layer: runs only for a request that matched a route, whose path is then
+    // the route's own (static) path.
+    if auth.is_open_without_key(request.uri().path()) {
+        return next.run(request).await;
+    }
     let authorization = request
         .headers()
         .get(AUTHORIZATION)
@@ -234,6 +264,25 @@ mod tests {
             .check(None)
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn only_the_listed_paths_are_open_without_the_key() {
+        let auth = AdminAuth::new(Some(&hash_admin_key("s3cret").unwrap()))
+            .unwrap()
+            .without_key_for(&["/api/createSession", "/api/closeSession"]);
+        assert!(auth.is_open_without_key("/api/createSession"));
+        assert!(auth.is_open_without_key("/api/closeSession"));
+        for other in [
+            "/api/v1/sessions",
+            "/api/createSession/",
+            "/api/createsession",
+            "",
+        ] {
+            assert!(!auth.is_open_without_key(other), "{other}");
+        }
+        // The key itself is still required everywhere else.
+        assert!(auth.check(None).await.is_err());
     }
 
     #[test]

@@ -97,6 +97,15 @@ pub enum ApiError {
     /// Something on our side failed; the detail goes to the log, not to the client.
     #[error("internal error")]
     Internal(String),
+    /// The join carried a certificate signing request the service will not sign.
+    #[error("{0}")]
+    InvalidCsr(String),
+    /// The join carried a certificate signing request, but no client CA is configured (or
+    /// the mode signs no tokens).
+    #[error(
+        "this deployment issues no client certificates (no client CA is configured, or the mode is dev_no_auth); join without `csr`"
+    )]
+    ClientCertificatesDisabled,
 }
 
 impl ApiError {
@@ -117,6 +126,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InvalidCsr(_) => StatusCode::BAD_REQUEST,
+            ApiError::ClientCertificatesDisabled => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -136,6 +147,8 @@ impl ApiError {
             ApiError::SignerUnavailable => "signer_unavailable",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::InvalidCsr(_) => "invalid_csr",
+            ApiError::ClientCertificatesDisabled => "client_certificates_disabled",
         }
     }
 }

@@ -13,6 +13,11 @@
 //!
 //! Every join is counted by its outcome and timed ([`outcome`]).
 //!
+//! A join may carry a certificate signing request ([`certificate_request`], parsed and
+//! checked before anything else); then the signed token is also wrapped in a client
+//! certificate by the client CA ([`crate::client_ca`]). A join without one does no
+//! certificate work at all.
+//!
 //! Time comes from the state's clock; only the refusal floor measures real time, since
 //! what it shapes is how long a real response takes.
 
@@ -25,6 +30,7 @@ use std::time::Instant;
 
 use session_token::{Claims, DeviceGrant};
 
+use crate::client_ca::{CertificateRequest, CertificateSubject, ClientCa};
 use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
 use crate::events::EventKind;
@@ -39,12 +45,33 @@ pub struct JoinAttempt {
     pub pin: Pin,
     pub client: ClientName,
     pub client_ip: IpAddr,
+    /// A checked CSR: the device also wants a client certificate.
+    pub certificate_request: Option<CertificateRequest>,
 }
 
 /// What a device gets back: the MQTT credentials and where it may talk.
 pub struct IssuedToken {
     pub token: String,
     pub claims: Claims,
+    /// The client certificate (PEM) around the token, when the join sent a CSR.
+    pub certificate: Option<String>,
+}
+
+/// The CSR a join sent, parsed and checked: a clear 400 for one we do not sign, a 501 when
+/// this deployment has no client CA.
+pub fn certificate_request(
+    state: &AppState,
+    csr: Option<&str>,
+) -> Result<Option<CertificateRequest>, ApiError> {
+    let Some(csr) = csr else {
+        return Ok(None);
+    };
+    if state.client_ca.is_none() {
+        return Err(ApiError::ClientCertificatesDisabled);
+    }
+    CertificateRequest::from_pem(csr)
+        .map(Some)
+        .map_err(|refusal| ApiError::InvalidCsr(refusal.to_string()))
 }
 
 pub async fn join_session(
@@ -71,6 +98,7 @@ async fn decide_join(
         pin,
         client,
         client_ip,
+        certificate_request,
     } = attempt;
     let clock = &state.clock;
     if let Err(retry_after) = state
@@ -124,12 +152,39 @@ async fn decide_join(
         generation: session.generation,
     });
     let token = state.signer.sign(&claims).await?;
+    let certificate = match (&certificate_request, &state.client_ca) {
+        (Some(request), Some(ca)) => Some(issue_certificate(ca, request, &token, &claims)?),
+        _ => None,
+    };
     tracing::info!(session_id = %session_id, client = %client, jti = %token_id, "device joined");
     state.emit(EventKind::DeviceJoined {
         session_id: session_id.as_str().to_owned(),
         client: client.as_str().to_owned(),
     });
-    Ok(IssuedToken { token, claims })
+    Ok(IssuedToken {
+        token,
+        claims,
+        certificate,
+    })
+}
+
+/// The client certificate around a freshly signed token: the token's identity, valid from
+/// its `iat` to its `exp`.
+fn issue_certificate(
+    ca: &ClientCa,
+    request: &CertificateRequest,
+    token: &str,
+    claims: &Claims,
+) -> Result<String, ApiError> {
+    let subject = CertificateSubject {
+        token,
+        session_id: &claims.sid,
+        client_name: &claims.sub,
+        not_before: claims.iat,
+        not_after: claims.exp,
+    };
+    ca.issue(request, &subject)
+        .map_err(|error| ApiError::Internal(format!("client certificate: {error}")))
 }
 
 /// Hands a refused join to the refusal log, which logs the first of each source and

@@ -37,6 +37,8 @@
 //!   all assembling tokens with `signer::jws`; CPU-heavy work (RSA signatures, argon2)
 //!   runs on fixed per-core threads ([`cpu_pool`]), never on a growing thread pool; [`signing_key`] holds local key material
 //!   and [`new_file`] writes key and certificate files that must not exist yet.
+//! - [`client_ca`] signs short-lived client certificates around tokens, for joins that
+//!   send a CSR (the broker's certificate listener).
 //! - [`admin_auth`] guards the admin port.
 //! - [`clock`] is the one source of time, held by the state (a manual clock in tests);
 //!   [`secrets`] checks hashed secrets (PINs, the admin key): argon2 once, then a keyed
@@ -68,6 +70,7 @@ pub mod store;
 
 pub(crate) mod broker;
 pub(crate) mod cli;
+pub mod client_ca;
 pub(crate) mod client_ip;
 pub(crate) mod conductor;
 pub(crate) mod cpu_pool;

@@ -76,7 +76,16 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         // First, so that everything from here on is measured (once per process).
         crate::metrics::install();
-        let auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
+        let mut auth = AdminAuth::new(config.admin.admin_api_key_hash.as_deref())?;
+        if config.admin.admin_compat_without_key {
+            auth = auth.without_key_for(crate::routes::compat::ADMIN_PATHS);
+            if auth.is_enabled() {
+                tracing::warn!(
+                    routes = ?crate::routes::compat::ADMIN_PATHS,
+                    "ISM_ADMIN_COMPAT_WITHOUT_KEY: the original service's admin routes accept requests without the admin key; keep the admin port on a trusted network"
+                );
+            }
+        }
         if !auth.is_enabled() {
             if !config.listen.admin_addr.ip().is_loopback() && !config.admin.admin_insecure {
                 return Err(Error::Config(format!(
@@ -106,6 +115,19 @@ impl Application {
             "refused joins are answered no earlier than this after they arrive"
         );
 
+        let client_ca = config.client_certificates.load()?.map(Arc::new);
+        // A certificate carries a token; dev_no_auth issues none worth carrying.
+        let client_ca = match client_ca {
+            Some(_) if config.signing.auth_mode == crate::config::AuthMode::DevNoAuth => {
+                tracing::info!("the client CA is ignored: dev_no_auth issues no signed tokens");
+                None
+            }
+            Some(ca) => {
+                tracing::info!("client certificates: joins that send a CSR get one");
+                Some(ca)
+            }
+            None => None,
+        };
         let pins = Arc::new(
             PinChecker::new(usize::try_from(config.store.pin_length).unwrap_or(usize::MAX))
                 .map_err(StoreError::from)?,
@@ -228,6 +250,7 @@ impl Application {
             trusted_proxies: config.listen.trusted_proxies.clone().into(),
             revocation: revocation_link,
             clock,
+            client_ca,
         };
 
         let bind = |which: &'static str, addr: SocketAddr| async move {

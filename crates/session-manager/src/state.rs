@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::broker::{BrokerLink, PresenceTable};
+use crate::client_ca::ClientCa;
 use crate::clock::Clock;
 use crate::conductor::Conductors;
 use crate::events::{EventBus, EventKind};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// What happened, for the SSE stream and webhooks; publishing never waits.
     pub events: EventBus,
+    /// Signs client certificates for joins that send a CSR, when configured.
+    pub client_ca: Option<Arc<ClientCa>>,
     /// The sessions' conductors.
     pub conductors: Arc<Conductors>,
 }

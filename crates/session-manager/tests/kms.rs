@@ -1,7 +1,8 @@
 //! `kms_jwt_auth` end to end: the real `session-manager` binary signing with a KMS key
 //! served by moto (a real KMS API on loopback: CreateKey, GetPublicKey and Sign with real
 //! RSA and P-256 signatures), and a real Mosquitto with our plugin admitting a device
-//! with the exported public key.
+//! with the exported public key; and a client certificate, signed by the local client CA,
+//! around a KMS-signed token.
 //!
 //! moto runs through `tests/support/moto_kms_server.py`, which keeps key material across a
 //! moto restart (see that file), so the outage test can stop KMS, watch joins fail fast
@@ -22,6 +23,8 @@ use test_support::mqtt_device::Device;
 use test_support::now;
 use test_support::service::{self, Launch};
 use test_support::session_api::{self, CreatedSession};
+use x509_parser::der_parser::oid::Oid;
+use x509_parser::prelude::{FromDer, X509Certificate};
 const REGION: &str = "us-east-1";
 const INSTALL_HINT: &str =
     "run scripts/test, or: python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-test.txt";
@@ -465,4 +468,79 @@ async fn mosquitto_with_the_exported_kms_key_admits_the_device() {
             "{spec:?}: another client name got in with the token"
         );
     }
+}
+
+#[tokio::test]
+async fn in_kms_mode_a_client_certificate_carries_the_kms_signed_token() {
+    let moto = Moto::start();
+    let key = moto
+        .create_key(
+            KeySpec::EccNistP256,
+            KeyUsageType::SignVerify,
+            "alias/ism-tokens",
+        )
+        .await;
+    // The client CA is a local key whatever the mode: `certs client-ca` writes it.
+    let client_ca = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let output = kms_launch(&moto, &key, scratch.path()).output([
+        "certs".as_ref(),
+        "client-ca".as_ref(),
+        "--out".as_ref(),
+        client_ca.path().as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "certs client-ca failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let data_dir = tempfile::tempdir().unwrap();
+    let process = kms_launch(&moto, &key, data_dir.path())
+        .env(
+            "ISM_CLIENT_CA_CERT_FILE",
+            client_ca.path().join("client-ca.pem"),
+        )
+        .env(
+            "ISM_CLIENT_CA_KEY_FILE",
+            client_ca.path().join("client-ca.key"),
+        )
+        .start();
+    let http = reqwest::Client::new();
+    let session = session_api::create_session(&http, &process.admin, &json!({})).await;
+    let device_key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&device_key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let response = http
+        .post(format!(
+            "{}/api/v1/sessions/{}/join",
+            process.public, session.id
+        ))
+        .json(&json!({ "pin": session.pin, "client": "lamp-1", "csr": csr }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    let keys = KeySet::from_jwks_json(&session_api::jwks(&http, &process.public).await).unwrap();
+    verify(keys, token);
+
+    let certificate_pem = pem::parse(body["certificate"].as_str().unwrap()).unwrap();
+    let (_, certificate) = X509Certificate::from_der(certificate_pem.contents()).unwrap();
+    let oid = Oid::from(&session_token::TOKEN_EXTENSION_OID).unwrap();
+    let extension = certificate.get_extension_unique(&oid).unwrap().unwrap();
+    assert_eq!(
+        extension.value,
+        session_token::token_extension_value(token),
+        "the certificate carries the KMS-signed token"
+    );
+    let ca_pem = std::fs::read_to_string(client_ca.path().join("client-ca.pem")).unwrap();
+    let ca_der = pem::parse(ca_pem).unwrap();
+    let (_, ca) = X509Certificate::from_der(ca_der.contents()).unwrap();
+    certificate
+        .verify_signature(Some(ca.public_key()))
+        .expect("signed by the local client CA");
 }

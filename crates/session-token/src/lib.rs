@@ -13,10 +13,12 @@
 //! - [`client_id`]: which MQTT client ids a token may connect with.
 //! - [`control`]: the messages of the service ↔ plugin control channel.
 //! - [`presence`]: who is connected, as the plugin reports it to the service and to devices.
+//! - [`certificate`]: what a client certificate carries (the token and the identity).
 //!
 //! The crate is pure: no I/O, no clocks (callers pass `now`), no async.
 
 pub mod acl;
+pub mod certificate;
 pub mod claims;
 pub mod client_id;
 pub mod conductor;
@@ -27,6 +29,9 @@ pub mod topic;
 pub mod verify;
 
 pub use acl::Acl;
+pub use certificate::{
+    certificate_identity, token_extension_value, TOKEN_EXTENSION_OID, TOKEN_EXTENSION_OID_TEXT,
+};
 pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
 pub use client_id::{classify_client_id, scoped_client_id, ClientIdKind, ClientIdRefusal};
 pub use conductor::{

@@ -1,21 +1,27 @@
 //! `session-manager certs`: a development certificate authority and one server
-//! certificate signed by it, for nginx (HTTPS) and the broker's MQTT-over-TLS listener.
+//! certificate signed by it, for nginx (HTTPS) and the broker's MQTT-over-TLS listener,
+//! plus the client CA; `session-manager certs client-ca`: the client CA alone.
 //!
 //! Files written into `--out`:
 //! - `ca.pem`: the CA certificate devices and test clients trust (`--cafile`);
 //! - `ca.key`: the CA's private key (mode 0600), kept only so more certificates can be
 //!   issued by hand; nothing in the stack reads it;
 //! - `server.pem` / `server.key` (0600): the server certificate, valid for every `--host`
-//!   plus `localhost`, `127.0.0.1` and `::1`.
+//!   plus `localhost`, `127.0.0.1` and `::1`;
+//! - `client-ca.pem` / `client-ca.key` (0600): the client CA, a key of its own (never the
+//!   token signing key) that signs the client certificates joins hand out
+//!   ([`crate::client_ca`]); the broker's certificate listener trusts `client-ca.pem`.
 //!
-//! This is for development and test stacks. Production brings certificates from a real
-//! CA instead (see the deployment docs); nothing here is meant to replace that. Like
-//! `keygen`, it never overwrites a file: replacing a CA is a decision, not a side effect.
+//! The development CA and server certificate are for development and test stacks;
+//! production brings server certificates from a real CA instead (see the deployment docs).
+//! The client CA is for every mode, including bring-your-own server certificates and KMS
+//! signing: `certs client-ca` writes only it. Like `keygen`, neither ever overwrites a
+//! file: replacing a CA is a decision, not a side effect.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -29,27 +35,69 @@ use crate::new_file::write_private_file;
 const ALWAYS_VALID_FOR: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(super) struct CertsArgs {
+    #[command(subcommand)]
+    pub command: Option<CertsCommand>,
     /// Directory to write the files into (created if missing; existing files are never
     /// overwritten).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
     /// Extra DNS name or IP address the server certificate is valid for (repeatable),
     /// e.g. the broker's and proxy's host names.
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    /// Validity of the server certificate in days (the CA gets ten times as long).
+    /// Validity of the server certificate in days (the CA and the client CA get ten times as long).
     #[arg(long, default_value_t = 397, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
 }
 
-/// The four files `certs` writes, as paths inside the output directory.
+#[derive(Debug, Clone, Subcommand)]
+pub(super) enum CertsCommand {
+    /// Write only the client CA (client-ca.pem, client-ca.key), for deployments that bring
+    /// their own server certificates or sign tokens with KMS.
+    ClientCa(ClientCaArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct ClientCaArgs {
+    /// Directory to write client-ca.pem and client-ca.key into (created if missing;
+    /// existing files are never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Validity of the client CA in days.
+    #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+}
+
+/// The files `certs` writes, as paths inside the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CertificateFiles {
     pub ca_cert: PathBuf,
     pub ca_key: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    pub client_ca: ClientCaFiles,
+}
+
+/// The two files of the client CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClientCaFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ClientCaFiles {
+    fn in_dir(dir: &Path) -> Self {
+        ClientCaFiles {
+            cert: dir.join("client-ca.pem"),
+            key: dir.join("client-ca.key"),
+        }
+    }
+
+    pub(super) fn into_paths(self) -> Vec<PathBuf> {
+        vec![self.cert, self.key]
+    }
 }
 
 impl CertificateFiles {
@@ -59,39 +107,112 @@ impl CertificateFiles {
             ca_key: dir.join("ca.key"),
             server_cert: dir.join("server.pem"),
             server_key: dir.join("server.key"),
+            client_ca: ClientCaFiles::in_dir(dir),
         }
     }
 
-    fn all(&self) -> [&Path; 4] {
+    fn all(&self) -> [&Path; 6] {
         [
             &self.ca_cert,
             &self.ca_key,
             &self.server_cert,
             &self.server_key,
+            &self.client_ca.cert,
+            &self.client_ca.key,
         ]
+    }
+
+    pub(super) fn into_paths(self) -> Vec<PathBuf> {
+        let mut paths = vec![self.ca_cert, self.ca_key, self.server_cert, self.server_key];
+        paths.extend(self.client_ca.into_paths());
+        paths
     }
 }
 
-/// Issues a new CA and server certificate into `args.out`; returns the paths written.
-pub(super) fn run(args: &CertsArgs) -> Result<CertificateFiles, Error> {
-    let files = CertificateFiles::in_dir(&args.out);
-    if let Some(existing) = files.all().into_iter().find(|path| path.exists()) {
-        return Err(Error::Config(format!(
-            "{} already exists; choose an empty directory",
-            existing.display()
-        )));
+/// Carries out `certs` or `certs client-ca`; returns the paths written.
+pub(super) fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, Error> {
+    match (&args.command, &args.out) {
+        (Some(CertsCommand::ClientCa(client_ca)), _) => {
+            run_client_ca(client_ca).map(ClientCaFiles::into_paths)
+        }
+        (None, Some(out)) => run_development(out, args).map(CertificateFiles::into_paths),
+        (None, None) => Err(Error::Config("--out is required".to_owned())),
     }
-    let issued = issue(&args.hosts, args.days, OffsetDateTime::now_utc())?;
-    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
-        action: "create the output directory",
-        path: args.out.clone(),
-        source,
-    })?;
+}
+
+/// Issues a new development CA, server certificate and client CA into `out`.
+fn run_development(out: &Path, args: &CertsArgs) -> Result<CertificateFiles, Error> {
+    let files = CertificateFiles::in_dir(out);
+    refuse_existing(&files.all())?;
+    let now = OffsetDateTime::now_utc();
+    let issued = issue(&args.hosts, args.days, now)?;
+    let client_ca = issue_client_ca(args.days.saturating_mul(10), now)?;
+    create_dir(out)?;
     write_public_file(&files.ca_cert, issued.ca_cert_pem.as_bytes())?;
     write_private_file(&files.ca_key, issued.ca_key_pem.as_bytes())?;
     write_public_file(&files.server_cert, issued.server_cert_pem.as_bytes())?;
     write_private_file(&files.server_key, issued.server_key_pem.as_bytes())?;
+    write_client_ca(&files.client_ca, &client_ca)?;
     Ok(files)
+}
+
+/// Issues a new client CA alone into `args.out`.
+fn run_client_ca(args: &ClientCaArgs) -> Result<ClientCaFiles, Error> {
+    let files = ClientCaFiles::in_dir(&args.out);
+    refuse_existing(&[&files.cert, &files.key])?;
+    let client_ca = issue_client_ca(args.days, OffsetDateTime::now_utc())?;
+    create_dir(&args.out)?;
+    write_client_ca(&files, &client_ca)?;
+    Ok(files)
+}
+
+fn refuse_existing(paths: &[&Path]) -> Result<(), Error> {
+    match paths.iter().find(|path| path.exists()) {
+        Some(existing) => Err(Error::Config(format!(
+            "{} already exists; choose an empty directory",
+            existing.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        action: "create the output directory",
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// A client CA's certificate and key, PEM.
+struct IssuedClientCa {
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn write_client_ca(files: &ClientCaFiles, issued: &IssuedClientCa) -> Result<(), Error> {
+    write_public_file(&files.cert, issued.cert_pem.as_bytes())?;
+    write_private_file(&files.key, issued.key_pem.as_bytes())
+}
+
+/// A self-signed CA (ECDSA P-256, a key of its own) that may sign end-entity client
+/// certificates only.
+fn issue_client_ca(days: u32, now: OffsetDateTime) -> Result<IssuedClientCa, Error> {
+    let failed = |what: &str, e: rcgen::Error| Error::Certificate(format!("{what}: {e}"));
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name("IoT Session Manager client CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(i64::from(days));
+    let key = KeyPair::generate().map_err(|e| failed("client CA key", e))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| failed("client CA certificate", e))?;
+    Ok(IssuedClientCa {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// PEM texts of a freshly issued CA and server certificate.
@@ -220,19 +341,55 @@ mod tests {
     }
 
     #[test]
-    fn writes_four_files_and_never_overwrites() {
+    fn writes_the_development_ca_server_and_client_ca_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let args = CertsArgs {
-            out: dir.path().join("tls"),
+            command: None,
+            out: Some(dir.path().join("tls")),
             hosts: vec!["broker".into()],
             days: 30,
         };
-        let files = run(&args).unwrap();
-        for path in files.all() {
+        let paths = run(&args).unwrap();
+        assert_eq!(paths.len(), 6);
+        for path in &paths {
             assert!(path.is_file(), "{} missing", path.display());
         }
-        let ca = std::fs::read_to_string(&files.ca_cert).unwrap();
+        let ca = std::fs::read_to_string(&paths[0]).unwrap();
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(run(&args).is_err(), "a second run must not overwrite");
+        let files = CertificateFiles::in_dir(&dir.path().join("tls"));
+        crate::client_ca::ClientCa::load(&files.client_ca.cert, &files.client_ca.key)
+            .expect("the client CA loads");
+        let server_key = std::fs::read_to_string(&files.server_key).unwrap();
+        let client_ca_key = std::fs::read_to_string(&files.client_ca.key).unwrap();
+        assert_ne!(
+            server_key, client_ca_key,
+            "the client CA has a key of its own"
+        );
+    }
+
+    #[test]
+    fn client_ca_alone_writes_two_loadable_files_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = CertsArgs {
+            command: Some(CertsCommand::ClientCa(ClientCaArgs {
+                out: dir.path().join("client"),
+                days: 30,
+            })),
+            out: None,
+            hosts: Vec::new(),
+            days: 397,
+        };
+        let paths = run(&args).unwrap();
+        assert_eq!(
+            paths,
+            [
+                dir.path().join("client/client-ca.pem"),
+                dir.path().join("client/client-ca.key")
+            ]
+        );
+        crate::client_ca::ClientCa::load(&paths[0], &paths[1]).expect("loads");
+        assert!(!dir.path().join("client/server.pem").exists());
         assert!(run(&args).is_err(), "a second run must not overwrite");
     }
 }

@@ -41,7 +41,8 @@ enum Command {
     /// terminal) a random key is generated and printed first.
     HashAdminKey,
     /// Write a development CA and a server certificate signed by it (ca.pem, ca.key,
-    /// server.pem, server.key) for nginx and the broker's TLS listener.
+    /// server.pem, server.key) for nginx and the broker's TLS listener, and the client CA
+    /// (client-ca.pem, client-ca.key); `certs client-ca` writes the client CA alone.
     Certs(certs::CertsArgs),
     /// Write the public key the configured mode signs with (local key or AWS KMS key) as
     /// public_key.pem and jwks.json, for the broker. Takes the same options as `serve`.
@@ -68,14 +69,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             startup::serve(*config).await
         }
         Command::Keygen(args) => keygen::run(&args).map(print_paths),
-        Command::Certs(args) => certs::run(&args).map(|files| {
-            print_paths(vec![
-                files.ca_cert,
-                files.ca_key,
-                files.server_cert,
-                files.server_key,
-            ]);
-        }),
+        Command::Certs(args) => certs::run(&args).map(print_paths),
         Command::ExportPublicKey(args) => export_public_key::run(&args).await.map(print_paths),
         Command::HashAdminKey => admin_auth::hash_admin_key_command()
             .map(|phc| println!("{}", admin_auth::quoted_for_env_file(&phc))),

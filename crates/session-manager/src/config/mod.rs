@@ -13,6 +13,7 @@
 
 mod admin;
 mod broker;
+mod client_certificates;
 mod conductor;
 mod kms;
 mod limits;
@@ -30,6 +31,7 @@ use clap::{Args, Parser as _};
 
 pub use admin::AdminConfig;
 pub use broker::{BrokerConfig, BrokerUrl};
+pub use client_certificates::ClientCertificatesConfig;
 pub use conductor::ConductorConfig;
 pub use kms::KmsConfig;
 pub use limits::LimitsConfig;
@@ -61,6 +63,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[command(flatten)]
     pub webhooks: WebhooksConfig,
+    #[command(flatten)]
+    pub client_certificates: ClientCertificatesConfig,
     #[command(flatten)]
     pub conductor: ConductorConfig,
 }

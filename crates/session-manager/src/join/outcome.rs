@@ -4,7 +4,7 @@
 //! [`super::join_session`] records what it decides, with the time the decision took (the
 //! refusal floor excluded: that wait is deliberate, and `ism_http_request_duration_seconds`
 //! shows what clients wait in all). A join refused before it gets there, for input that
-//! does not parse (bad JSON, an invalid id or name, a body too large), is counted by
+//! does not parse (bad JSON, an invalid id or name, a body too large, a CSR refused), is counted by
 //! [`count_refused_input`], the middleware of the join routes.
 
 use std::time::Duration;
@@ -54,7 +54,9 @@ impl JoinOutcome {
             | ApiError::MethodNotAllowed
             | ApiError::PayloadTooLarge
             | ApiError::UnsupportedMediaType(_)
-            | ApiError::Forbidden(_) => JoinOutcome::BadRequest,
+            | ApiError::Forbidden(_)
+            | ApiError::InvalidCsr(_)
+            | ApiError::ClientCertificatesDisabled => JoinOutcome::BadRequest,
         }
     }
 
@@ -119,6 +121,8 @@ pub(crate) async fn count_refused_input(request: Request, next: Next) -> Respons
             | StatusCode::PAYLOAD_TOO_LARGE
             | StatusCode::UNSUPPORTED_MEDIA_TYPE
             | StatusCode::UNPROCESSABLE_ENTITY
+            // A CSR sent where no client CA is configured.
+            | StatusCode::NOT_IMPLEMENTED
     ) {
         JoinOutcome::BadRequest.joins_total().increment(1);
     }

@@ -9,7 +9,12 @@
 //!   does not have;
 //! - public `POST /api/joinSession` with `{"id","pin","client"}` → `{"token"}`.
 //!
-//! The original clients sent ids and PINs as strings or numbers, so both are accepted.
+//! The original clients sent ids and PINs as strings or numbers, so both are accepted,
+//! and the join takes its JSON body under any content type, as the original did (Tornado's
+//! test client labels it `application/x-www-form-urlencoded`, scripts often send none).
+//!
+//! With `ISM_ADMIN_COMPAT_WITHOUT_KEY` the admin routes here need no admin key (the
+//! original admin client sends none); see [`crate::admin_auth`].
 
 use std::sync::Arc;
 
@@ -24,9 +29,9 @@ use crate::client_ip::ClientIp;
 use crate::conductor::{no_handler_answer, CallError, UNKNOWN_SESSION_ANSWER};
 use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{AnyContentTypeJson, QueryParams};
 use crate::join::pin_check::PinChecker;
-use crate::join::{join_session, JoinAttempt};
+use crate::join::{certificate_request, join_session, JoinAttempt};
 use crate::sessions;
 use crate::state::AppState;
 use crate::store::{ClientInfo, NewSession};
@@ -136,28 +141,36 @@ pub struct CompatJoinRequest {
     pub id: StringOrNumber,
     pub pin: StringOrNumber,
     pub client: ClientName,
+    /// Not in the original: a PEM certificate signing request, as on the v1 join.
+    #[serde(default)]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct CompatJoinResponse {
     pub token: String,
+    /// Only when the join sent a `csr`, so the original shape is unchanged otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 pub async fn join_session_compat(
     State(state): State<AppState>,
     Extension(pins): Extension<Arc<PinChecker>>,
     ClientIp(client_ip): ClientIp,
-    JsonBody(request): JsonBody<CompatJoinRequest>,
+    AnyContentTypeJson(request): AnyContentTypeJson<CompatJoinRequest>,
 ) -> Result<Json<CompatJoinResponse>, ApiError> {
     let attempt = JoinAttempt {
         session_id: SessionId::parse(&request.id.into_string())?,
         pin: Pin::parse(&request.pin.into_string())?,
         client: request.client,
         client_ip,
+        certificate_request: certificate_request(&state, request.csr.as_deref())?,
     };
     let issued = join_session(&state, &pins, attempt).await?;
     Ok(Json(CompatJoinResponse {
         token: issued.token,
+        certificate: issued.certificate,
     }))
 }
 

@@ -13,13 +13,16 @@ use crate::domain::{ClientName, Pin, SessionId};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
 use crate::join::pin_check::PinChecker;
-use crate::join::{join_session, JoinAttempt};
+use crate::join::{certificate_request, join_session, JoinAttempt};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct JoinRequest {
     pub pin: Pin,
     pub client: ClientName,
+    /// A PEM certificate signing request: the answer then carries a client certificate.
+    #[serde(default)]
+    pub csr: Option<String>,
 }
 
 /// MQTT credentials for the device: the username is its client name, the client id the
@@ -33,6 +36,10 @@ pub struct JoinResponse {
     pub session_id: String,
     pub topic_root: String,
     pub expires_at: u64,
+    /// The client certificate (PEM) for the broker's certificate listener, when the join
+    /// sent a `csr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 pub async fn join(
@@ -47,6 +54,7 @@ pub async fn join(
         pin: request.pin,
         client: request.client,
         client_ip,
+        certificate_request: certificate_request(&state, request.csr.as_deref())?,
     };
     let issued = join_session(&state, &pins, attempt).await?;
     let claims = issued.claims;
@@ -57,6 +65,7 @@ pub async fn join(
         topic_root: session_token::claims::session_topic_root(&claims.sid),
         session_id: claims.sid,
         expires_at: claims.exp,
+        certificate: issued.certificate,
     }))
 }
 
