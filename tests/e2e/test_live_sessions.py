@@ -57,14 +57,15 @@ class WebhookReceiver:
 
 
 class EventStream:
-    """The admin SSE stream, read on a thread: `(event name, JSON)` pairs in `events`."""
+    """An admin SSE stream (by default the event stream), read on a thread:
+    `(event name, JSON)` pairs in `events`."""
 
-    def __init__(self, stack, session_id=None):
+    def __init__(self, stack, session_id=None, path="/api/v1/events"):
         self.events = Collected()
         self.closed = False
         params = {"session": session_id} if session_id else {}
         self.response = requests.get(
-            stack["admin_url"] + "/api/v1/events", params=params, stream=True, timeout=30,
+            stack["admin_url"] + path, params=params, stream=True, timeout=30,
             headers={"authorization": f"Bearer {stack['admin_api_key']}",
                      "accept": "text/event-stream"})
         assert self.response.status_code == 200, self.response.text

@@ -56,6 +56,8 @@ pub enum Refusal {
     SessionClosed,
     /// The device was kicked and the token is of a generation from before the kick.
     Kicked,
+    /// The token itself (its `jti`) was revoked.
+    TokenRevoked,
     /// The client certificate carries no usable token or identity.
     Certificate(CertificateRefusal),
     /// The client certificate's identity is not its token's session and name.
@@ -78,6 +80,7 @@ impl fmt::Display for Refusal {
             Refusal::MalformedGrants(error) => write!(f, "token grants are malformed: {error}"),
             Refusal::SessionClosed => f.write_str("the token's session has been closed"),
             Refusal::Kicked => f.write_str("the device was kicked and the token predates the kick"),
+            Refusal::TokenRevoked => f.write_str("the token has been revoked"),
             Refusal::Certificate(refusal) => refusal.fmt(f),
             Refusal::CertificateIdentityMismatch => {
                 f.write_str("the client certificate's identity is not its token's session and name")

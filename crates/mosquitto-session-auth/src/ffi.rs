@@ -523,12 +523,13 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         log(
             MOSQ_LOG_INFO,
             &format!(
-                "started with {} key(s): {}; state file {} (sessions refused: {}, devices kicked: {}, persistent clients: {})",
+                "started with {} key(s): {}; state file {} (sessions refused: {}, devices kicked: {}, tokens revoked: {}, persistent clients: {})",
                 plugin.key_ids().len(),
                 plugin.key_ids().join(", "),
                 plugin.state_file().display(),
                 plugin.revoked_sessions(),
                 plugin.kicked_devices(),
+                plugin.revoked_tokens(),
                 plugin.known_clients()
             ),
         );
@@ -902,6 +903,18 @@ fn control(instance: &Instance, event: &EvtControl) -> c_int {
         );
     }
     kick(&outcome.kicked_clients, "the device was kicked");
+    if !outcome.revoked_tokens.is_empty() {
+        log(
+            MOSQ_LOG_NOTICE,
+            &format!(
+                "client {} revoked token(s) {:?}: disconnecting {} client(s)",
+                loggable(sender.as_deref()),
+                outcome.revoked_tokens,
+                outcome.revoked_clients.len()
+            ),
+        );
+    }
+    kick(&outcome.revoked_clients, "its token was revoked");
     // Taken after the disconnects above, which reported (and wrote) their own presence.
     let presence = {
         let mut plugin = instance.plugin();

@@ -24,6 +24,8 @@
 //! - [`reload`]: re-reading the keys on SIGHUP and revoking clients of withdrawn keys.
 //! - [`revocation`]: the control messages pushed on `$CONTROL/session-auth/v1` (closed
 //!   sessions, kicks, sync requests) and who may send them.
+//! - [`revoked_tokens`]: revoked tokens by `jti` (service tokens), refused until their
+//!   `exp`.
 //! - [`state_file`]: closed sessions and persistent client sessions, kept on disk across
 //!   broker restarts.
 //! - [`token_cache`]: tokens already verified, so a reconnect with the same token skips
@@ -47,6 +49,7 @@ pub(crate) mod plugin;
 pub(crate) mod presence;
 pub(crate) mod reload;
 pub(crate) mod revocation;
+pub(crate) mod revoked_tokens;
 pub(crate) mod state_file;
 #[cfg(test)]
 pub(crate) mod test_fixtures;

@@ -4,13 +4,14 @@
 //! converts the broker's C data into these calls and carries out what they return (log
 //! lines, client ids to disconnect, presence messages to publish). The data each event
 //! works on lives in its own module ([`crate::clients`], [`crate::revocation`],
-//! [`crate::kicks`], [`crate::presence`], [`crate::reload`], [`crate::state_file`]); a new
+//! [`crate::kicks`], [`crate::revoked_tokens`], [`crate::presence`], [`crate::reload`], [`crate::state_file`]); a new
 //! event is a new method here and a new callback in the shell.
 
 use std::collections::HashSet;
 
 use session_token::{
-    scoped_client_id, ClosedSession, ControlMessage, DisconnectReason, KickedDevice, TokenVerifier,
+    scoped_client_id, ClosedSession, ControlMessage, DisconnectReason, KickedDevice, RevokedToken,
+    TokenVerifier,
 };
 
 use crate::clients::{ClientHandle, ClientRegistry};
@@ -21,6 +22,7 @@ use crate::kicks::KickedDevices;
 use crate::presence::{Outgoing, PresenceTracker};
 use crate::reload::Reloaded;
 use crate::revocation::{ControlOutcome, ControlRefusal, RevokedSessions, CONTROL_TOPIC};
+use crate::revoked_tokens::RevokedTokens;
 use crate::state_file::{self, SavedClient, SavedState, STATE_FILE_VERSION};
 use crate::token_cache::TokenCache;
 
@@ -35,6 +37,7 @@ pub struct Plugin {
     pub(crate) clients: ClientRegistry,
     pub(crate) revoked: RevokedSessions,
     pub(crate) kicked: KickedDevices,
+    pub(crate) revoked_tokens: RevokedTokens,
     pub(crate) presence: PresenceTracker,
     /// Tokens verified before, for reconnects.
     pub(crate) token_cache: TokenCache,
@@ -67,6 +70,7 @@ impl Plugin {
             clients: ClientRegistry::new(),
             revoked: RevokedSessions::new(),
             kicked: KickedDevices::new(),
+            revoked_tokens: RevokedTokens::new(),
             presence: PresenceTracker::new(),
             token_cache,
             state_changed: false,
@@ -79,6 +83,9 @@ impl Plugin {
             for kick in saved.kicked.iter().filter(|k| k.until > now) {
                 plugin.kicked.insert(kick);
             }
+            for revoked in saved.revoked.iter().filter(|r| r.until > now) {
+                plugin.revoked_tokens.insert(revoked);
+            }
             for client in saved.clients.into_iter().filter(|c| c.exp > now) {
                 if let Some(client) = client.into_client() {
                     plugin
@@ -87,9 +94,10 @@ impl Plugin {
                     plugin.clients.restore(client);
                 }
             }
-            let kicked = &plugin.kicked;
+            let (kicked, revoked_tokens) = (&plugin.kicked, &plugin.revoked_tokens);
             plugin.clients.revoke(now, |client| {
                 kicked.refuses(&client.session_id, &client.name, client.generation, now)
+                    || revoked_tokens.refuses(&client.token_id, now)
             });
         }
         plugin.save_state(now)?;
@@ -134,6 +142,9 @@ impl Plugin {
             .refuses(&client.session_id, &client.name, client.generation, now)
         {
             return Err(Refusal::Kicked);
+        }
+        if self.revoked_tokens.refuses(&client.token_id, now) {
+            return Err(Refusal::TokenRevoked);
         }
         if kind.is_shared_namespace() {
             let held_elsewhere = self
@@ -208,6 +219,8 @@ impl Plugin {
             })
         };
         self.note_ending(&kicked_clients, DisconnectReason::Kicked);
+
+        let (revoked, revoked_clients) = self.revoke_tokens(message.revoked, now);
         Ok(ControlOutcome {
             sessions: closed.into_iter().map(|closed| closed.sid).collect(),
             closed_clients,
@@ -216,8 +229,39 @@ impl Plugin {
                 .map(|kick| scoped_client_id(&kick.sid, &kick.client))
                 .collect(),
             kicked_clients,
+            revoked_tokens: revoked,
+            revoked_clients,
             sync: message.sync,
         })
+    }
+
+    /// Records the revocations of `revoked` still running at `now` and ends the grants of
+    /// every client holding one of those tokens: the revoked ids, and the client ids to
+    /// disconnect (their reasons noted).
+    fn revoke_tokens(
+        &mut self,
+        revoked: Vec<RevokedToken>,
+        now: u64,
+    ) -> (Vec<String>, Vec<String>) {
+        let revoked: Vec<RevokedToken> = revoked
+            .into_iter()
+            .filter(|token| !token.jti.is_empty() && token.until > now)
+            .collect();
+        if revoked.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        for token in &revoked {
+            self.state_changed |= self.revoked_tokens.insert(token);
+        }
+        let ids: HashSet<&str> = revoked.iter().map(|token| token.jti.as_str()).collect();
+        let clients = self
+            .clients
+            .revoke(now, |client| ids.contains(client.token_id.as_str()));
+        self.note_ending(&clients, DisconnectReason::Kicked);
+        (
+            revoked.into_iter().map(|token| token.jti).collect(),
+            clients,
+        )
     }
 
     /// Notes why the connections holding `client_ids` are about to be disconnected.
@@ -269,6 +313,7 @@ impl Plugin {
     pub fn tick(&mut self, now: u64) -> Tick {
         self.state_changed |= self.revoked.forget_expired(now);
         self.state_changed |= self.kicked.forget_expired(now);
+        self.state_changed |= self.revoked_tokens.forget_expired(now);
         self.token_cache.sweep(now);
         let expired = self.clients.sweep(now);
         let expired = if self.config.disconnect_after_expire {
@@ -338,6 +383,7 @@ impl Plugin {
                 .persistent_clients()
                 .map(SavedClient::from_client)
                 .collect(),
+            revoked: self.revoked_tokens.revoked_tokens().collect(),
         };
         match state_file::save(&self.config.state_file, &state) {
             Ok(()) => {
@@ -355,6 +401,11 @@ impl Plugin {
     /// How many kicked devices are currently refused.
     pub fn kicked_devices(&self) -> usize {
         self.kicked.len()
+    }
+
+    /// How many revoked tokens are currently refused.
+    pub fn revoked_tokens(&self) -> usize {
+        self.revoked_tokens.len()
     }
 
     /// How many device connections are live.
@@ -590,6 +641,104 @@ mod tests {
         plugin.client_disconnected(ClientHandle(2), "b", NOW + 600);
         assert_eq!(reason(&mut plugin), DisconnectReason::Expired);
         assert_eq!(plugin.live_connections(), 0);
+    }
+
+    /// A service token `$svc-backend` (jti `svc-1`) granted `/+/#` both ways.
+    fn backend_token() -> String {
+        let grants = vec!["/+/#".to_owned()];
+        sign(&Claims::for_service(&session_token::ServiceGrant {
+            issuer: "ism",
+            name: "backend",
+            issued_at: NOW,
+            lifetime_secs: 600,
+            token_id: "svc-1",
+            subscribe: &grants,
+            publish: &grants,
+        }))
+    }
+
+    fn connect_backend(
+        plugin: &mut Plugin,
+        handle: usize,
+        token: &str,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let attempt = ConnectAttempt {
+            username: Some("$svc-backend"),
+            password: Some(token),
+            client_id: Some("$svc-backend"),
+            persistent: false,
+            certificate: None,
+        };
+        plugin
+            .authenticate(ClientHandle(handle), attempt, now)
+            .map(drop)
+    }
+
+    #[test]
+    fn a_revoked_token_is_cut_off_and_refused_from_the_cache_and_across_restarts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        control_link(&mut plugin);
+        let backend = backend_token();
+        connect_backend(&mut plugin, 1, &backend, NOW).expect("a service token is admitted");
+        connect(&mut plugin, 2, ("111", "lamp", "lamp"), false, NOW).expect("a device");
+        assert!(plugin.may_access("$svc-backend", Access::Publish, "/111/lamp/cmd", NOW));
+        assert!(!plugin.may_access("$svc-backend", Access::Publish, CONTROL_TOPIC, NOW));
+        assert!(!plugin.may_access("$svc-backend", Access::Subscribe, "$CONTROL/#", NOW));
+
+        let message = ControlMessage {
+            revoked: vec![RevokedToken {
+                jti: "svc-1".into(),
+                until: NOW + 600,
+            }],
+            ..ControlMessage::default()
+        };
+        let outcome = plugin
+            .control(Some("$link"), &message.to_payload(), NOW)
+            .expect("accepted");
+        assert_eq!(outcome.revoked_clients, vec!["$svc-backend"]);
+        assert_eq!(outcome.revoked_tokens, vec!["svc-1"]);
+        assert!(!plugin.may_access("$svc-backend", Access::Publish, "/111/lamp/cmd", NOW));
+        assert!(
+            plugin.may_access("lamp", Access::Publish, "/111/x", NOW),
+            "others keep theirs"
+        );
+        assert_eq!(
+            connect_backend(&mut plugin, 3, &backend, NOW + 1),
+            Err(Refusal::TokenRevoked),
+            "the same token, from the cache"
+        );
+        assert!(plugin.state_changed, "to be saved before the disconnects");
+        plugin.flush_state(NOW).expect("saved");
+
+        let mut restarted = self::plugin(&dir, "false");
+        assert_eq!(restarted.revoked_tokens(), 1);
+        assert_eq!(
+            connect_backend(&mut restarted, 4, &backend, NOW + 1),
+            Err(Refusal::TokenRevoked)
+        );
+        restarted.tick(NOW + 600);
+        assert_eq!(
+            restarted.revoked_tokens(),
+            0,
+            "forgotten at the token's end"
+        );
+    }
+
+    #[test]
+    fn no_token_may_send_control_messages_but_the_links() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut plugin = plugin(&dir, "false");
+        let backend = backend_token();
+        connect_backend(&mut plugin, 1, &backend, NOW).expect("admitted");
+        let closing = test_support::control_message::closing(&[("111", NOW + 600)]);
+        assert_eq!(
+            plugin
+                .control(Some("$svc-backend"), &closing.to_payload(), NOW)
+                .err(),
+            Some(ControlRefusal::NotGranted)
+        );
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct ControlOutcome {
     pub kicked_devices: Vec<String>,
     /// Client ids to disconnect: the kicked devices' connections of an older generation.
     pub kicked_clients: Vec<String>,
+    /// The ids (`jti`) of the tokens revoked.
+    pub revoked_tokens: Vec<String>,
+    /// Client ids to disconnect: the connections holding a revoked token.
+    pub revoked_clients: Vec<String>,
     /// A sync request id, answered once the disconnects are done.
     pub sync: Option<String>,
 }

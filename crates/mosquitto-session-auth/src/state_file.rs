@@ -5,6 +5,7 @@
 //!   service is down (or before it reconnects) never admits a revoked token.
 //! - **Kicked devices** (session, name, the generation below which their tokens are
 //!   refused, and until when), for the same reason.
+//! - **Revoked tokens** (by `jti`, until their `exp`), for the same reason.
 //! - **Persistent client sessions**' token generation and `jti` with the rest, so a kick
 //!   still ends a restored session's grants.
 //! - **Persistent client sessions** (client id, session, name, key id, expiry, grants), so
@@ -12,9 +13,10 @@
 //!   protects a persisted session from devices of other sessions, and the messages queued
 //!   for it are still checked against its own grants.
 //!
-//! The file is JSON (`{"version":1,"closed":[...],"kicked":[...],"clients":[...]}`; files
-//! written before kicks existed lack `kicked` and each client's `gen` and `jti`, and read
-//! as none / 0 / empty), written atomically:
+//! The file is JSON (`{"version":1,"closed":[...],"kicked":[...],"clients":[...],
+//! "revoked":[...]}`; files written before kicks existed lack `kicked` and each client's
+//! `gen` and `jti`, and read as none / 0 / empty; files written before token revocations
+//! existed lack `revoked`), written atomically:
 //! a temporary file next to it is written and fsynced, renamed over it, and the directory
 //! fsynced, so a crash leaves either the old or the new file, never a mix. Entries whose end
 //! has passed are dropped when the file is read. A file that cannot be read or parsed stops
@@ -26,7 +28,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use session_token::{Acl, ClosedSession, KickedDevice};
+use session_token::{Acl, ClosedSession, KickedDevice, RevokedToken};
 
 use crate::clients::ConnectedClient;
 use crate::error::PluginError;
@@ -43,6 +45,8 @@ pub struct SavedState {
     #[serde(default)]
     pub kicked: Vec<KickedDevice>,
     pub clients: Vec<SavedClient>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<RevokedToken>,
 }
 
 /// A persistent client session and the grants of the token that opened it.
@@ -197,6 +201,10 @@ mod tests {
                 generation: 2,
                 jti: "j".into(),
             }],
+            revoked: vec![RevokedToken {
+                jti: "svc".into(),
+                until: 4_000,
+            }],
         }
     }
 
@@ -226,6 +234,7 @@ mod tests {
         .expect("write");
         let state = load(&path).expect("reads").expect("a state");
         assert!(state.kicked.is_empty());
+        assert!(state.revoked.is_empty());
         assert_eq!(
             (state.clients[0].generation, state.clients[0].jti.as_str()),
             (0, "")

@@ -8,91 +8,15 @@
 
 #[path = "support/connection_closed.rs"]
 mod connection_closed;
+#[path = "support/real_service.rs"]
+mod real_service;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use connection_closed::closed_at;
-use test_support::fixture_tokens::{fixture_path, jwks, SigningKey, ISSUER};
+use real_service::{http, linked_to_a_broker, Service};
 use test_support::mosquitto::Broker;
 use test_support::mqtt_device::Device;
-use test_support::service;
-
-/// The service signing with the fixture RSA key, and the `host:port` of its two APIs.
-struct Service {
-    admin: String,
-    public: String,
-    _process: service::Service,
-    _data: tempfile::TempDir,
-}
-
-impl Service {
-    fn start() -> Service {
-        Self::start_with(&[])
-    }
-
-    /// The service with extra environment variables.
-    fn start_with(env: &[(&str, &str)]) -> Service {
-        let data = tempfile::tempdir().expect("temp dir");
-        let process = service::Launch::new()
-            .data_dir(data.path())
-            .env("MQTT_AUTH_MODE", "dev_jwt_auth")
-            .env("ISM_SIGNING_KEY_FILE", fixture_path("rsa_private.pem"))
-            .env("ISM_ISSUER", ISSUER)
-            .envs(env)
-            .start();
-        Service {
-            admin: process.admin_addr.to_string(),
-            public: process.public_addr.to_string(),
-            _process: process,
-            _data: data,
-        }
-    }
-
-    fn create_session(&self) -> (String, String) {
-        let created = http(&self.admin, "POST", "/api/v1/sessions", "{}");
-        let id = created["id"].as_str().expect("session id").to_owned();
-        let pin = created["pin"].as_str().expect("pin").to_owned();
-        (id, pin)
-    }
-
-    fn join(&self, session: &str, pin: &str, client: &str) -> String {
-        let body = serde_json::json!({ "pin": pin, "client": client }).to_string();
-        let joined = http(
-            &self.public,
-            "POST",
-            &format!("/api/v1/sessions/{session}/join"),
-            &body,
-        );
-        joined["token"].as_str().expect("token").to_owned()
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`; the JSON body of the answer.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> serde_json::Value {
-    let mut stream = TcpStream::connect(addr).expect("service reachable");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.1 2"),
-        "{method} {path}: {head}\n{body}"
-    );
-    if body.is_empty() {
-        return serde_json::Value::Null;
-    }
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
-}
 
 #[test]
 fn tokens_from_the_service_admit_devices_to_their_session_only() {
@@ -142,18 +66,8 @@ fn tokens_from_the_service_admit_devices_to_their_session_only() {
 #[test]
 fn closing_a_session_disconnects_its_devices_within_a_second() {
     // The service signs with the fixture key, so the broker can start first with its JWKS.
-    let broker = Broker::with_plugin(&jwks(&[&SigningKey::rsa()]), &[]);
+    let (broker, service) = linked_to_a_broker();
     let port = broker.port();
-    let url = format!("mqtt://127.0.0.1:{port}");
-    let service = Service::start_with(&[("ISM_BROKER_CONTROL_URL", url.as_str())]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http(&service.admin, "GET", "/healthz", "")["revocation"]["connected"] != true {
-        assert!(
-            Instant::now() < deadline,
-            "the revocation link never connected"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let (other, other_pin) = service.create_session();
     let mut bystander = Device::connect(

@@ -44,6 +44,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// A command that calls the admin API got an error (or no answer).
+    #[error("admin API: {0}")]
+    AdminApi(String),
 }
 
 /// Why a token could not be signed (defined here, with the other errors, so that the
@@ -97,6 +100,9 @@ pub enum ApiError {
     /// Something on our side failed; the detail goes to the log, not to the client.
     #[error("internal error")]
     Internal(String),
+    /// A route that reads MQTT traffic, on a service without a broker link.
+    #[error("this needs the broker link (ISM_BROKER_CONTROL_URL, in a mode that signs tokens)")]
+    NoBrokerLink,
     /// The join carried a certificate signing request the service will not sign.
     #[error("{0}")]
     InvalidCsr(String),
@@ -126,6 +132,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NoBrokerLink => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidCsr(_) => StatusCode::BAD_REQUEST,
             ApiError::ClientCertificatesDisabled => StatusCode::NOT_IMPLEMENTED,
         }
@@ -147,6 +154,7 @@ impl ApiError {
             ApiError::SignerUnavailable => "signer_unavailable",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::NoBrokerLink => "no_broker_link",
             ApiError::InvalidCsr(_) => "invalid_csr",
             ApiError::ClientCertificatesDisabled => "client_certificates_disabled",
         }

@@ -28,6 +28,9 @@
 //!   (`join::pin_check`), then the [`store`] (expiry, `max_clients`, durable join record),
 //!   then a [`signer`] mints the token from `session_token::Claims`. [`sessions`] creates
 //!   sessions (a fresh PIN, hashed before the store sees it) and closes them.
+//! - [`service_tokens`] issues and revokes tokens for trusted backends (no session,
+//!   explicit grants checked by `session_token::check_service_grant`), recorded in the
+//!   store; revocations reach the broker through [`broker`].
 //! - [`store`] is the seam between the service and where sessions live: the
 //!   `SessionStore` trait, which a database backend would implement, and its embedded
 //!   default `store::journal::JournalStore`, memory plus an append-only journal under the
@@ -51,6 +54,8 @@
 //! - [`broker`] is the link to the broker (`ISM_BROKER_CONTROL_URL`): it tells it about
 //!   closed sessions and kicked devices so it disconnects them at once, and keeps the
 //!   presence table of connected devices from the broker's reports.
+//! - [`monitor`] watches the sessions' traffic through that link: logged and counted
+//!   with `ISM_MONITOR=log`, streamed live to readers of one session either way.
 //!
 //! The public surface is what the binary, the integration tests and the benches use;
 //! everything else is `pub(crate)`, so unused code shows up as a warning.
@@ -78,11 +83,13 @@ pub(crate) mod data_dir_lock;
 pub(crate) mod empty_settings;
 pub mod events;
 pub(crate) mod extract;
+pub(crate) mod monitor;
 pub(crate) mod new_file;
 pub(crate) mod rate_limit;
 pub(crate) mod refusal_log;
 pub(crate) mod routes;
 pub(crate) mod secrets;
+pub(crate) mod service_tokens;
 pub(crate) mod sessions;
 pub(crate) mod signer;
 pub(crate) mod signing_key;

@@ -10,6 +10,9 @@
 //! Label values are always bounded sets: route templates (never raw paths, which carry
 //! session ids), status codes, outcomes, signer kinds, event types, and a webhook
 //! receiver's index in `ISM_WEBHOOK_URLS` (never its URL, which may carry a secret).
+//! The one exception, the monitor's per-session counters (`ISM_MONITOR=log`), are not
+//! in the recorder: a bounded table renders them at each scrape
+//! ([`crate::monitor::counters`]).
 //!
 //! [`http`] records every HTTP request (port, matched route, status, duration). What is
 //! recorded on every join or request goes through handles registered once per label set
@@ -55,6 +58,16 @@ pub const EVENT_STREAM_DROPPED_TOTAL: &str = "ism_event_stream_dropped_total";
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "ism_webhook_deliveries_total";
 pub const WEBHOOK_QUEUE_DEPTH: &str = "ism_webhook_queue_depth";
 pub const WEBHOOK_DELIVERY_DURATION_SECONDS: &str = "ism_webhook_delivery_duration_seconds";
+/// Messages the monitor logged and counted (`ISM_MONITOR=log`), all sessions together.
+pub const MONITOR_MESSAGES_TOTAL: &str = "ism_monitor_messages_total";
+/// Their payload bytes.
+pub const MONITOR_BYTES_TOTAL: &str = "ism_monitor_bytes_total";
+/// Messages the broker link received but the monitor had no room for.
+pub const MONITOR_DROPPED_TOTAL: &str = "ism_monitor_dropped_total";
+/// Messages live message stream readers lost because they read too slowly.
+pub const MONITOR_STREAM_LAGGED_TOTAL: &str = "ism_monitor_stream_lagged_total";
+/// Sessions the broker link is subscribed to one by one for live message streams.
+pub const MONITOR_SUBSCRIPTIONS: &str = "ism_monitor_subscriptions";
 
 /// HTTP answers: 0.5 ms (a probe) to 10 s (a join waiting on a slow KMS).
 const HTTP_BUCKETS: &[f64] = &[
@@ -217,6 +230,27 @@ fn describe_all() {
         WEBHOOK_DELIVERY_DURATION_SECONDS,
         Unit::Seconds,
         "Time of one webhook delivery attempt, by receiver (index in ISM_WEBHOOK_URLS)"
+    );
+    describe_counter!(
+        MONITOR_MESSAGES_TOTAL,
+        "Messages of all sessions the monitor logged and counted (ISM_MONITOR=log)"
+    );
+    describe_counter!(
+        MONITOR_BYTES_TOTAL,
+        Unit::Bytes,
+        "Payload bytes of the messages the monitor logged and counted (ISM_MONITOR=log)"
+    );
+    describe_counter!(
+        MONITOR_DROPPED_TOTAL,
+        "Session messages the broker link received but the monitor dropped, its queue being full"
+    );
+    describe_counter!(
+        MONITOR_STREAM_LAGGED_TOTAL,
+        "Messages a live message stream reader missed because it read too slowly"
+    );
+    describe_gauge!(
+        MONITOR_SUBSCRIPTIONS,
+        "Sessions the broker link subscribes to one by one because someone reads their live messages (ISM_MONITOR=off)"
     );
 }
 

@@ -32,6 +32,7 @@ use crate::events::webhooks::{self, WebhookWorker};
 use crate::events::{expiry, EventBus};
 use crate::join::pin_check::PinChecker;
 use crate::join::refusal_floor;
+use crate::monitor::{Monitor, MonitorWorker};
 use crate::rate_limit::{FailurePolicy, JoinThrottle, ThrottleSettings};
 use crate::refusal_log::RefusalLog;
 use crate::routes::admin::SessionDefaults;
@@ -63,6 +64,8 @@ pub struct Application {
     revocation: Option<LinkTask>,
     /// One per webhook receiver.
     webhook_workers: Vec<WebhookWorker>,
+    /// Logs, counts and streams what the broker link sees of the sessions' traffic.
+    monitor_worker: MonitorWorker,
     /// Held until the process is done with the data directory.
     data_dir_lock: DataDirLock,
 }
@@ -170,19 +173,22 @@ impl Application {
         };
         // Streams must send something before the idle-connection timeout closes them.
         let idle_timeout = Duration::from_secs(config.listen.http_idle_timeout_secs);
+        let stream_settings = StreamSettings {
+            keep_alive: EVENT_STREAM_KEEP_ALIVE.min(idle_timeout / 2),
+            shutdown: shutdown.clone(),
+        };
         let events =
             EventBus::new(usize::try_from(config.webhooks.event_buffer).unwrap_or(usize::MAX))
                 .with_webhooks(webhook_queues)
-                .with_stream_settings(StreamSettings {
-                    keep_alive: EVENT_STREAM_KEEP_ALIVE.min(idle_timeout / 2),
-                    shutdown: shutdown.clone(),
-                });
+                .with_stream_settings(stream_settings.clone());
         let presence = Arc::new(PresenceTable::new(
             Arc::clone(&store),
             events.clone(),
             Arc::clone(&clock),
         ));
         let linked = config.broker.broker_control_url.is_some() && signer.algorithm().is_some();
+        let (monitor, monitor_worker) =
+            Monitor::new(&config.monitor, linked, Arc::clone(&clock), stream_settings);
         // Conductors publish through the broker link's outbox, when there is a link.
         let (conductor_outbox, conductor_outgoing) = if linked {
             let (outbox, outgoing) = conductor::outbox();
@@ -209,6 +215,7 @@ impl Application {
                         Arc::clone(&presence),
                         Arc::clone(&conductors),
                         conductor_outgoing,
+                        monitor.clone(),
                     );
                     (Some(link), Some(task))
                 }
@@ -223,6 +230,7 @@ impl Application {
         let state = AppState {
             conductors,
             events,
+            monitor,
             presence,
             store,
             signer,
@@ -314,6 +322,7 @@ impl Application {
             shutdown,
             revocation: revocation_task,
             webhook_workers,
+            monitor_worker,
             data_dir_lock,
         };
         tracing::info!(admin_addr = %app.admin_addr(), public_addr = %app.public_addr(), webhooks = app.webhook_workers.len(), "listening");
@@ -351,6 +360,7 @@ impl Application {
             shutdown,
             revocation,
             webhook_workers,
+            monitor_worker,
             data_dir_lock,
         } = self;
         let revocation = revocation.map(|task| task.spawn(shutdown.clone()));
@@ -367,6 +377,7 @@ impl Application {
         event_tasks.push(tokio::spawn(
             Arc::clone(&state.conductors).run_upkeep(shutdown.clone()),
         ));
+        event_tasks.push(monitor_worker.spawn(Arc::clone(&state.store), shutdown.clone()));
 
         let sweeper = tokio::spawn({
             let throttle = Arc::clone(&state.throttle);

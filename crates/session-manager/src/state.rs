@@ -12,6 +12,7 @@ use crate::conductor::Conductors;
 use crate::events::{EventBus, EventKind};
 use crate::metrics::handle::LazyCounter;
 use crate::metrics::KICKS_TOTAL;
+use crate::monitor::Monitor;
 use crate::rate_limit::JoinThrottle;
 use crate::refusal_log::RefusalLog;
 use crate::signer::TokenSigner;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// What happened, for the SSE stream and webhooks; publishing never waits.
     pub events: EventBus,
+    /// The sessions' traffic as the broker link sees it: logged, counted, streamed live.
+    pub monitor: Monitor,
     /// Signs client certificates for joins that send a CSR, when configured.
     pub client_ca: Option<Arc<ClientCa>>,
     /// The sessions' conductors.
@@ -58,6 +61,7 @@ impl AppState {
         }
         self.presence.forget_session(session_id);
         self.conductors.session_closed(session_id);
+        self.monitor.session_ended(session_id);
     }
 
     /// After the store confirmed a kick: tells the broker, which disconnects the device

@@ -72,6 +72,11 @@ pub enum AclAction {
 /// disconnects their devices. Only the service's own token grants publishing to it.
 pub const REVOCATION_TOPIC: &str = crate::control::CONTROL_TOPIC;
 
+/// Every session's tree, `/+/#`: what the service's own link may read for the monitor
+/// (the wildcard level after the leading slash is a session id; no `$` tree at the top
+/// level, such as `$CONTROL` or `$SYS`, is reachable through it).
+pub const ALL_SESSIONS_FILTER: &str = "/+/#";
+
 /// What the service knows when it grants a device access to one session.
 #[derive(Debug, Clone)]
 pub struct DeviceGrant<'a> {
@@ -121,10 +126,11 @@ impl Claims {
 
 impl Claims {
     /// Claims of the service's own broker login: no session (`sid` empty), publishing to
-    /// [`REVOCATION_TOPIC`] and subscribing to [`crate::control::PRESENCE_TOPIC`], and for
-    /// the sessions' conductors publishing to [`CONDUCTOR_PUBLISH_FILTER`] and subscribing
-    /// to [`CONDUCTOR_INBOX_FILTER`] (`client` must start with
-    /// [`crate::LINK_PRINCIPAL_PREFIX`] for the conductor topics to be writable).
+    /// [`REVOCATION_TOPIC`] and subscribing to [`crate::control::PRESENCE_TOPIC`]; for the
+    /// sessions' conductors publishing to [`CONDUCTOR_PUBLISH_FILTER`] and subscribing to
+    /// [`CONDUCTOR_INBOX_FILTER`] (`client` must start with [`crate::LINK_PRINCIPAL_PREFIX`]
+    /// for the conductor topics to be writable); and, for the monitor, subscribing to
+    /// [`ALL_SESSIONS_FILTER`] (which covers the conductor inboxes too).
     pub fn for_revocation_service(
         issuer: &str,
         client: &str,
@@ -140,7 +146,11 @@ impl Claims {
             nbf: issued_at,
             exp: issued_at.saturating_add(lifetime_secs),
             jti: token_id.to_owned(),
-            subs: vec![PRESENCE_TOPIC.to_owned(), CONDUCTOR_INBOX_FILTER.to_owned()],
+            subs: vec![
+                PRESENCE_TOPIC.to_owned(),
+                CONDUCTOR_INBOX_FILTER.to_owned(),
+                ALL_SESSIONS_FILTER.to_owned(),
+            ],
             publ: vec![
                 REVOCATION_TOPIC.to_owned(),
                 CONDUCTOR_PUBLISH_FILTER.to_owned(),
@@ -165,6 +175,11 @@ impl Claims {
                     permission: AclPermission::Allow,
                     action: AclAction::Subscribe,
                     topic: CONDUCTOR_INBOX_FILTER.to_owned(),
+                },
+                AclRule {
+                    permission: AclPermission::Allow,
+                    action: AclAction::Subscribe,
+                    topic: ALL_SESSIONS_FILTER.to_owned(),
                 },
             ],
             generation: 0,
@@ -219,6 +234,17 @@ mod tests {
         assert!(acl.may_subscribe(PRESENCE_TOPIC));
         assert!(acl.may_receive(PRESENCE_TOPIC));
         assert!(!acl.may_publish(PRESENCE_TOPIC));
+        // The monitor reads every session tree, and no other tree.
+        for inside in [ALL_SESSIONS_FILTER, "/123/#", "/123/$presence/#", "/+/x"] {
+            assert!(acl.may_subscribe(inside), "{inside}");
+        }
+        for outside in ["#", "+/#", "$SYS/#", "$CONTROL/#", "+/+/#", "$share/g/#"] {
+            assert!(!acl.may_subscribe(outside), "{outside}");
+        }
+        assert!(acl.may_receive("/123/lamp"));
+        assert!(!acl.may_receive("$SYS/broker/uptime"));
+        assert!(!acl.may_receive("lamp"));
+        assert!(!acl.may_publish("/123/lamp"));
         assert_eq!(claims.exp, 3610);
         assert_eq!(claims.sid, "");
     }

@@ -9,6 +9,8 @@
 //!   retention setting of its own that must be kept in step with the service.
 //! - `kicked`: devices kicked out of their session: disconnect them now and refuse their
 //!   tokens of an older generation ([`crate::Claims::generation`]) until `until`.
+//! - `revoked`: revoked tokens (by `jti`; service tokens are revoked this way): disconnect
+//!   every client holding one now and refuse it until `until`, its `exp`.
 //! - `sync`: a request for the list of connected devices, answered on [`PRESENCE_TOPIC`]
 //!   (see [`crate::presence`]). The service sends it whenever its link (re)connects, so a
 //!   restart of either side ends with both agreeing on who is online.
@@ -55,6 +57,18 @@ pub struct KickedDevice {
     pub until: u64,
 }
 
+/// One revoked token: disconnect every client that connected with the token whose `jti`
+/// is `jti`, and refuse that token while `now < until` (its `exp`: it cannot be valid
+/// after).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedToken {
+    /// The token's `jti`.
+    pub jti: String,
+    /// Seconds since the epoch until which the token must be refused.
+    pub until: u64,
+}
+
 /// A message from the service to the plugin.
 ///
 /// `{"closed": [{"sid": "123456789", "until": 1700086400}], "kicked": [...], "sync": "r1"}`;
@@ -72,6 +86,9 @@ pub struct ControlMessage {
     /// ([`crate::presence::PresenceMessage::Online`]) carries the same request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<String>,
+    /// Tokens revoked (or still to be treated as revoked) and their refusal ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<RevokedToken>,
 }
 
 impl ControlMessage {
@@ -128,6 +145,24 @@ mod tests {
                 .to_vec()
         );
         assert_eq!(ControlMessage::from_payload(&payload).ok(), Some(message));
+    }
+
+    #[test]
+    fn revoked_tokens_round_trip() {
+        let message = ControlMessage {
+            revoked: vec![RevokedToken {
+                jti: "5b0c".into(),
+                until: 1_700_086_400,
+            }],
+            ..ControlMessage::default()
+        };
+        let payload = message.to_payload();
+        assert_eq!(
+            payload,
+            br#"{"revoked":[{"jti":"5b0c","until":1700086400}]}"#.to_vec()
+        );
+        assert_eq!(ControlMessage::from_payload(&payload).ok(), Some(message));
+        assert!(ControlMessage::from_payload(br#"{"revoked":[{"jti":"x"}]}"#).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`client_id`]: which MQTT client ids a token may connect with.
 //! - [`control`]: the messages of the service ↔ plugin control channel.
 //! - [`presence`]: who is connected, as the plugin reports it to the service and to devices.
+//! - [`service`]: service tokens for trusted backends: their identity and which grants they may hold.
 //! - [`certificate`]: what a client certificate carries (the token and the identity).
 //!
 //! The crate is pure: no I/O, no clocks (callers pass `now`), no async.
@@ -25,6 +26,7 @@ pub mod conductor;
 pub mod control;
 pub mod keys;
 pub mod presence;
+pub mod service;
 pub mod topic;
 pub mod verify;
 
@@ -38,11 +40,17 @@ pub use conductor::{
     conductor_inbox, conductor_state_topic, conductor_topic_root, is_conductor_topic,
     CONDUCTOR_INBOX_FILTER, CONDUCTOR_PUBLISH_FILTER, LINK_PRINCIPAL_PREFIX,
 };
-pub use control::{ClosedSession, ControlMessage, KickedDevice, CONTROL_TOPIC, PRESENCE_TOPIC};
+pub use control::{
+    ClosedSession, ControlMessage, KickedDevice, RevokedToken, CONTROL_TOPIC, PRESENCE_TOPIC,
+};
 pub use keys::{KeyError, KeySet, VerificationKey};
 pub use presence::{
     presence_topic, ConnectedDevice, DevicePresence, DisconnectReason, DisconnectedDevice,
     OnlineDevices, PresenceBatch, PresenceMessage,
+};
+pub use service::{
+    check_service_grant, service_subject, GrantKind, ServiceGrant, ServiceGrantRefusal,
+    SERVICE_SUBJECT_PREFIX,
 };
 pub use topic::{TopicError, TopicFilter, TopicName};
 pub use verify::{TokenVerifier, VerifiedToken, VerifyError};

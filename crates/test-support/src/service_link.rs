@@ -19,7 +19,8 @@ use crate::now;
 /// The link's client id and `sub` (principals without a session use `$`-ids).
 pub const LINK: &str = "$session-manager";
 
-/// The link's token: publish on the control topic, subscribe to presence, nothing else.
+/// The link's token: publish on the control topic, subscribe to presence and to every
+/// session's tree (the monitor), nothing else.
 pub fn link_token(key: &SigningKey) -> String {
     key.sign(&Claims::for_revocation_service(
         ISSUER,

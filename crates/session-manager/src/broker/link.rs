@@ -3,16 +3,17 @@
 //!
 //! It logs in as a reserved `$`-prefixed principal (`$ism-link-<hex>`, client id and
 //! token `sub` alike, so no device can take that identity), with a short-lived token the
-//! service signs for itself (publishing to the control topic and reading presence only,
-//! re-minted for every connection).
+//! service signs for itself (publishing to the control topic, reading presence and the
+//! session trees only, re-minted for every connection).
 //!
 //! On every (re)connect it subscribes to the presence topic (QoS 1), asks the plugin for
 //! the list of connected devices (`sync` with a fresh request id, whose answer replaces
 //! the presence table's view of who is online), and republishes, straight from the store,
-//! every close and every kick whose tokens can still be alive: neither a restart of the
-//! service (even `kill -9`) nor one of the broker lets a revoked token back in. New closes
-//! and kicks are noted by the handlers ([`super::BrokerLink`]) and published as they come;
-//! while the link is down they wait, coalesced, and are never dropped.
+//! every close, every kick and every revoked service token whose tokens can still be
+//! alive: neither a restart of the service (even `kill -9`) nor one of the broker lets a
+//! revoked token back in. New closes, kicks and revocations are noted by the handlers
+//! ([`super::BrokerLink`]) and published as they come; while the link is down they wait,
+//! coalesced, and are never dropped.
 //!
 //! Sessions that merely expire need no message: no token outlives its session.
 //!
@@ -21,6 +22,11 @@
 //! the link is up, and what devices send them on `/{sid}/$conductor/in/...` (subscribed on
 //! every connect) goes to them. Incoming messages are routed by topic alone
 //! ([`LinkTask::dispatch`]), never by the subscription they came through.
+//!
+//! Every message of a session's tree it receives (the conductor inboxes included) is also
+//! the monitor's
+//! ([`crate::monitor`]): handed over without waiting, with the monitor's subscriptions
+//! kept in step after every event (and made again on every connection).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,11 +34,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS,
+    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, Publish,
+    QoS,
 };
 use session_token::{
-    conductor_inbox, Claims, ClosedSession, ControlMessage, KickedDevice, CONDUCTOR_INBOX_FILTER,
-    CONTROL_TOPIC, PRESENCE_TOPIC,
+    conductor_inbox, Claims, ClosedSession, ControlMessage, KickedDevice, RevokedToken,
+    CONDUCTOR_INBOX_FILTER, CONTROL_TOPIC, PRESENCE_TOPIC,
 };
 use tokio::task::JoinHandle;
 
@@ -43,9 +50,11 @@ use crate::clock::unix_now;
 use crate::conductor::{ConductorMessage, Conductors, OutboxReceiver};
 use crate::config::BrokerUrl;
 use crate::domain::SessionId;
+use crate::monitor::subscriptions::LinkSubscriptions;
+use crate::monitor::Monitor;
 use crate::shutdown::Shutdown;
 use crate::signer::TokenSigner;
-use crate::store::{Kick, Revocation, SessionStore};
+use crate::store::{Kick, Revocation, ServiceTokenInfo, SessionStore};
 
 /// Lifetime of the service's own broker token.
 const SERVICE_TOKEN_LIFETIME_SECS: u64 = 3600;
@@ -73,6 +82,7 @@ pub const LINK_CLIENT_ID_PREFIX: &str = session_token::LINK_PRINCIPAL_PREFIX;
 enum Outgoing {
     Closed(ClosedSession),
     Kicked(KickedDevice),
+    Revoked(RevokedToken),
 }
 
 /// The task's side, started by [`LinkTask::spawn`].
@@ -86,6 +96,8 @@ pub struct LinkTask {
     pub(super) pending: Arc<Pending>,
     pub(super) connected: Arc<AtomicBool>,
     pub(super) client_id: String,
+    /// The monitor's subscriptions on this connection; session messages go to it.
+    monitor: LinkSubscriptions,
     /// Closes and kicks taken from the store, waiting for room in the MQTT client's queue.
     outbox: VecDeque<Outgoing>,
     /// The current outage: since when, and how loudly it has been reported.
@@ -116,6 +128,7 @@ pub fn link(
     presence: Arc<PresenceTable>,
     conductors: Arc<Conductors>,
     conductor_outbox: OutboxReceiver,
+    monitor: Monitor,
 ) -> (BrokerLink, LinkTask) {
     let pending = Arc::new(Pending::default());
     let connected = Arc::new(AtomicBool::new(false));
@@ -130,6 +143,7 @@ pub fn link(
         pending: Arc::clone(&pending),
         connected: Arc::clone(&connected),
         client_id: format!("{LINK_CLIENT_ID_PREFIX}{}", &suffix[..16]),
+        monitor: monitor.link_subscriptions(),
         outbox: VecDeque::new(),
         outage: Outage::begin(),
         conductors,
@@ -192,9 +206,15 @@ impl LinkTask {
             ),
             Err(error) => tracing::warn!(%error, "cannot read the kicks to republish"),
         }
+        match self.store.service_tokens(now).await {
+            Ok(all) => self
+                .outbox
+                .extend(all.iter().filter_map(revoked_token).map(Outgoing::Revoked)),
+            Err(error) => tracing::warn!(%error, "cannot read the revoked tokens to republish"),
+        }
     }
 
-    /// Queues the closes and kicks noted since the last look.
+    /// Queues the closes, kicks and revocations noted since the last look.
     async fn queue_pending(&mut self) {
         let now = unix_now();
         let noted = self.pending.take();
@@ -218,6 +238,8 @@ impl LinkTask {
         }
         self.outbox
             .extend(noted.kicked.into_values().map(Outgoing::Kicked));
+        self.outbox
+            .extend(noted.revoked.into_values().map(Outgoing::Revoked));
     }
 
     /// Hands queued closes and kicks to the MQTT client while it has room; false when the
@@ -230,6 +252,7 @@ impl LinkTask {
                 match outgoing {
                     Outgoing::Closed(closed) => message.closed.push(closed.clone()),
                     Outgoing::Kicked(kicked) => message.kicked.push(kicked.clone()),
+                    Outgoing::Revoked(revoked) => message.revoked.push(revoked.clone()),
                 }
             }
             match client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, message.to_payload()) {
@@ -238,6 +261,7 @@ impl LinkTask {
                     tracing::info!(
                         sessions = ?message.closed.iter().map(|c| c.sid.as_str()).collect::<Vec<_>>(),
                         kicked = ?message.kicked.iter().map(|k| format!("{}/{}", k.sid, k.client)).collect::<Vec<_>>(),
+                        revoked_tokens = ?message.revoked.iter().map(|r| r.jti.as_str()).collect::<Vec<_>>(),
                         "revocations published"
                     );
                 }
@@ -277,14 +301,20 @@ impl LinkTask {
         true
     }
 
-    /// Routes one incoming message by its topic (a message that matches more than one of
-    /// the link's subscriptions is routed the same way each time it comes).
-    fn dispatch(&self, topic: &str, payload: &[u8]) {
-        if topic == PRESENCE_TOPIC {
-            self.presence.apply_payload(payload);
-        } else if let Some((session_id, subtopic)) = conductor_inbox(topic) {
-            self.conductors.deliver(session_id, subtopic, payload);
+    /// Routes one incoming message by its topic alone: presence reports to the presence
+    /// table; a conductor inbox message to its conductor and, like every message of a
+    /// session's tree, to the monitor. (Mosquitto delivers a message that matches several of
+    /// the link's subscriptions once to an MQTT 3.1.1 client such as the link.)
+    fn dispatch(&self, publish: &Publish) {
+        if publish.topic == PRESENCE_TOPIC {
+            self.presence.apply_payload(&publish.payload);
+            return;
         }
+        if let Some((session_id, subtopic)) = conductor_inbox(&publish.topic) {
+            self.conductors
+                .deliver(session_id, subtopic, &publish.payload);
+        }
+        self.monitor.observe(publish);
     }
 
     /// Subscribes to the sessions' conductor inboxes; false when the client is gone.
@@ -348,7 +378,10 @@ impl LinkTask {
                         self.set_connected(true);
                         // The next outage starts quiet again (a renewal that fails, say).
                         self.outage = Outage::begin();
-                        if !self.start_presence(&client) || !self.start_conductors(&client) {
+                        if !self.start_presence(&client)
+                            || !self.start_conductors(&client)
+                            || !self.monitor.connected(&client)
+                        {
                             break Ended::Failed;
                         }
                         // A restarted broker (or plugin) has forgotten what it was told.
@@ -356,7 +389,7 @@ impl LinkTask {
                         tracing::info!(broker = %self.url, republished = self.outbox.len(), "broker link connected");
                     }
                     Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                        self.dispatch(&publish.topic, &publish.payload);
+                        self.dispatch(&publish);
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -373,13 +406,17 @@ impl LinkTask {
                 Some(message) = next_conductor_message(conductor_outbox), if connected => {
                     publish_for_conductor(&client, message);
                 }
+                () = self.monitor.changed(), if connected => {}
                 _ = prune.tick() => self.presence.prune(),
                 () = &mut renew_at => break Ended::Renew,
             }
-            if self.connected.load(Ordering::Relaxed) && !self.flush(&client) {
+            if self.connected.load(Ordering::Relaxed)
+                && !(self.flush(&client) && self.monitor.sync(&client))
+            {
                 break Ended::Failed;
             }
         };
+        self.monitor.disconnected();
         if matches!(ended, Ended::Renew | Ended::Shutdown) {
             let _ = client.try_disconnect();
             drain(&mut events).await;
@@ -428,6 +465,15 @@ pub fn kicked_device(kick: &Kick, token_ttl_secs: u64) -> KickedDevice {
     }
 }
 
+/// The control message entry of a revoked service token: refused until its own end.
+/// `None` for a token that is not revoked.
+pub fn revoked_token(token: &ServiceTokenInfo) -> Option<RevokedToken> {
+    token.revoked_at.map(|_| RevokedToken {
+        jti: token.jti.clone(),
+        until: token.expires_at,
+    })
+}
+
 /// Lets the event loop send what is queued (the DISCONNECT last), briefly.
 async fn drain(events: &mut EventLoop) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -455,6 +501,13 @@ mod tests {
                     sid: "9".repeat(32),
                     client: "c".repeat(128),
                     below_gen: u32::MAX,
+                    until: u64::MAX,
+                };
+                BATCH
+            ],
+            revoked: vec![
+                RevokedToken {
+                    jti: uuid::Uuid::new_v4().to_string(),
                     until: u64::MAX,
                 };
                 BATCH

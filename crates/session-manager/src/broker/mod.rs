@@ -1,5 +1,5 @@
-//! The service's link to the broker (`ISM_BROKER_CONTROL_URL`): revocations and kicks
-//! out, presence in.
+//! The service's link to the broker (`ISM_BROKER_CONTROL_URL`): revocations (of closed
+//! sessions and of service tokens) and kicks out, presence in.
 //!
 //! - [`pending`]: the handlers' side, [`BrokerLink`]: a closed session or a kicked device
 //!   (already durable in the store) is noted and published as soon as the link can;
@@ -13,6 +13,6 @@ mod outage;
 mod pending;
 pub mod presence;
 
-pub use link::{kicked_device, link, LinkTask};
+pub use link::{kicked_device, link, revoked_token, LinkTask};
 pub use pending::BrokerLink;
 pub use presence::PresenceTable;

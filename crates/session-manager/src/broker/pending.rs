@@ -1,5 +1,5 @@
 //! What the handlers noted for the broker and the link has not taken yet: closed
-//! sessions and kicked devices, each already durable in the store.
+//! sessions, kicked devices and revoked service tokens, each already durable in the store.
 //!
 //! Coalesced (a session id once, a device's latest kick once), so memory is bounded by
 //! the number of sessions and devices however long the broker is away; never dropped.
@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use session_token::KickedDevice;
+use session_token::{KickedDevice, RevokedToken};
 use tokio::sync::Notify;
 
 /// While the link is down, a warning every this many pending closes and kicks.
@@ -19,11 +19,13 @@ pub(super) struct Noted {
     pub(super) closed: BTreeSet<String>,
     /// (session id, client) → its latest kick.
     pub(super) kicked: BTreeMap<(String, String), KickedDevice>,
+    /// jti → its revocation.
+    pub(super) revoked: BTreeMap<String, RevokedToken>,
 }
 
 impl Noted {
     fn len(&self) -> usize {
-        self.closed.len() + self.kicked.len()
+        self.closed.len() + self.kicked.len() + self.revoked.len()
     }
 }
 
@@ -69,6 +71,14 @@ impl BrokerLink {
             noted
                 .kicked
                 .insert((kick.sid.clone(), kick.client.clone()), kick);
+        });
+    }
+
+    /// Notes a revoked token (already durable in the store) for the broker; never waits
+    /// and never drops it.
+    pub fn token_revoked(&self, revoked: RevokedToken) {
+        self.note(|noted| {
+            noted.revoked.insert(revoked.jti.clone(), revoked);
         });
     }
 

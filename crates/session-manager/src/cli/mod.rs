@@ -5,6 +5,7 @@
 mod certs;
 mod export_public_key;
 mod keygen;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,9 @@ enum Command {
     /// Write the public key the configured mode signs with (local key or AWS KMS key) as
     /// public_key.pem and jwks.json, for the broker. Takes the same options as `serve`.
     ExportPublicKey(Box<export_public_key::ExportPublicKeyArgs>),
+    /// Issue, list or revoke service tokens (for trusted backends) through the running
+    /// service's admin API.
+    Token(token::TokenArgs),
 }
 
 impl Cli {
@@ -73,6 +77,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::ExportPublicKey(args) => export_public_key::run(&args).await.map(print_paths),
         Command::HashAdminKey => admin_auth::hash_admin_key_command()
             .map(|phc| println!("{}", admin_auth::quoted_for_env_file(&phc))),
+        Command::Token(args) => token::run(&args).await.map(|answer| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+        }),
     }
 }
 

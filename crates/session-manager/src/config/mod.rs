@@ -19,6 +19,7 @@ mod kms;
 mod limits;
 mod listen;
 mod logging;
+mod monitor;
 mod secret;
 mod signing;
 mod store;
@@ -37,6 +38,7 @@ pub use kms::KmsConfig;
 pub use limits::LimitsConfig;
 pub use listen::ListenConfig;
 pub use logging::{LogFormat, LoggingConfig};
+pub use monitor::{MonitorConfig, MonitorMode};
 pub use secret::SecretText;
 pub use signing::{AuthMode, JwtAlgorithm, SigningConfig};
 pub use store::StoreSettings;
@@ -63,6 +65,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[command(flatten)]
     pub webhooks: WebhooksConfig,
+    #[command(flatten)]
+    pub monitor: MonitorConfig,
     #[command(flatten)]
     pub client_certificates: ClientCertificatesConfig,
     #[command(flatten)]

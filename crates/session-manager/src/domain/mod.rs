@@ -48,11 +48,13 @@ macro_rules! checked_string_type {
 
 mod client_name;
 mod pin;
+mod service_token_name;
 mod session_id;
 mod session_type;
 
 pub use client_name::ClientName;
 pub use pin::Pin;
+pub use service_token_name::ServiceTokenName;
 pub use session_id::SessionId;
 pub use session_type::SessionType;
 
@@ -67,6 +69,8 @@ pub enum DomainError {
     ClientName(&'static str),
     #[error("invalid session type: {0}")]
     SessionType(&'static str),
+    #[error("invalid service token name: {0}")]
+    ServiceTokenName(&'static str),
 }
 
 /// A random string of `len` ASCII digits from the thread-local CSPRNG; the first digit is

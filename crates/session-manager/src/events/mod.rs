@@ -75,11 +75,22 @@ pub enum EventKind {
         method: String,
         answer: String,
     },
+    /// A service token (a trusted backend's, no session) was issued.
+    ServiceTokenIssued {
+        jti: String,
+        name: String,
+        expires_at: u64,
+    },
+    /// A service token was revoked.
+    ServiceTokenRevoked {
+        jti: String,
+        name: String,
+    },
 }
 
 impl EventKind {
     /// Every event `type` on the wire, in the order of [`EventKind::type_index`].
-    pub const TYPES: [&'static str; 8] = [
+    pub const TYPES: [&'static str; 10] = [
         "session_created",
         "session_closed",
         "session_expired",
@@ -88,6 +99,8 @@ impl EventKind {
         "device_disconnected",
         "device_kicked",
         "conductor_called",
+        "service_token_issued",
+        "service_token_revoked",
     ];
 
     /// The event's `type` on the wire (`session_created`, ...).
@@ -106,10 +119,13 @@ impl EventKind {
             EventKind::DeviceDisconnected { .. } => 5,
             EventKind::DeviceKicked { .. } => 6,
             EventKind::ConductorCalled { .. } => 7,
+            EventKind::ServiceTokenIssued { .. } => 8,
+            EventKind::ServiceTokenRevoked { .. } => 9,
         }
     }
 
-    /// The session the event belongs to (every event has one).
+    /// The session the event belongs to; empty for the events of service tokens, which
+    /// belong to none (a stream filtered by session never carries them).
     pub fn session_id(&self) -> &str {
         match self {
             EventKind::SessionCreated { session_id, .. }
@@ -120,6 +136,7 @@ impl EventKind {
             | EventKind::DeviceDisconnected { session_id, .. }
             | EventKind::DeviceKicked { session_id, .. }
             | EventKind::ConductorCalled { session_id, .. } => session_id,
+            EventKind::ServiceTokenIssued { .. } | EventKind::ServiceTokenRevoked { .. } => "",
         }
     }
 }
@@ -269,6 +286,8 @@ fn events_total(kind: &EventKind) -> &'static LazyCounter {
         of_type(5),
         of_type(6),
         of_type(7),
+        of_type(8),
+        of_type(9),
     ];
     &BY_TYPE[kind.type_index()]
 }

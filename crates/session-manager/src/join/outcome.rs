@@ -45,9 +45,10 @@ impl JoinOutcome {
             ApiError::TooManyAttempts { .. } => JoinOutcome::Locked,
             ApiError::TooManyJoins { .. } => JoinOutcome::RateLimited,
             ApiError::SessionFull => JoinOutcome::SessionFull,
-            ApiError::SignerUnavailable | ApiError::StoreUnavailable(_) | ApiError::Internal(_) => {
-                JoinOutcome::Unavailable
-            }
+            ApiError::SignerUnavailable
+            | ApiError::StoreUnavailable(_)
+            | ApiError::Internal(_)
+            | ApiError::NoBrokerLink => JoinOutcome::Unavailable,
             ApiError::BadRequest(_)
             | ApiError::Unauthorized
             | ApiError::NotFound(_)

@@ -2,9 +2,10 @@
 //!
 //! It sits beside `/healthz`, outside admin auth and the host check: Prometheus scrapes
 //! by address without our admin key, the admin port listens on the trusted network only,
-//! and the page holds counts, never ids, names, addresses or secrets. The public port
-//! does not serve it. `ism_sessions_live` is read from the store when the page is
-//! rendered, so the join path pays nothing for it.
+//! and the page holds counts, never names, addresses or secrets, and session ids only
+//! with `ISM_MONITOR=log` (the monitor's per-session counters, appended from their
+//! bounded table). The public port does not serve it. `ism_sessions_live` is read from
+//! the store when the page is rendered, so the join path pays nothing for it.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -29,10 +30,9 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         Ok(live) => metrics::gauge!(SESSIONS_LIVE).set(live as f64),
         Err(error) => tracing::warn!(%error, "cannot count the live sessions for /metrics"),
     }
-    (
-        [(CONTENT_TYPE, TEXT_FORMAT)],
-        crate::metrics::install().render(),
-    )
+    let mut page = crate::metrics::install().render();
+    state.monitor.render_counters(&mut page);
+    ([(CONTENT_TYPE, TEXT_FORMAT)], page)
 }
 
 /// `/metrics`, on the admin port, open like `/healthz`.

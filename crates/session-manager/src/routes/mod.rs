@@ -5,6 +5,10 @@
 //!
 //! - [`admin`]: the versioned admin API (`/api/v1/sessions...`), behind admin auth;
 //! - [`events`]: the admin event stream (`/api/v1/events`), behind admin auth;
+//! - [`messages`]: a session's live MQTT messages (`/api/v1/sessions/{id}/messages`),
+//!   behind admin auth;
+//! - [`service_tokens`]: tokens for trusted backends (`/api/v1/service-tokens...`), behind
+//!   admin auth;
 //! - [`compat`]: the original service's routes with their original shapes;
 //! - [`public`]: joining a session;
 //! - [`jwks`]: the public keys brokers verify tokens with;
@@ -21,8 +25,10 @@ pub(crate) mod conductor;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod jwks;
+pub(crate) mod messages;
 pub(crate) mod metrics;
 pub(crate) mod public;
+pub(crate) mod service_tokens;
 pub(crate) mod wrong_port;
 
 use std::net::SocketAddr;
@@ -56,8 +62,10 @@ fn admin_paths() -> Vec<&'static str> {
         admin::PATHS,
         conductor::PATHS,
         events::PATHS,
+        messages::PATHS,
         compat::ADMIN_PATHS,
         metrics::PATHS,
+        service_tokens::PATHS,
     ]
     .concat()
 }
@@ -87,7 +95,9 @@ pub(crate) fn admin_router(
         .merge(admin::router())
         .merge(conductor::router())
         .merge(events::router())
+        .merge(messages::router())
         .merge(compat::admin_router())
+        .merge(service_tokens::router())
         .route_layer(middleware::from_fn_with_state(auth, require_admin_key))
         // Outermost: a foreign page is refused before its key (if any) is even looked at.
         .route_layer(middleware::from_fn_with_state(

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::domain::{ClientName, DomainError, SessionId, SessionType};
+use crate::domain::{ClientName, DomainError, ServiceTokenName, SessionId, SessionType};
 
 pub use journal::{JournalStore, StoreConfig, JOURNAL_FILE_NAME};
 
@@ -129,6 +129,22 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The live sessions whose conductor is started, as last recorded.
     async fn started_conductors(&self, now: u64) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Records an issued service token. Durable before it returns: the token is handed
+    /// out only then, so every token in use can be listed and revoked.
+    async fn service_token_issued(&self, token: ServiceTokenInfo) -> Result<(), StoreError>;
+
+    /// The service tokens not yet expired at `now`, revoked ones included, in issue order.
+    async fn service_tokens(&self, now: u64) -> Result<Vec<ServiceTokenInfo>, StoreError>;
+
+    /// Revokes service token `jti` at `now`: `None` when it is unknown or expired; a token
+    /// revoked before keeps its first revocation. Durable before it returns.
+    async fn revoke_service_token(
+        &self,
+        jti: &str,
+        now: u64,
+    ) -> Result<Option<RevokedServiceToken>, StoreError>;
+
     /// What `/healthz` reports about the store.
     fn health(&self) -> StoreHealth;
 
@@ -291,6 +307,33 @@ pub enum JoinError {
 pub struct Revocation {
     pub id: SessionId,
     pub until: u64,
+}
+
+/// The longest lifetime of a service token (366 days): the use-case refuses longer ones,
+/// and a service token whose journal record was lost is refused this long.
+pub const MAX_SERVICE_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
+
+/// A service token as the store keeps it: what it grants and until when, never the
+/// token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceTokenInfo {
+    /// The token's `jti` (a UUID).
+    pub jti: String,
+    pub name: ServiceTokenName,
+    pub subscribe: Vec<String>,
+    pub publish: Vec<String>,
+    pub issued_at: u64,
+    /// The token's `exp`.
+    pub expires_at: u64,
+    /// When it was revoked; the broker refuses it from then until `expires_at`.
+    pub revoked_at: Option<u64>,
+}
+
+/// A revoked service token, and whether this call revoked it (false: it was before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedServiceToken {
+    pub token: ServiceTokenInfo,
+    pub newly: bool,
 }
 
 /// A kicked client: tokens of `client` in session `id` with a generation below

@@ -156,3 +156,21 @@ async fn sessions_survive_a_restart() {
     let response = app.join(&created.id, &created.pin, "after-restart").await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn live_messages_need_the_broker_link_and_a_well_formed_id() {
+    // The in-process app has no broker link: nothing could ever be streamed.
+    let app = spawn_app().await;
+    let created = app.create_session(json!({})).await;
+    let path = format!("/api/v1/sessions/{}/messages", created.id);
+    let response = app.admin_get(&path).await;
+    assert_eq!(
+        error_code(response, StatusCode::SERVICE_UNAVAILABLE).await,
+        "no_broker_link"
+    );
+    let response = app.admin_get("/api/v1/sessions/12x/messages").await;
+    assert_eq!(
+        error_code(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
+}

@@ -22,6 +22,12 @@ async fn every_admin_route_needs_the_key() {
         (reqwest::Method::DELETE, "/api/v1/sessions/123456"),
         (reqwest::Method::GET, "/api/createSession?type=x"),
         (reqwest::Method::GET, "/api/closeSession?id=123456"),
+        (reqwest::Method::POST, "/api/v1/service-tokens"),
+        (reqwest::Method::GET, "/api/v1/service-tokens"),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/service-tokens/00000000-0000-4000-8000-000000000000",
+        ),
     ];
     for (method, path) in &routes {
         for authorization in [None, Some("Bearer wrong"), Some("Basic Zm9vOmJhcg==")] {

@@ -190,6 +190,38 @@ impl Api {
             .expect("json body")
     }
 
+    /// `POST /api/v1/service-tokens`.
+    pub async fn create_service_token(&self, body: Value) -> Response {
+        send(
+            self.admin(Method::POST, "/api/v1/service-tokens")
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Issues a service token that must be issued; the answer's JSON.
+    pub async fn issue_service_token(&self, body: Value) -> Value {
+        let response = self.create_service_token(body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("json body")
+    }
+
+    /// `GET /api/v1/service-tokens`: the listed tokens.
+    pub async fn service_tokens(&self) -> Vec<Value> {
+        let response = self.admin_get("/api/v1/service-tokens").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("json body");
+        body["service_tokens"]
+            .as_array()
+            .expect("service_tokens")
+            .clone()
+    }
+
+    /// `DELETE /api/v1/service-tokens/{jti}`.
+    pub async fn revoke_service_token(&self, jti: &str) -> Response {
+        send(self.admin(Method::DELETE, &format!("/api/v1/service-tokens/{jti}"))).await
+    }
+
     pub async fn admin_get(&self, path: &str) -> Response {
         send(self.admin(Method::GET, path)).await
     }

@@ -11,12 +11,15 @@ mod compat;
 mod compat_drop_in;
 mod conductors;
 mod connections;
+#[path = "../support/event_stream.rs"]
+mod event_stream;
 mod health;
 mod helpers;
 mod limits;
 mod logs;
 mod public;
 mod refusal_logs;
+mod service_tokens;
 mod session_clients;
 mod settings;
 mod signing_keys;

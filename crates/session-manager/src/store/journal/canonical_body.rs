@@ -87,6 +87,8 @@ pub(crate) fn decode(kind: RecordKind, id: &SessionId, body: &[u8]) -> Option<Re
                 session_end,
             })
         }
+        // Rare records: serde_json reads them.
+        RecordKind::ServiceTokenIssued | RecordKind::ServiceTokenRevoked => return None,
     };
     body.literal(b"}}")?;
     body.0.is_empty().then_some(record)
@@ -212,7 +214,11 @@ mod tests {
         for record in records() {
             let body = serde_json::to_vec(&record).expect("encodes");
             assert_eq!(
-                decode(record.kind(), record.id(), &body),
+                decode(
+                    record.kind(),
+                    &SessionId::parse(record.key()).expect("a session record"),
+                    &body
+                ),
                 Some(record.clone()),
                 "{}",
                 String::from_utf8_lossy(&body)

@@ -5,7 +5,9 @@
 //! client and one `kicked` record per kicked client (its latest generation), a `conductor`
 //! record when its conductor is started, and per closed or expired session a single `closed` record with its close time:
 //! the session is gone, but its id stays retired so it is never handed out again, and its
-//! close is republished to the broker for as long as its tokens can live.
+//! close is republished to the broker for as long as its tokens can live. Then, per service
+//! token not yet expired, its `service_token_issued` record and, if it was revoked, its
+//! `service_token_revoked` record; expired service tokens are dropped.
 //!
 //! The snapshot is streamed to a temporary file, fsynced, renamed over the journal and the
 //! directory fsynced, so a crash at any point leaves either the old journal or the new one,
@@ -72,7 +74,7 @@ pub(crate) trait SnapshotSource: Send + Sync {
 
 impl SnapshotSource for SessionTable {
     fn snapshot_records_estimate(&self) -> usize {
-        self.tally.snapshot_records_estimate()
+        self.tally.snapshot_records_estimate() + self.service_tokens.snapshot_records_estimate()
     }
 
     fn write_snapshot(
@@ -108,6 +110,18 @@ impl SnapshotSource for SessionTable {
                 source,
             })?;
         }
+        frame.clear();
+        for record in self.service_tokens.snapshot(now) {
+            record
+                .encode_into(&mut frame)
+                .map_err(|error| StoreError::Encode(error.to_string()))?;
+            records += 1;
+        }
+        out.write_all(&frame).map_err(|source| StoreError::Io {
+            action: "write",
+            path: COMPACTION_FILE_NAME.into(),
+            source,
+        })?;
         Ok(records)
     }
 }

@@ -16,6 +16,10 @@
 //! Kicks raise a client's generation (a `kicked` record) and are kept with their time
 //! while the session lives, so the link can republish them too ([`SessionStore::kicks`]).
 //!
+//! Service tokens (what each grants, until when, whether revoked) are kept beside the
+//! sessions, in the same journal (`s` and `v` records, [`service_tokens`]), so the link
+//! republishes every revocation whose token could still be used.
+//!
 //! Closed sessions keep their close time, so the broker link can republish every close
 //! whose tokens may still be alive ([`SessionStore::revocations`]) after any restart.
 //!
@@ -28,6 +32,7 @@ mod compaction;
 mod kicks;
 pub mod record;
 mod recovery;
+mod service_tokens;
 mod session_key;
 mod stored_pin_hash;
 mod tally;
@@ -44,8 +49,9 @@ use dashmap::DashMap;
 use async_trait::async_trait;
 
 use super::{
-    ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation, SessionEnd,
-    SessionInfo, SessionStore, SkippedRange, StoreError, StoreHealth,
+    ClientInfo, JoinError, JoinedSession, Kick, NewSession, RecoveryReport, Revocation,
+    RevokedServiceToken, ServiceTokenInfo, SessionEnd, SessionInfo, SessionStore, SkippedRange,
+    StoreError, StoreHealth,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{ClientName, SessionId, SessionType};
@@ -53,6 +59,7 @@ use clients::Clients;
 use compaction::SnapshotSource;
 use kicks::Kicks;
 use record::{ClosedRecord, ConductorRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
+use service_tokens::ServiceTokens;
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
 use tally::{Counted, Tally};
@@ -260,6 +267,8 @@ pub(crate) type TableHasher = foldhash::fast::RandomState;
 pub(crate) struct SessionTable {
     pub(crate) map: DashMap<SessionKey, Slot, TableHasher>,
     pub(crate) tally: Tally,
+    /// The service tokens, which the journal keeps beside the sessions.
+    pub(crate) service_tokens: ServiceTokens,
 }
 
 impl SessionTable {
@@ -273,6 +282,7 @@ impl SessionTable {
         Self {
             map: DashMap::with_capacity_and_hasher(ids, TableHasher::default()),
             tally: Tally::default(),
+            service_tokens: ServiceTokens::default(),
         }
     }
 
@@ -571,6 +581,64 @@ impl JournalStore {
         Ok(Some(kick))
     }
 
+    /// Records an issued service token, durably.
+    async fn record_service_token(&self, token: ServiceTokenInfo) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let jti = token.jti.clone();
+        let frame = Record::ServiceTokenIssued(service_tokens::issued_record(&token))
+            .encode()
+            .map_err(|error| StoreError::Encode(error.to_string()))?;
+        if !inner.sessions.service_tokens.insert(token) {
+            return Err(StoreError::Encode(format!(
+                "service token id {jti} is taken"
+            )));
+        }
+        if let Err(error) = inner.journal.submit(frame).durable().await {
+            // Memory must not claim what the disk does not hold.
+            inner.sessions.service_tokens.remove(&jti);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Revokes service token `jti`, durably; `None` when unknown or expired.
+    async fn revoke_token(
+        &self,
+        jti: &str,
+        now: u64,
+    ) -> Result<Option<RevokedServiceToken>, StoreError> {
+        let inner = &*self.inner;
+        let Some((token, newly)) = inner.sessions.service_tokens.revoke(jti, now) else {
+            return Ok(None);
+        };
+        if token.expires_at <= now {
+            if newly {
+                inner.sessions.service_tokens.unrevoke(jti);
+            }
+            return Ok(None);
+        }
+        if !newly {
+            // Revoked before; its record may still be on its way to disk.
+            inner.journal.barrier().durable().await?;
+            return Ok(Some(RevokedServiceToken { token, newly }));
+        }
+        let frame = Record::ServiceTokenRevoked(record::ServiceTokenRevokedRecord {
+            jti: jti.to_owned(),
+            revoked_at: now,
+        })
+        .encode()
+        .map_err(|error| StoreError::Encode(error.to_string()));
+        let written = match frame {
+            Ok(frame) => inner.journal.submit(frame).durable().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            inner.sessions.service_tokens.unrevoke(jti);
+            return Err(error);
+        }
+        Ok(Some(RevokedServiceToken { token, newly }))
+    }
+
     /// Journal counters, for tests and benchmarks.
     pub fn journal_stats(&self) -> JournalStats {
         self.inner.journal.stats()
@@ -842,6 +910,22 @@ impl SessionStore for JournalStore {
             })
             .map(|entry| entry.key().id())
             .collect())
+    }
+
+    async fn service_token_issued(&self, token: ServiceTokenInfo) -> Result<(), StoreError> {
+        self.record_service_token(token).await
+    }
+
+    async fn service_tokens(&self, now: u64) -> Result<Vec<ServiceTokenInfo>, StoreError> {
+        Ok(self.inner.sessions.service_tokens.live(now))
+    }
+
+    async fn revoke_service_token(
+        &self,
+        jti: &str,
+        now: u64,
+    ) -> Result<Option<RevokedServiceToken>, StoreError> {
+        self.revoke_token(jti, now).await
     }
 
     fn health(&self) -> StoreHealth {

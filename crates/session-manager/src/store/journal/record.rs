@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `kind` is `c` (created), `j` (joined), `k` (kicked), `x` (closed) or `o` (the session's
-//! conductor started or stopped); the key checksum covers
+//! conductor started or stopped), whose `<id>` is the session's, or `s` (service token
+//! issued) or `v` (service token revoked), whose `<id>` is the token's `jti` (see
+//! [`RecordSubject`]); the key checksum covers
 //! `<kind> <id> <body length>`, the body checksum covers the JSON. So a damaged frame is
 //! recognised, its extent is known from the length, and, as long as its key is intact, so
 //! is *what* was lost: recovery can stay on the safe side (a lost close still closes, a
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canonical_body;
 
-use crate::domain::{ClientName, SessionId, SessionType};
+use crate::domain::{ClientName, ServiceTokenName, SessionId, SessionType};
 
 /// First line of every journal in the current format.
 pub const JOURNAL_HEADER: &[u8] = b"ism-session-journal 2\n";
@@ -54,6 +56,11 @@ pub enum Record {
     /// started conductor is started again after a restart. Journals written before
     /// conductors existed have none; every conductor then starts stopped.
     Conductor(ConductorRecord),
+    /// A service token was issued (the token itself is never written, only what it
+    /// grants).
+    ServiceTokenIssued(ServiceTokenRecord),
+    /// A service token was revoked: the broker refuses it until its end.
+    ServiceTokenRevoked(ServiceTokenRevokedRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +114,38 @@ pub struct ConductorRecord {
     pub at: u64,
 }
 
+/// An issued service token; `jti` is a UUID, which is also the frame's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTokenRecord {
+    pub jti: String,
+    pub name: ServiceTokenName,
+    pub subscribe: Vec<String>,
+    pub publish: Vec<String>,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTokenRevokedRecord {
+    pub jti: String,
+    pub revoked_at: u64,
+}
+
+/// What a frame's key names, readable even when the body is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordSubject {
+    /// The session a session record belongs to.
+    Session(SessionId),
+    /// The `jti` of the service token a service-token record is about.
+    ServiceToken(String),
+}
+
+/// Is `text` a service token id as the service makes them (a hyphenated UUID)? Checked
+/// when a frame key is read, so a key can never smuggle spaces or newlines.
+pub fn is_service_token_id(text: &str) -> bool {
+    uuid::Uuid::try_parse(text).is_ok_and(|uuid| uuid.hyphenated().to_string() == text)
+}
+
 /// The kind of a record, readable from a frame's key even when its body is damaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
@@ -115,6 +154,8 @@ pub enum RecordKind {
     Kicked,
     Closed,
     Conductor,
+    ServiceTokenIssued,
+    ServiceTokenRevoked,
 }
 
 impl RecordKind {
@@ -125,6 +166,8 @@ impl RecordKind {
             Self::Kicked => b'k',
             Self::Closed => b'x',
             Self::Conductor => b'o',
+            Self::ServiceTokenIssued => b's',
+            Self::ServiceTokenRevoked => b'v',
         }
     }
 
@@ -135,6 +178,8 @@ impl RecordKind {
             b"k" => Some(Self::Kicked),
             b"x" => Some(Self::Closed),
             b"o" => Some(Self::Conductor),
+            b"s" => Some(Self::ServiceTokenIssued),
+            b"v" => Some(Self::ServiceTokenRevoked),
             _ => None,
         }
     }
@@ -148,16 +193,21 @@ impl Record {
             Record::Kicked(_) => RecordKind::Kicked,
             Record::Closed(_) => RecordKind::Closed,
             Record::Conductor(_) => RecordKind::Conductor,
+            Record::ServiceTokenIssued(_) => RecordKind::ServiceTokenIssued,
+            Record::ServiceTokenRevoked(_) => RecordKind::ServiceTokenRevoked,
         }
     }
 
-    pub fn id(&self) -> &SessionId {
+    /// The `<id>` of the frame's key: the session id, or the service token's `jti`.
+    pub fn key(&self) -> &str {
         match self {
-            Record::Created(record) => &record.id,
-            Record::Joined(record) => &record.id,
-            Record::Kicked(record) => &record.id,
-            Record::Closed(record) => &record.id,
-            Record::Conductor(record) => &record.id,
+            Record::Created(record) => record.id.as_str(),
+            Record::Joined(record) => record.id.as_str(),
+            Record::Kicked(record) => record.id.as_str(),
+            Record::Closed(record) => record.id.as_str(),
+            Record::Conductor(record) => record.id.as_str(),
+            Record::ServiceTokenIssued(record) => &record.jti,
+            Record::ServiceTokenRevoked(record) => &record.jti,
         }
     }
 
@@ -167,7 +217,7 @@ impl Record {
         let key = format!(
             "{} {} {}",
             char::from(self.kind().letter()),
-            self.id().as_str(),
+            self.key(),
             body.len()
         );
         let key_crc = crc32fast::hash(key.as_bytes());
@@ -209,7 +259,7 @@ pub enum FrameDefect {
     /// the frame's length as its key declares it.
     DamagedBody {
         kind: RecordKind,
-        id: SessionId,
+        subject: RecordSubject,
         len: usize,
     },
     /// The checksums match but the body is not a record this version understands, or not
@@ -260,10 +310,16 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Record, usize), FrameDefect> {
         return Err(FrameDefect::DamagedKey);
     }
     let kind = RecordKind::from_letter(&bytes[..kind_end]).ok_or(FrameDefect::Undecodable)?;
-    let id = std::str::from_utf8(&bytes[kind_end + 1..id_end])
-        .ok()
-        .and_then(|id| SessionId::parse(id).ok())
-        .ok_or(FrameDefect::Undecodable)?;
+    let key_text = std::str::from_utf8(&bytes[kind_end + 1..id_end]).ok();
+    let subject = match kind {
+        RecordKind::ServiceTokenIssued | RecordKind::ServiceTokenRevoked => key_text
+            .filter(|jti| is_service_token_id(jti))
+            .map(|jti| RecordSubject::ServiceToken(jti.to_owned())),
+        _ => key_text
+            .and_then(|id| SessionId::parse(id).ok())
+            .map(RecordSubject::Session),
+    }
+    .ok_or(FrameDefect::Undecodable)?;
     let body_len = std::str::from_utf8(&bytes[id_end + 1..len_end])
         .ok()
         .and_then(|len| len.parse::<usize>().ok())
@@ -281,15 +337,21 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Record, usize), FrameDefect> {
     if body_crc != Some(crc32fast::hash(body)) || !ends_right {
         return Err(FrameDefect::DamagedBody {
             kind,
-            id,
+            subject,
             len: frame_len,
         });
     }
-    if let Some(record) = canonical_body::decode(kind, &id, body) {
-        return Ok((record, frame_len));
+    if let RecordSubject::Session(id) = &subject {
+        if let Some(record) = canonical_body::decode(kind, id, body) {
+            return Ok((record, frame_len));
+        }
     }
     let record: Record = serde_json::from_slice(body).map_err(|_| FrameDefect::Undecodable)?;
-    if record.kind() != kind || *record.id() != id {
+    let key = match &subject {
+        RecordSubject::Session(id) => id.as_str(),
+        RecordSubject::ServiceToken(jti) => jti,
+    };
+    if record.kind() != kind || record.key() != key {
         return Err(FrameDefect::Undecodable);
     }
     Ok((record, frame_len))
@@ -362,9 +424,36 @@ mod tests {
         })
     }
 
+    const JTI: &str = "5f1e2d3c-4b5a-4968-8776-655443322110";
+
+    fn service_token_issued() -> Record {
+        Record::ServiceTokenIssued(ServiceTokenRecord {
+            jti: JTI.to_owned(),
+            name: ServiceTokenName::parse("backend-1").unwrap(),
+            subscribe: vec!["/+/#".to_owned()],
+            publish: vec!["/+/cmd/#".to_owned()],
+            issued_at: 1_700_000_000,
+            expires_at: 1_700_086_400,
+        })
+    }
+
+    fn service_token_revoked() -> Record {
+        Record::ServiceTokenRevoked(ServiceTokenRevokedRecord {
+            jti: JTI.to_owned(),
+            revoked_at: 1_700_000_300,
+        })
+    }
+
     #[test]
     fn every_kind_round_trips() {
-        for record in [created("12"), joined("12"), kicked("12"), closed("12")] {
+        for record in [
+            created("12"),
+            joined("12"),
+            kicked("12"),
+            closed("12"),
+            service_token_issued(),
+            service_token_revoked(),
+        ] {
             let frame = record.encode().unwrap();
             assert_eq!(frame.last(), Some(&b'\n'));
             assert_eq!(decode_frame(&frame), Ok((record, frame.len())));
@@ -417,12 +506,46 @@ mod tests {
                     defect,
                     FrameDefect::DamagedBody {
                         kind: RecordKind::Closed,
-                        id: SessionId::parse("4711").unwrap(),
+                        subject: RecordSubject::Session(SessionId::parse("4711").unwrap()),
                         len: frame.len()
                     },
                     "flip at {position}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_damaged_service_token_record_still_names_its_token() {
+        let frame = service_token_revoked().encode().unwrap();
+        assert!(frame.starts_with(format!("v {JTI} ").as_bytes()));
+        let mut damaged = frame.clone();
+        let last = damaged.len() - 3;
+        damaged[last] ^= 0x01;
+        assert_eq!(
+            decode_frame(&damaged),
+            Err(FrameDefect::DamagedBody {
+                kind: RecordKind::ServiceTokenRevoked,
+                subject: RecordSubject::ServiceToken(JTI.to_owned()),
+                len: frame.len()
+            })
+        );
+    }
+
+    #[test]
+    fn a_service_token_key_must_be_a_token_id() {
+        for key in ["12", "not-a-uuid", "5F1E2D3C-4B5A-4968-8776-655443322110"] {
+            let body = format!(r#"{{"service_token_revoked":{{"jti":"{key}","revoked_at":1}}}}"#);
+            let head = format!("v {key} {}", body.len());
+            let mut frame = format!(
+                "{head} {:08x} {:08x} ",
+                crc32fast::hash(head.as_bytes()),
+                crc32fast::hash(body.as_bytes())
+            )
+            .into_bytes();
+            frame.extend_from_slice(body.as_bytes());
+            frame.push(b'\n');
+            assert_eq!(decode_frame(&frame), Err(FrameDefect::Undecodable), "{key}");
         }
     }
 

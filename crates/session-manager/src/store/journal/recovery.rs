@@ -23,12 +23,14 @@
 //! - a frame whose **body** is damaged but whose key is intact: recovery knows what was
 //!   lost and stays on the safe side: a lost close still closes the session (at recovery
 //!   time, so its tokens stay refused longest), a lost create still reserves its id and
-//!   counts as closed, a lost join just loses that client's entry. Skipped and reported.
+//!   counts as closed, a lost join just loses that client's entry, a lost service-token
+//!   record (issue or revocation) leaves that token revoked. Skipped and reported.
 //! - a frame whose **key** is damaged: what it was is unknown. Recovery resynchronises at
 //!   the next intact frame but refuses to start ([`StoreError::UndecidableDamage`]), since
 //!   the lost frame may have been a close; the operator restarts with
-//!   `--repair-journal-at <offset>`, which closes every session open at that point and
-//!   reserves every session id still readable in the damaged bytes.
+//!   `--repair-journal-at <offset>`, which closes every session open at that point,
+//!   revokes every service token known there and reserves every session id still readable
+//!   in the damaged bytes.
 //! - a frame whose checksums match but whose content does not decode: written by another
 //!   version, or a bug; refusing to start ([`StoreError::UndecodableRecord`]) loses nothing.
 //!
@@ -47,8 +49,9 @@ use std::time::Instant;
 use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
     decode_frame, decode_v1_frame, ClosedRecord, ConductorRecord, FrameDefect, JoinedRecord,
-    KickedRecord, Record, RecordKind, JOURNAL_HEADER,
+    KickedRecord, Record, RecordKind, RecordSubject, ServiceTokenRevokedRecord, JOURNAL_HEADER,
 };
+use super::service_tokens::ServiceTokens;
 use super::writer::JOURNAL_FILE_NAME;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -173,7 +176,7 @@ pub(crate) fn recover(
     let (mut base, mut pos) = (0, start);
     let intact_len = loop {
         let step = replay(
-            &sessions.map,
+            &sessions,
             &mut replayed,
             &bytes,
             (pos, base),
@@ -265,7 +268,7 @@ pub(crate) fn recover(
 /// `bytes[0]`. Unless `at_end` (the bytes run to the end of the file), it stops at the
 /// first frame that is not intact and asks for more.
 fn replay(
-    sessions: &Table,
+    table: &SessionTable,
     replayed: &mut Replay,
     bytes: &[u8],
     (mut pos, base): (usize, usize),
@@ -278,10 +281,12 @@ fn replay(
         Format::V2 => decode_frame(&bytes[at..]),
     };
     let Replay { records, skipped } = replayed;
+    let sessions = &table.map;
+    let tokens = &table.service_tokens;
     while pos < bytes.len() {
         let defect = match decode(pos) {
             Ok((record, frame_len)) => {
-                apply(sessions, record, now);
+                apply(sessions, tokens, record, now);
                 *records += 1;
                 pos += frame_len;
                 continue;
@@ -323,12 +328,20 @@ fn replay(
         };
         let description = defect.describe();
         match defect {
-            FrameDefect::DamagedBody { kind, id, len } if (pos + len).min(bytes.len()) == end => {
-                let detail = lose(sessions, kind, id, now);
+            FrameDefect::DamagedBody { kind, subject, len }
+                if (pos + len).min(bytes.len()) == end =>
+            {
+                let detail = match subject {
+                    RecordSubject::Session(id) => lose(sessions, kind, id, now),
+                    RecordSubject::ServiceToken(jti) => {
+                        tokens.lost(&jti, now);
+                        format!("a record of service token {jti}: the token stays revoked")
+                    }
+                };
                 skipped.push(range(format!("{description}; {detail}")));
             }
             _ if repair_at == Some(offset as u64) => {
-                let detail = repair(sessions, &bytes[pos..end], now);
+                let detail = repair(sessions, tokens, &bytes[pos..end], now);
                 skipped.push(range(format!(
                     "unreadable records (repaired with --repair-journal-at {offset}); {detail}"
                 )));
@@ -371,8 +384,15 @@ fn resync(
     }
 }
 
-fn apply(sessions: &Table, record: Record, now: u64) {
+fn apply(sessions: &Table, tokens: &ServiceTokens, record: Record, now: u64) {
     match record {
+        Record::ServiceTokenIssued(issued) => tokens.issued(issued),
+        Record::ServiceTokenRevoked(ServiceTokenRevokedRecord { jti, revoked_at }) => {
+            if tokens.revoke(&jti, revoked_at).is_none() {
+                // Revoked but never issued in this file: refuse it to be safe.
+                tokens.lost(&jti, now);
+            }
+        }
         Record::Created(created) => match sessions.entry(SessionKey::of(&created.id)) {
             // A create never revives a closed id (it can only be a replay of a record
             // already in a snapshot).
@@ -469,12 +489,17 @@ fn lose(sessions: &Table, kind: RecordKind, id: SessionId, now: u64) -> String {
         RecordKind::Conductor => format!(
             "a start or stop of the conductor of session {id}: its conductor runs after this start-up as the records before it said"
         ),
+        // Their keys name a service token, never a session (see `decode_frame`).
+        RecordKind::ServiceTokenIssued | RecordKind::ServiceTokenRevoked => {
+            format!("a service-token record keyed by session {id}: ignored")
+        }
     }
 }
 
 /// The operator's repair of an undecidable range: close everything open at this point and
 /// reserve every session id still readable in the damaged bytes.
-fn repair(sessions: &Table, damaged: &[u8], now: u64) -> String {
+fn repair(sessions: &Table, tokens: &ServiceTokens, damaged: &[u8], now: u64) -> String {
+    let revoked = tokens.revoke_all(now);
     let open: Vec<SessionId> = sessions
         .iter()
         .filter(|entry| matches!(entry.value(), Slot::Live(_)))
@@ -491,7 +516,7 @@ fn repair(sessions: &Table, damaged: &[u8], now: u64) -> String {
             reserved += 1;
         }
     }
-    format!("closed the {closed} sessions open at this point and reserved {reserved} more ids found in the damaged bytes")
+    format!("closed the {closed} sessions open at this point, revoked the {revoked} service tokens known there and reserved {reserved} more ids found in the damaged bytes")
 }
 
 /// Session ids that can still be read in damaged bytes: after `"id":"` and in frame keys.

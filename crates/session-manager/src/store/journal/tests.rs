@@ -1484,28 +1484,7 @@ async fn compaction_keeps_the_latest_kick_of_each_client() {
     let pin_hash = hash_pin_blocking(&pin).unwrap();
     let now = unix_now();
     let id = SessionId::parse("100001").unwrap();
-    let mut records = vec![Record::Created(CreatedRecord {
-        id: id.clone(),
-        session_type: SessionType::default(),
-        created_at: now - 100,
-        expires_at: None,
-        max_clients: None,
-        pin_hash,
-    })];
-    records.push(Record::Joined(JoinedRecord {
-        id: id.clone(),
-        client: client("lamp"),
-        joined_at: now - 90,
-    }));
-    // Enough kicks of one client that start-up compacts the journal.
-    for generation in 1..=3000 {
-        records.push(Record::Kicked(KickedRecord {
-            id: id.clone(),
-            client: client("lamp"),
-            generation,
-            kicked_at: now - 50,
-        }));
-    }
+    let records = kicked_thousands_of_times(&id, pin_hash, now);
     write_journal(dir.path(), &records);
 
     let (store, report) = open(dir.path()).await;
@@ -1656,4 +1635,227 @@ fn a_live_session_stays_within_its_memory_budget() {
         "{}",
         std::mem::size_of::<LiveSession>()
     );
+}
+
+/// A session `id` with one client kicked 3000 times: enough history that start-up
+/// compacts the journal, which a snapshot reduces to three records.
+fn kicked_thousands_of_times(id: &SessionId, pin_hash: String, now: u64) -> Vec<Record> {
+    let mut records = vec![
+        Record::Created(CreatedRecord {
+            id: id.clone(),
+            session_type: SessionType::default(),
+            created_at: now - 100,
+            expires_at: None,
+            max_clients: None,
+            pin_hash,
+        }),
+        Record::Joined(JoinedRecord {
+            id: id.clone(),
+            client: client("lamp"),
+            joined_at: now - 90,
+        }),
+    ];
+    records.extend((1..=3000).map(|generation| {
+        Record::Kicked(KickedRecord {
+            id: id.clone(),
+            client: client("lamp"),
+            generation,
+            kicked_at: now - 50,
+        })
+    }));
+    records
+}
+
+/// The records of the journal in `dir`, in order.
+fn read_journal(dir: &Path) -> Vec<Record> {
+    let bytes = std::fs::read(journal_path(dir)).unwrap();
+    let mut records = Vec::new();
+    let mut at = record::JOURNAL_HEADER.len();
+    while at < bytes.len() {
+        let (record, len) = record::decode_frame(&bytes[at..]).unwrap();
+        records.push(record);
+        at += len;
+    }
+    records
+}
+
+fn jti(n: u8) -> String {
+    format!("00000000-0000-4000-8000-0000000000{n:02x}")
+}
+
+fn service_token(n: u8, issued_at: u64, expires_at: u64) -> ServiceTokenInfo {
+    ServiceTokenInfo {
+        jti: jti(n),
+        name: crate::domain::ServiceTokenName::parse(&format!("backend-{n}")).unwrap(),
+        subscribe: vec!["/+/#".to_owned()],
+        publish: vec!["/+/cmd/#".to_owned()],
+        issued_at,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn service_tokens_and_their_revocations_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_now();
+    let (store, _) = open(dir.path()).await;
+    let session = create(&store, NewSession::default()).await;
+    for n in 1..=3 {
+        store
+            .store
+            .service_token_issued(service_token(n, now + u64::from(n), now + 3600))
+            .await
+            .unwrap();
+    }
+    let revoked = store
+        .store
+        .revoke_service_token(&jti(2), now + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.map(|r| (r.token.revoked_at, r.newly)),
+        Some((Some(now + 10), true))
+    );
+    let again = store
+        .store
+        .revoke_service_token(&jti(2), now + 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.map(|r| (r.token.revoked_at, r.newly)),
+        Some((Some(now + 10), false)),
+        "the first stands"
+    );
+    assert_eq!(
+        store
+            .store
+            .revoke_service_token(&jti(9), now)
+            .await
+            .unwrap(),
+        None,
+        "unknown"
+    );
+
+    let (store, report) = reopen(store, dir.path()).await;
+    assert_eq!(report.records, 1 + 3 + 1);
+    let tokens = store.store.service_tokens(now).await.unwrap();
+    let listed: Vec<(String, Option<u64>)> = tokens
+        .iter()
+        .map(|t| (t.jti.clone(), t.revoked_at))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(jti(1), None), (jti(2), Some(now + 10)), (jti(3), None)],
+        "oldest first, the revocation kept"
+    );
+    assert_eq!(tokens[0], service_token(1, now + 1, now + 3600));
+    assert!(
+        store.get(&session.session.id, NOW).is_some(),
+        "sessions untouched"
+    );
+    assert!(
+        store
+            .store
+            .service_tokens(now + 3600)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired tokens are not listed"
+    );
+    assert_eq!(
+        store
+            .store
+            .revoke_service_token(&jti(1), now + 3600)
+            .await
+            .unwrap(),
+        None,
+        "an expired token cannot be revoked (nothing admits it anyway)"
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_live_service_tokens_and_their_revocations_and_drops_expired_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_now();
+    let (store, _) = open(dir.path()).await;
+    store
+        .store
+        .service_token_issued(service_token(1, now, now + 3600))
+        .await
+        .unwrap();
+    store
+        .store
+        .service_token_issued(service_token(2, now, now + 3600))
+        .await
+        .unwrap();
+    store
+        .store
+        .service_token_issued(service_token(3, now - 7200, now - 3600))
+        .await
+        .unwrap();
+    store
+        .store
+        .revoke_service_token(&jti(2), now)
+        .await
+        .unwrap();
+    store.shutdown().await;
+    drop(store);
+    let mut records = read_journal(dir.path());
+    let pin_hash = hash_pin_blocking(&Pin::parse("123456").unwrap()).unwrap();
+    records.extend(kicked_thousands_of_times(
+        &SessionId::parse("100001").unwrap(),
+        pin_hash,
+        now,
+    ));
+    write_journal(dir.path(), &records);
+
+    let (store, _) = open(dir.path()).await;
+    store.shutdown().await;
+    drop(store);
+    let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+    assert_eq!(compacted.lines().count(), 1 + 3 + 2 + 1, "{compacted}");
+    assert_eq!(compacted.matches("\"service_token_issued\"").count(), 2);
+    assert_eq!(compacted.matches("\"service_token_revoked\"").count(), 1);
+    assert!(!compacted.contains(&jti(3)), "the expired token is dropped");
+
+    let (store, _) = open(dir.path()).await;
+    let tokens = store.store.service_tokens(now).await.unwrap();
+    let listed: Vec<(String, bool)> = tokens
+        .iter()
+        .map(|t| (t.jti.clone(), t.revoked_at.is_some()))
+        .collect();
+    assert_eq!(listed, vec![(jti(1), false), (jti(2), true)]);
+}
+
+#[tokio::test]
+async fn a_damaged_service_token_record_leaves_the_token_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_now();
+    let (store, _) = open(dir.path()).await;
+    let before = create(&store, NewSession::default()).await;
+    let issue_at = journal_len(dir.path());
+    store
+        .store
+        .service_token_issued(service_token(1, now, now + 3600))
+        .await
+        .unwrap();
+    let after = create(&store, NewSession::default()).await;
+    store.shutdown().await;
+    drop(store);
+    flip(dir.path(), issue_at, body_start(dir.path(), issue_at) + 5);
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(report.skipped[0].detail.contains(&jti(1)), "{report:?}");
+    let tokens = store.store.service_tokens(now).await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].jti, jti(1));
+    assert!(
+        tokens[0].revoked_at.is_some(),
+        "refused, whatever the lost record said"
+    );
+    assert!(tokens[0].expires_at >= now + crate::store::MAX_SERVICE_TOKEN_TTL_SECS);
+    assert!(store.get(&before.session.id, NOW).is_some());
+    assert!(store.get(&after.session.id, NOW).is_some());
 }
