@@ -48,6 +48,9 @@
 //!   per-process fast check.
 //! - [`events`]: the event bus (sessions created, closed, expired; devices joined,
 //!   connected, disconnected, kicked) that the admin SSE stream and webhooks listen to.
+//! - [`conductor`]: per-session server logic chosen by the session's type (the `Conductor`
+//!   trait, one file per conductor, a registry), driven through the admin API and
+//!   speaking MQTT through the broker link inside its own session's `$conductor` topics.
 //! - [`broker`] is the link to the broker (`ISM_BROKER_CONTROL_URL`): it tells it about
 //!   closed sessions and kicked devices so it disconnects them at once, and keeps the
 //!   presence table of connected devices from the broker's reports.
@@ -74,6 +77,7 @@ pub(crate) mod broker;
 pub(crate) mod cli;
 pub mod client_ca;
 pub(crate) mod client_ip;
+pub(crate) mod conductor;
 pub(crate) mod cpu_pool;
 pub(crate) mod data_dir_lock;
 pub(crate) mod empty_settings;

@@ -50,6 +50,9 @@ pub const BROKER_LINK_UP: &str = "ism_broker_link_up";
 pub const BROKER_LINK_PENDING: &str = "ism_broker_link_pending";
 pub const PRESENCE_MESSAGES_TOTAL: &str = "ism_presence_messages_total";
 pub const KICKS_TOTAL: &str = "ism_kicks_total";
+/// Messages of the sessions' conductors dropped because the broker link could not take
+/// them (its outbox or the MQTT client's queue full).
+pub const CONDUCTOR_MESSAGES_DROPPED_TOTAL: &str = "ism_conductor_messages_dropped_total";
 pub const EVENTS_TOTAL: &str = "ism_events_total";
 pub const EVENT_STREAM_DROPPED_TOTAL: &str = "ism_event_stream_dropped_total";
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "ism_webhook_deliveries_total";
@@ -206,6 +209,10 @@ fn describe_all() {
         "Presence messages received from the broker plugin, by kind"
     );
     describe_counter!(KICKS_TOTAL, "Devices kicked through the admin API");
+    describe_counter!(
+        CONDUCTOR_MESSAGES_DROPPED_TOTAL,
+        "Conductor messages (heartbeats) dropped because the broker link could not take them"
+    );
     describe_counter!(EVENTS_TOTAL, "Events published on the event bus, by type");
     describe_counter!(
         EVENT_STREAM_DROPPED_TOTAL,

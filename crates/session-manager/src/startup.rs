@@ -23,6 +23,7 @@ use crate::admin_auth::request_origin::AllowedHosts;
 use crate::admin_auth::AdminAuth;
 use crate::broker::{self, LinkTask, PresenceTable};
 use crate::clock::{Clock, SystemClock};
+use crate::conductor::{self, Conductors};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
@@ -188,28 +189,46 @@ impl Application {
         let linked = config.broker.broker_control_url.is_some() && signer.algorithm().is_some();
         let (monitor, monitor_worker) =
             Monitor::new(&config.monitor, linked, Arc::clone(&clock), stream_settings);
-        let (revocation_link, revocation_task) = match &config.broker.broker_control_url {
-            Some(url) if signer.algorithm().is_some() => {
-                let (link, task) = broker::link(
-                    url.clone(),
-                    Arc::clone(&signer),
-                    config.signing.issuer.clone(),
-                    config.signing.token_ttl_secs,
-                    Arc::clone(&store),
-                    Arc::clone(&presence),
-                    monitor.clone(),
-                );
-                (Some(link), Some(task))
-            }
-            Some(_) => {
-                tracing::info!("ISM_BROKER_CONTROL_URL is ignored: this mode signs no tokens");
-                (None, None)
-            }
-            None => (None, None),
+        // Conductors publish through the broker link's outbox, when there is a link.
+        let (conductor_outbox, conductor_outgoing) = if linked {
+            let (outbox, outgoing) = conductor::outbox();
+            (Some(outbox), Some(outgoing))
+        } else {
+            (None, None)
         };
+        let conductors = Arc::new(Conductors::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            conductor_outbox,
+            Duration::from_secs(config.conductor.conductor_tick_secs),
+            events.clone(),
+        ));
+        let (revocation_link, revocation_task) =
+            match (&config.broker.broker_control_url, conductor_outgoing) {
+                (Some(url), Some(conductor_outgoing)) => {
+                    let (link, task) = broker::link(
+                        url.clone(),
+                        Arc::clone(&signer),
+                        config.signing.issuer.clone(),
+                        config.signing.token_ttl_secs,
+                        Arc::clone(&store),
+                        Arc::clone(&presence),
+                        Arc::clone(&conductors),
+                        conductor_outgoing,
+                        monitor.clone(),
+                    );
+                    (Some(link), Some(task))
+                }
+                (Some(_), None) => {
+                    tracing::info!("ISM_BROKER_CONTROL_URL is ignored: this mode signs no tokens");
+                    (None, None)
+                }
+                (None, _) => (None, None),
+            };
         let window = Duration::from_secs(config.limits.failure_window_secs);
         let lockout = Duration::from_secs(config.limits.lockout_secs);
         let state = AppState {
+            conductors,
             events,
             monitor,
             presence,
@@ -355,6 +374,9 @@ impl Application {
             events: state.events.clone(),
         };
         event_tasks.push(tokio::spawn(expiry::run(watch, shutdown.clone())));
+        event_tasks.push(tokio::spawn(
+            Arc::clone(&state.conductors).run_upkeep(shutdown.clone()),
+        ));
         event_tasks.push(monitor_worker.spawn(Arc::clone(&state.store), shutdown.clone()));
 
         let sweeper = tokio::spawn({

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use crate::broker::{BrokerLink, PresenceTable};
 use crate::client_ca::ClientCa;
 use crate::clock::Clock;
+use crate::conductor::Conductors;
 use crate::events::{EventBus, EventKind};
 use crate::metrics::handle::LazyCounter;
 use crate::metrics::KICKS_TOTAL;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub monitor: Monitor,
     /// Signs client certificates for joins that send a CSR, when configured.
     pub client_ca: Option<Arc<ClientCa>>,
+    /// The sessions' conductors.
+    pub conductors: Arc<Conductors>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             link.session_closed(session_id);
         }
         self.presence.forget_session(session_id);
+        self.conductors.session_closed(session_id);
         self.monitor.session_ended(session_id);
     }
 

@@ -280,3 +280,35 @@ async fn the_stream_needs_the_admin_key() {
         "{chunk:?}"
     );
 }
+
+#[tokio::test]
+async fn answered_conductor_calls_are_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = service::start(&dir.path().join("data"), &[]).await;
+    let http = reqwest::Client::new();
+    let admin = &service.admin;
+    let session = session_api::create_session(&http, admin, &json!({"type": "active"})).await;
+    let mut stream = EventStream::open(&http, admin, &format!("?session={}", session.id)).await;
+    let unknown: Value = session_api::json_answer(http.get(format!(
+        "{admin}/api/conductorRequest?id={}&method=fly",
+        session.id
+    )))
+    .await;
+    assert_eq!(
+        unknown,
+        json!("Error: No handler function registered for method: fly")
+    );
+    let started: Value = session_api::json_answer(http.get(format!(
+        "{admin}/api/conductorRequest?id={}&method=start",
+        session.id
+    )))
+    .await;
+    assert_eq!(started, json!("Started"));
+    let frames = stream.until_type("conductor_called", PATIENCE).await;
+    let called = frames.last().expect("a conductor_called event");
+    assert_eq!(
+        called.data["data"],
+        json!({"session_id": session.id, "conductor": "active", "method": "start", "answer": "Started"}),
+        "the unanswered call is no event"
+    );
+}

@@ -5,6 +5,7 @@
 //! message), then consulted on every PUBLISH / SUBSCRIBE / delivery.
 
 use crate::claims::Claims;
+use crate::conductor::{is_conductor_topic, may_write_conductor_topics};
 use crate::presence::is_reserved_for_system;
 use crate::topic::{TopicError, TopicFilter, TopicName};
 
@@ -24,12 +25,17 @@ fn shared_filter(shared: &str) -> Option<&str> {
 pub struct Acl {
     subscribe: Vec<TopicFilter>,
     publish: Vec<TopicFilter>,
+    /// The holder is the service's broker link, whose grants may reach the conductor
+    /// topics reserved for the system ([`may_write_conductor_topics`]); decided once here.
+    writes_conductors: bool,
 }
 
 impl Acl {
     /// Parses the `subs` and `publ` grants; a malformed grant makes the whole token unusable.
     pub fn from_claims(claims: &Claims) -> Result<Self, TopicError> {
-        Self::from_grants(&claims.subs, &claims.publ)
+        let mut acl = Self::from_grants(&claims.subs, &claims.publ)?;
+        acl.writes_conductors = may_write_conductor_topics(&claims.sid, &claims.sub);
+        Ok(acl)
     }
 
     pub fn from_grants(subscribe: &[String], publish: &[String]) -> Result<Self, TopicError> {
@@ -42,6 +48,7 @@ impl Acl {
         Ok(Acl {
             subscribe: parse(subscribe)?,
             publish: parse(publish)?,
+            writes_conductors: false,
         })
     }
 
@@ -57,9 +64,12 @@ impl Acl {
 
     /// May the holder publish to `topic`? Malformed topics are refused, and so are the
     /// sub-trees of a session only the system writes ([`is_reserved_for_system`]), whatever
-    /// the grants say.
+    /// the grants say; only the service's broker link may write the conductor topics
+    /// among them (as far as its grants reach).
     pub fn may_publish(&self, topic: &str) -> bool {
-        reaches(&self.publish, topic) && !is_reserved_for_system(topic)
+        reaches(&self.publish, topic)
+            && (!is_reserved_for_system(topic)
+                || (self.writes_conductors && is_conductor_topic(topic)))
     }
 
     /// May the holder subscribe to `filter`? Only when every topic the filter can match is
@@ -150,6 +160,44 @@ mod tests {
         assert!(acl.may_publish("/111111/lamp/state"));
         assert!(acl.may_receive("/111111/lamp/state"));
         assert!(!acl.may_receive("/222222/lamp/state"));
+    }
+
+    #[test]
+    fn only_the_broker_link_writes_the_conductor_topics() {
+        let grants = |sid: &str, sub: &str| Claims {
+            sid: sid.to_owned(),
+            sub: sub.to_owned(),
+            subs: vec![],
+            publ: vec!["/+/$conductor/#".to_owned(), "/111111/#".to_owned()],
+            ..Claims::for_revocation_service("ism", sub, 0, 60, "j")
+        };
+        let link = Acl::from_claims(&grants("", "$ism-link-0123456789abcdef")).expect("parses");
+        assert!(link.may_publish("/111111/$conductor/state"));
+        assert!(link.may_publish("/222222/$conductor/state"));
+        assert!(link.may_publish("/111111/$conductor/in/x"));
+        assert!(
+            !link.may_publish("/111111/$presence/dev"),
+            "presence is the broker's"
+        );
+        assert!(!link.may_publish("/222222/$presence/dev"));
+        // Another principal without a session (a service token), or a device, with the
+        // very same grants: the reserved conductor topics stay out of reach.
+        for (sid, sub) in [
+            ("", "$ism-service-x"),
+            ("", "ism-link-x"),
+            ("111111", "dev"),
+        ] {
+            let other = Acl::from_claims(&grants(sid, sub)).expect("parses");
+            assert!(
+                !other.may_publish("/111111/$conductor/state"),
+                "{sid} {sub}"
+            );
+            assert!(
+                !other.may_publish("/222222/$conductor/state"),
+                "{sid} {sub}"
+            );
+            assert!(other.may_publish("/111111/$conductor/in/x"), "{sid} {sub}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::conductor::{CONDUCTOR_INBOX_FILTER, CONDUCTOR_PUBLISH_FILTER};
 use crate::control::PRESENCE_TOPIC;
 
 /// Claims of a token the session manager issues. `exp` is mandatory: a token without it
@@ -125,8 +126,11 @@ impl Claims {
 
 impl Claims {
     /// Claims of the service's own broker login: no session (`sid` empty), publishing to
-    /// [`REVOCATION_TOPIC`], subscribing to [`crate::control::PRESENCE_TOPIC`] and, for the
-    /// monitor, to [`ALL_SESSIONS_FILTER`] only.
+    /// [`REVOCATION_TOPIC`] and subscribing to [`crate::control::PRESENCE_TOPIC`]; for the
+    /// sessions' conductors publishing to [`CONDUCTOR_PUBLISH_FILTER`] and subscribing to
+    /// [`CONDUCTOR_INBOX_FILTER`] (`client` must start with [`crate::LINK_PRINCIPAL_PREFIX`]
+    /// for the conductor topics to be writable); and, for the monitor, subscribing to
+    /// [`ALL_SESSIONS_FILTER`] (which covers the conductor inboxes too).
     pub fn for_revocation_service(
         issuer: &str,
         client: &str,
@@ -142,8 +146,15 @@ impl Claims {
             nbf: issued_at,
             exp: issued_at.saturating_add(lifetime_secs),
             jti: token_id.to_owned(),
-            subs: vec![PRESENCE_TOPIC.to_owned(), ALL_SESSIONS_FILTER.to_owned()],
-            publ: vec![REVOCATION_TOPIC.to_owned()],
+            subs: vec![
+                PRESENCE_TOPIC.to_owned(),
+                CONDUCTOR_INBOX_FILTER.to_owned(),
+                ALL_SESSIONS_FILTER.to_owned(),
+            ],
+            publ: vec![
+                REVOCATION_TOPIC.to_owned(),
+                CONDUCTOR_PUBLISH_FILTER.to_owned(),
+            ],
             acl: vec![
                 AclRule {
                     permission: AclPermission::Allow,
@@ -154,6 +165,16 @@ impl Claims {
                     permission: AclPermission::Allow,
                     action: AclAction::Subscribe,
                     topic: PRESENCE_TOPIC.to_owned(),
+                },
+                AclRule {
+                    permission: AclPermission::Allow,
+                    action: AclAction::Publish,
+                    topic: CONDUCTOR_PUBLISH_FILTER.to_owned(),
+                },
+                AclRule {
+                    permission: AclPermission::Allow,
+                    action: AclAction::Subscribe,
+                    topic: CONDUCTOR_INBOX_FILTER.to_owned(),
                 },
                 AclRule {
                     permission: AclPermission::Allow,
@@ -198,6 +219,17 @@ mod tests {
         assert!(acl.may_publish(REVOCATION_TOPIC));
         assert!(!acl.may_publish("/1/x"));
         assert!(!acl.may_subscribe(REVOCATION_TOPIC));
+        // Its conductor grants reach conductor topics only, and with a name that is not
+        // the link's, not even those reserved for the system.
+        assert!(!acl.may_publish("/1/$conductor/state"));
+        assert!(acl.may_publish("/1/$conductor/in/x"));
+        assert!(!acl.may_publish("/1/$presence/dev"));
+        assert!(acl.may_subscribe("/+/$conductor/in/#"));
+        let link = Claims::for_revocation_service("ism", "$ism-link-1", 10, 3600, "j");
+        let link = crate::Acl::from_claims(&link).expect("valid grants");
+        assert!(link.may_publish("/1/$conductor/state"));
+        assert!(!link.may_publish("/1/$presence/dev"));
+        assert!(!link.may_publish("/1/x"));
         assert!(acl.may_subscribe(PRESENCE_TOPIC));
         assert!(acl.may_receive(PRESENCE_TOPIC));
         assert!(!acl.may_publish(PRESENCE_TOPIC));

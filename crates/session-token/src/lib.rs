@@ -4,6 +4,7 @@
 //! them) depend on this crate, so the token format and the access rules exist exactly once.
 //!
 //! - [`claims`]: the JWT claims a device token carries, and how they are built for a session.
+//! - [`conductor`]: the topics of a session's conductor and who may write them.
 //! - [`topic`]: MQTT topic names and topic filters, parsed by the MQTT 5 rules, and the
 //!   coverage relation the access rules are made of.
 //! - [`acl`]: publish / subscribe / read decisions for one token's grants.
@@ -21,6 +22,7 @@ pub mod acl;
 pub mod certificate;
 pub mod claims;
 pub mod client_id;
+pub mod conductor;
 pub mod control;
 pub mod keys;
 pub mod presence;
@@ -34,6 +36,10 @@ pub use certificate::{
 };
 pub use claims::{AclAction, AclPermission, AclRule, Claims, DeviceGrant};
 pub use client_id::{classify_client_id, scoped_client_id, ClientIdKind, ClientIdRefusal};
+pub use conductor::{
+    conductor_inbox, conductor_state_topic, conductor_topic_root, is_conductor_topic,
+    CONDUCTOR_INBOX_FILTER, CONDUCTOR_PUBLISH_FILTER, LINK_PRINCIPAL_PREFIX,
+};
 pub use control::{
     ClosedSession, ControlMessage, KickedDevice, RevokedToken, CONTROL_TOPIC, PRESENCE_TOPIC,
 };

@@ -17,7 +17,14 @@
 //!
 //! Sessions that merely expire need no message: no token outlives its session.
 //!
-//! Every other message it receives is a session's traffic, for the monitor
+//! The sessions' conductors speak through the same connection: what they publish comes
+//! from their outbox (bounded; never waited for) and is handed to the MQTT client while
+//! the link is up, and what devices send them on `/{sid}/$conductor/in/...` (subscribed on
+//! every connect) goes to them. Incoming messages are routed by topic alone
+//! ([`LinkTask::dispatch`]), never by the subscription they came through.
+//!
+//! Every message of a session's tree it receives (the conductor inboxes included) is also
+//! the monitor's
 //! ([`crate::monitor`]): handed over without waiting, with the monitor's subscriptions
 //! kept in step after every event (and made again on every connection).
 
@@ -27,11 +34,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS,
+    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, Publish,
+    QoS,
 };
 use session_token::{
-    Claims, ClosedSession, ControlMessage, KickedDevice, RevokedToken, CONTROL_TOPIC,
-    PRESENCE_TOPIC,
+    conductor_inbox, Claims, ClosedSession, ControlMessage, KickedDevice, RevokedToken,
+    CONDUCTOR_INBOX_FILTER, CONTROL_TOPIC, PRESENCE_TOPIC,
 };
 use tokio::task::JoinHandle;
 
@@ -39,6 +47,7 @@ use super::outage::Outage;
 use super::pending::{BrokerLink, Pending};
 use super::presence::PresenceTable;
 use crate::clock::unix_now;
+use crate::conductor::{ConductorMessage, Conductors, OutboxReceiver};
 use crate::config::BrokerUrl;
 use crate::domain::SessionId;
 use crate::monitor::subscriptions::LinkSubscriptions;
@@ -64,8 +73,9 @@ const MAX_INCOMING_PACKET_BYTES: usize = 1024 * 1024;
 const CLIENT_QUEUE: usize = 256;
 /// How often the presence table forgets the devices of sessions that are over.
 const PRESENCE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-/// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity.
-pub const LINK_CLIENT_ID_PREFIX: &str = "$ism-link-";
+/// Prefix of the link's MQTT client id and token `sub`: a reserved (`$`) identity, the
+/// only one whose grants may write the sessions' conductor topics.
+pub const LINK_CLIENT_ID_PREFIX: &str = session_token::LINK_PRINCIPAL_PREFIX;
 
 /// One thing to tell the broker.
 #[derive(Debug, Clone)]
@@ -92,6 +102,10 @@ pub struct LinkTask {
     outbox: VecDeque<Outgoing>,
     /// The current outage: since when, and how loudly it has been reported.
     outage: Outage,
+    /// The sessions' conductors: where their inbox messages go.
+    conductors: Arc<Conductors>,
+    /// What the conductors publish; taken by each connection while it runs.
+    conductor_outbox: Option<OutboxReceiver>,
 }
 
 /// Why a connection ended.
@@ -102,7 +116,9 @@ enum Ended {
 }
 
 /// Creates the link for the handlers and the task that serves it; `token_ttl_secs` is the
-/// lifetime of the device tokens the service issues.
+/// lifetime of the device tokens the service issues; `conductors` publish through
+/// `conductor_outbox`.
+#[allow(clippy::too_many_arguments)]
 pub fn link(
     url: BrokerUrl,
     signer: Arc<dyn TokenSigner>,
@@ -110,6 +126,8 @@ pub fn link(
     token_ttl_secs: u64,
     store: Arc<dyn SessionStore>,
     presence: Arc<PresenceTable>,
+    conductors: Arc<Conductors>,
+    conductor_outbox: OutboxReceiver,
     monitor: Monitor,
 ) -> (BrokerLink, LinkTask) {
     let pending = Arc::new(Pending::default());
@@ -128,6 +146,8 @@ pub fn link(
         monitor: monitor.link_subscriptions(),
         outbox: VecDeque::new(),
         outage: Outage::begin(),
+        conductors,
+        conductor_outbox: Some(conductor_outbox),
     };
     (BrokerLink { pending, connected }, task)
 }
@@ -281,8 +301,43 @@ impl LinkTask {
         true
     }
 
+    /// Routes one incoming message by its topic alone: presence reports to the presence
+    /// table; a conductor inbox message to its conductor and, like every message of a
+    /// session's tree, to the monitor. (Mosquitto delivers a message that matches several of
+    /// the link's subscriptions once to an MQTT 3.1.1 client such as the link.)
+    fn dispatch(&self, publish: &Publish) {
+        if publish.topic == PRESENCE_TOPIC {
+            self.presence.apply_payload(&publish.payload);
+            return;
+        }
+        if let Some((session_id, subtopic)) = conductor_inbox(&publish.topic) {
+            self.conductors
+                .deliver(session_id, subtopic, &publish.payload);
+        }
+        self.monitor.observe(publish);
+    }
+
+    /// Subscribes to the sessions' conductor inboxes; false when the client is gone.
+    fn start_conductors(&self, client: &AsyncClient) -> bool {
+        if let Err(error) = client.try_subscribe(CONDUCTOR_INBOX_FILTER, QoS::AtLeastOnce) {
+            tracing::warn!(%error, "cannot subscribe to the conductors' inboxes");
+            return false;
+        }
+        true
+    }
+
     /// One connection, from minting its token to its end.
     async fn connection(&mut self) -> Ended {
+        let mut conductor_outbox = self.conductor_outbox.take();
+        let ended = self.connected_until_end(&mut conductor_outbox).await;
+        self.conductor_outbox = conductor_outbox;
+        ended
+    }
+
+    async fn connected_until_end(
+        &mut self,
+        conductor_outbox: &mut Option<OutboxReceiver>,
+    ) -> Ended {
         let issued_at = unix_now();
         let claims = Claims::for_revocation_service(
             &self.issuer,
@@ -323,7 +378,10 @@ impl LinkTask {
                         self.set_connected(true);
                         // The next outage starts quiet again (a renewal that fails, say).
                         self.outage = Outage::begin();
-                        if !self.start_presence(&client) || !self.monitor.connected(&client) {
+                        if !self.start_presence(&client)
+                            || !self.start_conductors(&client)
+                            || !self.monitor.connected(&client)
+                        {
                             break Ended::Failed;
                         }
                         // A restarted broker (or plugin) has forgotten what it was told.
@@ -331,11 +389,7 @@ impl LinkTask {
                         tracing::info!(broker = %self.url, republished = self.outbox.len(), "broker link connected");
                     }
                     Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                        if publish.topic == PRESENCE_TOPIC {
-                            self.presence.apply_payload(&publish.payload);
-                        } else {
-                            self.monitor.observe(&publish);
-                        }
+                        self.dispatch(&publish);
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -349,6 +403,9 @@ impl LinkTask {
                     }
                 },
                 () = pending.wake.notified(), if connected => self.queue_pending().await,
+                Some(message) = next_conductor_message(conductor_outbox), if connected => {
+                    publish_for_conductor(&client, message);
+                }
                 () = self.monitor.changed(), if connected => {}
                 _ = prune.tick() => self.presence.prune(),
                 () = &mut renew_at => break Ended::Renew,
@@ -365,6 +422,28 @@ impl LinkTask {
             drain(&mut events).await;
         }
         ended
+    }
+}
+
+/// The next message a conductor published; never ready without an outbox.
+async fn next_conductor_message(outbox: &mut Option<OutboxReceiver>) -> Option<ConductorMessage> {
+    match outbox {
+        Some(outbox) => outbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands a conductor's message to the MQTT client; dropped when its queue is full (a
+/// conductor's state is repeated by its next beat).
+fn publish_for_conductor(client: &AsyncClient, message: ConductorMessage) {
+    if let Err(error) = client.try_publish(
+        message.topic,
+        QoS::AtLeastOnce,
+        message.retain,
+        message.payload,
+    ) {
+        metrics::counter!(crate::metrics::CONDUCTOR_MESSAGES_DROPPED_TOTAL).increment(1);
+        tracing::debug!(%error, "a conductor's message was dropped");
     }
 }
 

@@ -14,6 +14,7 @@
 mod admin;
 mod broker;
 mod client_certificates;
+mod conductor;
 mod kms;
 mod limits;
 mod listen;
@@ -32,6 +33,7 @@ use clap::{Args, Parser as _};
 pub use admin::AdminConfig;
 pub use broker::{BrokerConfig, BrokerUrl};
 pub use client_certificates::ClientCertificatesConfig;
+pub use conductor::ConductorConfig;
 pub use kms::KmsConfig;
 pub use limits::LimitsConfig;
 pub use listen::ListenConfig;
@@ -67,6 +69,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     #[command(flatten)]
     pub client_certificates: ClientCertificatesConfig,
+    #[command(flatten)]
+    pub conductor: ConductorConfig,
 }
 
 impl Config {

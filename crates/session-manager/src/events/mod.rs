@@ -68,6 +68,13 @@ pub enum EventKind {
         session_id: String,
         client: String,
     },
+    /// An operator called a method of the session's conductor, which answered.
+    ConductorCalled {
+        session_id: String,
+        conductor: String,
+        method: String,
+        answer: String,
+    },
     /// A service token (a trusted backend's, no session) was issued.
     ServiceTokenIssued {
         jti: String,
@@ -83,7 +90,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event `type` on the wire, in the order of [`EventKind::type_index`].
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 10] = [
         "session_created",
         "session_closed",
         "session_expired",
@@ -91,6 +98,7 @@ impl EventKind {
         "device_connected",
         "device_disconnected",
         "device_kicked",
+        "conductor_called",
         "service_token_issued",
         "service_token_revoked",
     ];
@@ -110,8 +118,9 @@ impl EventKind {
             EventKind::DeviceConnected { .. } => 4,
             EventKind::DeviceDisconnected { .. } => 5,
             EventKind::DeviceKicked { .. } => 6,
-            EventKind::ServiceTokenIssued { .. } => 7,
-            EventKind::ServiceTokenRevoked { .. } => 8,
+            EventKind::ConductorCalled { .. } => 7,
+            EventKind::ServiceTokenIssued { .. } => 8,
+            EventKind::ServiceTokenRevoked { .. } => 9,
         }
     }
 
@@ -125,7 +134,8 @@ impl EventKind {
             | EventKind::DeviceJoined { session_id, .. }
             | EventKind::DeviceConnected { session_id, .. }
             | EventKind::DeviceDisconnected { session_id, .. }
-            | EventKind::DeviceKicked { session_id, .. } => session_id,
+            | EventKind::DeviceKicked { session_id, .. }
+            | EventKind::ConductorCalled { session_id, .. } => session_id,
             EventKind::ServiceTokenIssued { .. } | EventKind::ServiceTokenRevoked { .. } => "",
         }
     }
@@ -277,6 +287,7 @@ fn events_total(kind: &EventKind) -> &'static LazyCounter {
         of_type(6),
         of_type(7),
         of_type(8),
+        of_type(9),
     ];
     &BY_TYPE[kind.type_index()]
 }

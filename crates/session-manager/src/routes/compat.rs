@@ -3,6 +3,10 @@
 //!
 //! - admin `GET /api/createSession?type=T` → `{"id","pin","type","clients"}`;
 //! - admin `GET /api/closeSession?id=S` → `"Success"` or `"Error"`;
+//! - admin `GET /api/conductorRequest?id=S&method=M&params=P` → the answer of the
+//!   session's conductor, `"Could not locate session"` for an unknown, closed or expired
+//!   session, `"Error: No handler function registered for method: M"` for a method it
+//!   does not have;
 //! - public `POST /api/joinSession` with `{"id","pin","client"}` → `{"token"}`.
 //!
 //! The original clients sent ids and PINs as strings or numbers, so both are accepted,
@@ -23,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::admin::SessionDefaults;
 use crate::client_ca::certificate_request;
 use crate::client_ip::ClientIp;
+use crate::conductor::{no_handler_answer, CallError, UNKNOWN_SESSION_ANSWER};
 use crate::domain::{ClientName, Pin, SessionId, SessionType};
 use crate::error::ApiError;
 use crate::extract::{AnyContentTypeJson, QueryParams};
@@ -89,6 +94,32 @@ pub async fn close_session(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ConductorRequestQuery {
+    pub id: Option<String>,
+    pub method: Option<String>,
+    pub params: Option<String>,
+}
+
+pub async fn conductor_request(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<ConductorRequestQuery>,
+) -> Result<Json<String>, ApiError> {
+    let Some(id) = query.id.as_deref().and_then(|id| SessionId::parse(id).ok()) else {
+        return Ok(Json(UNKNOWN_SESSION_ANSWER.to_owned()));
+    };
+    let method = query.method.unwrap_or_default();
+    let params = query
+        .params
+        .map_or(serde_json::Value::Null, serde_json::Value::String);
+    match state.conductors.call(&id, &method, &params).await {
+        Ok(answer) => Ok(Json(answer)),
+        Err(CallError::UnknownSession(_)) => Ok(Json(UNKNOWN_SESSION_ANSWER.to_owned())),
+        Err(CallError::UnknownMethod(method)) => Ok(Json(no_handler_answer(&method))),
+        Err(CallError::Store(error)) => Err(error.into()),
+    }
+}
+
 /// A string or an integer, as the original clients sent ids and PINs.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -152,10 +183,15 @@ pub(crate) fn admin_router() -> Router<AppState> {
     Router::new()
         .route(ADMIN_PATHS[0], get(create_session))
         .route(ADMIN_PATHS[1], get(close_session))
+        .route(ADMIN_PATHS[2], get(conductor_request))
 }
 
 /// The paths of [`admin_router`].
-pub(crate) const ADMIN_PATHS: &[&str] = &["/api/createSession", "/api/closeSession"];
+pub(crate) const ADMIN_PATHS: &[&str] = &[
+    "/api/createSession",
+    "/api/closeSession",
+    "/api/conductorRequest",
+];
 
 /// The original service's join route, on the public port.
 pub(crate) fn public_router() -> Router<AppState> {

@@ -21,6 +21,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod compat;
+pub(crate) mod conductor;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod jwks;
@@ -59,6 +60,7 @@ use wrong_port::OtherPort;
 fn admin_paths() -> Vec<&'static str> {
     [
         admin::PATHS,
+        conductor::PATHS,
         events::PATHS,
         messages::PATHS,
         compat::ADMIN_PATHS,
@@ -91,6 +93,7 @@ pub(crate) fn admin_router(
     };
     let guarded = Router::new()
         .merge(admin::router())
+        .merge(conductor::router())
         .merge(events::router())
         .merge(messages::router())
         .merge(compat::admin_router())

@@ -118,6 +118,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// still be alive at `now` (see [`Kick::refuse_until`]).
     async fn kicks(&self, token_ttl_secs: u64, now: u64) -> Result<Vec<Kick>, StoreError>;
 
+    /// Records whether the conductor of live session `id` is started (a started one is
+    /// started again after a restart); `false` when the session is unknown, closed or
+    /// expired. Durable before it returns.
+    async fn set_conductor_started(
+        &self,
+        id: &SessionId,
+        started: bool,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+    /// The live sessions whose conductor is started, as last recorded.
+    async fn started_conductors(&self, now: u64) -> Result<Vec<SessionId>, StoreError>;
+
     /// Records an issued service token. Durable before it returns: the token is handed
     /// out only then, so every token in use can be listed and revoked.
     async fn service_token_issued(&self, token: ServiceTokenInfo) -> Result<(), StoreError>;

@@ -136,6 +136,30 @@ impl Api {
         send(self.public(Method::POST, "/api/joinSession").json(&body)).await
     }
 
+    /// The compat `GET /api/conductorRequest{query}`.
+    pub async fn compat_conductor(&self, query: &str) -> Response {
+        self.admin_get(&format!("/api/conductorRequest{query}"))
+            .await
+    }
+
+    /// `GET /api/v1/sessions/{id}/conductor`.
+    pub async fn conductor(&self, session_id: &str) -> Response {
+        self.admin_get(&format!("/api/v1/sessions/{session_id}/conductor"))
+            .await
+    }
+
+    /// `POST /api/v1/sessions/{id}/conductor/{method}` with `body`.
+    pub async fn conductor_call(&self, session_id: &str, method: &str, body: Value) -> Response {
+        send(
+            self.admin(
+                Method::POST,
+                &format!("/api/v1/sessions/{session_id}/conductor/{method}"),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
     /// `GET /healthz` on the admin port.
     pub async fn admin_healthz(&self) -> Response {
         self.admin_get("/healthz").await

@@ -9,6 +9,7 @@ mod binary;
 mod client_certificates;
 mod compat;
 mod compat_drop_in;
+mod conductors;
 mod connections;
 #[path = "../support/event_stream.rs"]
 mod event_stream;

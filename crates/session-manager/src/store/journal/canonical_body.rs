@@ -73,6 +73,8 @@ pub(crate) fn decode(kind: RecordKind, id: &SessionId, body: &[u8]) -> Option<Re
                 kicked_at,
             })
         }
+        // Rare enough that serde_json reads them.
+        RecordKind::Conductor => return None,
         RecordKind::Closed => {
             body.literal(b"{\"closed\":{\"id\":\"")?;
             body.literal(id.as_str().as_bytes())?;

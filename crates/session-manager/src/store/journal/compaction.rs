@@ -2,7 +2,8 @@
 //! file does not grow forever.
 //!
 //! A snapshot holds, per live session, its `created` record, one `joined` record per
-//! client and one `kicked` record per kicked client (its latest generation), and per closed or expired session a single `closed` record with its close time:
+//! client and one `kicked` record per kicked client (its latest generation), a `conductor`
+//! record when its conductor is started, and per closed or expired session a single `closed` record with its close time:
 //! the session is gone, but its id stays retired so it is never handed out again, and its
 //! close is republished to the broker for as long as its tokens can live. Then, per service
 //! token not yet expired, its `service_token_issued` record and, if it was revoked, its
@@ -28,7 +29,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::record::{JoinedRecord, KickedRecord, Record, JOURNAL_HEADER};
+use super::record::{ConductorRecord, JoinedRecord, KickedRecord, Record, JOURNAL_HEADER};
 use super::session_key::SessionKey;
 use super::writer::JOURNAL_FILE_NAME;
 use super::{io_error, SessionTable, Slot, StoreError};
@@ -226,6 +227,13 @@ impl Slot {
                             client: kick.client.clone(),
                             generation: kick.generation,
                             kicked_at: kick.kicked_at,
+                        })
+                    }))
+                    .chain(session.conductor_started.then(|| {
+                        Record::Conductor(ConductorRecord {
+                            id: id.clone(),
+                            started: true,
+                            at: now,
                         })
                     }))
                     .collect()

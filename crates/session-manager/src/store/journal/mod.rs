@@ -58,7 +58,7 @@ use crate::domain::{ClientName, SessionId, SessionType};
 use clients::Clients;
 use compaction::SnapshotSource;
 use kicks::Kicks;
-use record::{ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
+use record::{ClosedRecord, ConductorRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
 use service_tokens::ServiceTokens;
 use session_key::SessionKey;
 use stored_pin_hash::StoredPinHash;
@@ -124,7 +124,10 @@ pub(crate) struct LiveSession {
     session_type: Option<SessionType>,
     created_at: u64,
     expires_at: Option<u64>,
-    max_clients: Option<u32>,
+    /// `max_clients`, when `limited`; kept as two fields (not an `Option<u32>`) so that
+    /// they and `conductor_started` share eight bytes.
+    max_clients: u32,
+    limited: bool,
     /// The argon2id hash of its PIN, as the sessions use-case made it.
     pin_hash: StoredPinHash,
     /// Client name → first join time, in join order; a map once there are more than a
@@ -132,6 +135,9 @@ pub(crate) struct LiveSession {
     clients: Clients,
     /// Kicked clients and their generations; empty for almost every session.
     kicks: Kicks,
+    /// Whether its conductor was started (and not stopped since): started again after a
+    /// restart.
+    conductor_started: bool,
 }
 
 impl LiveSession {
@@ -146,10 +152,12 @@ impl LiveSession {
             session_type: (session_type != SessionType::default()).then_some(session_type),
             created_at,
             expires_at,
-            max_clients,
+            max_clients: max_clients.unwrap_or(0),
+            limited: max_clients.is_some(),
             pin_hash: StoredPinHash::new(pin_hash),
             clients: Clients::default(),
             kicks: Kicks::default(),
+            conductor_started: false,
         }
     }
 
@@ -167,6 +175,10 @@ impl LiveSession {
         self.session_type.clone().unwrap_or_default()
     }
 
+    fn max_clients(&self) -> Option<u32> {
+        self.limited.then_some(self.max_clients)
+    }
+
     /// The journal record that re-creates this session (without its joins).
     fn created_record(&self, id: &SessionId) -> CreatedRecord {
         CreatedRecord {
@@ -174,7 +186,7 @@ impl LiveSession {
             session_type: self.session_type(),
             created_at: self.created_at,
             expires_at: self.expires_at,
-            max_clients: self.max_clients,
+            max_clients: self.max_clients(),
             pin_hash: self.pin_hash.phc(),
         }
     }
@@ -208,7 +220,7 @@ impl LiveSession {
             session_type: self.session_type(),
             created_at: self.created_at,
             expires_at: self.expires_at,
-            max_clients: self.max_clients,
+            max_clients: self.max_clients(),
             clients: self
                 .clients
                 .iter()
@@ -737,7 +749,7 @@ impl SessionStore for JournalStore {
                 (joined, inner.journal.barrier())
             } else {
                 let full = session
-                    .max_clients
+                    .max_clients()
                     .is_some_and(|max| session.clients.len() >= max as usize);
                 if full {
                     return Err(JoinError::SessionFull);
@@ -845,6 +857,59 @@ impl SessionStore for JournalStore {
 
     async fn kicks(&self, token_ttl_secs: u64, now: u64) -> Result<Vec<Kick>, StoreError> {
         Ok(self.live_kicks(token_ttl_secs, now))
+    }
+
+    async fn set_conductor_started(
+        &self,
+        id: &SessionId,
+        started: bool,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let key = SessionKey::of(id);
+        let (previous, pending) = {
+            let Some(mut slot) = inner.sessions.map.get_mut(&key) else {
+                return Ok(false);
+            };
+            let Slot::Live(session) = slot.value_mut() else {
+                return Ok(false);
+            };
+            if !session.is_live(now) {
+                return Ok(false);
+            }
+            let frame = Record::Conductor(ConductorRecord {
+                id: id.clone(),
+                started,
+                at: now,
+            })
+            .encode()
+            .map_err(|error| StoreError::Encode(error.to_string()))?;
+            let previous = std::mem::replace(&mut session.conductor_started, started);
+            (previous, inner.journal.submit(frame))
+        };
+        if let Err(error) = pending.durable().await {
+            // Memory must not claim what the disk does not hold.
+            if let Some(mut slot) = inner.sessions.map.get_mut(&key) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    session.conductor_started = previous;
+                }
+            }
+            return Err(error);
+        }
+        Ok(true)
+    }
+
+    async fn started_conductors(&self, now: u64) -> Result<Vec<SessionId>, StoreError> {
+        Ok(self
+            .inner
+            .sessions
+            .map
+            .iter()
+            .filter(|entry| {
+                matches!(entry.value(), Slot::Live(session) if session.conductor_started && session.is_live(now))
+            })
+            .map(|entry| entry.key().id())
+            .collect())
     }
 
     async fn service_token_issued(&self, token: ServiceTokenInfo) -> Result<(), StoreError> {

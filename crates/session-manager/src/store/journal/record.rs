@@ -7,9 +7,10 @@
 //! x 123456789 58 1c2b3a4d 9f8e7d6c {"closed":{"id":"123456789","closed_at":1700000000}}
 //! ```
 //!
-//! `kind` is `c` (created), `j` (joined), `k` (kicked) or `x` (closed), whose `<id>` is the
-//! session's, or `s` (service token issued) or `v` (service token revoked), whose `<id>`
-//! is the token's `jti` (see [`RecordSubject`]); the key checksum covers
+//! `kind` is `c` (created), `j` (joined), `k` (kicked), `x` (closed) or `o` (the session's
+//! conductor started or stopped), whose `<id>` is the session's, or `s` (service token
+//! issued) or `v` (service token revoked), whose `<id>` is the token's `jti` (see
+//! [`RecordSubject`]); the key checksum covers
 //! `<kind> <id> <body length>`, the body checksum covers the JSON. So a damaged frame is
 //! recognised, its extent is known from the length, and, as long as its key is intact, so
 //! is *what* was lost: recovery can stay on the safe side (a lost close still closes, a
@@ -51,6 +52,10 @@ pub enum Record {
     /// (expired sessions included), so a restarted service never hands out an old id again
     /// (old device tokens name it).
     Closed(ClosedRecord),
+    /// The session's conductor was started, or stopped (or paused), by an operator: a
+    /// started conductor is started again after a restart. Journals written before
+    /// conductors existed have none; every conductor then starts stopped.
+    Conductor(ConductorRecord),
     /// A service token was issued (the token itself is never written, only what it
     /// grants).
     ServiceTokenIssued(ServiceTokenRecord),
@@ -100,6 +105,15 @@ pub struct ClosedRecord {
     pub session_end: Option<u64>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConductorRecord {
+    pub id: SessionId,
+    /// Whether the conductor runs from now on.
+    pub started: bool,
+    /// When it was started or stopped, seconds since the epoch.
+    pub at: u64,
+}
+
 /// An issued service token; `jti` is a UUID, which is also the frame's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceTokenRecord {
@@ -139,6 +153,7 @@ pub enum RecordKind {
     Joined,
     Kicked,
     Closed,
+    Conductor,
     ServiceTokenIssued,
     ServiceTokenRevoked,
 }
@@ -150,6 +165,7 @@ impl RecordKind {
             Self::Joined => b'j',
             Self::Kicked => b'k',
             Self::Closed => b'x',
+            Self::Conductor => b'o',
             Self::ServiceTokenIssued => b's',
             Self::ServiceTokenRevoked => b'v',
         }
@@ -161,6 +177,7 @@ impl RecordKind {
             b"j" => Some(Self::Joined),
             b"k" => Some(Self::Kicked),
             b"x" => Some(Self::Closed),
+            b"o" => Some(Self::Conductor),
             b"s" => Some(Self::ServiceTokenIssued),
             b"v" => Some(Self::ServiceTokenRevoked),
             _ => None,
@@ -175,6 +192,7 @@ impl Record {
             Record::Joined(_) => RecordKind::Joined,
             Record::Kicked(_) => RecordKind::Kicked,
             Record::Closed(_) => RecordKind::Closed,
+            Record::Conductor(_) => RecordKind::Conductor,
             Record::ServiceTokenIssued(_) => RecordKind::ServiceTokenIssued,
             Record::ServiceTokenRevoked(_) => RecordKind::ServiceTokenRevoked,
         }
@@ -187,6 +205,7 @@ impl Record {
             Record::Joined(record) => record.id.as_str(),
             Record::Kicked(record) => record.id.as_str(),
             Record::Closed(record) => record.id.as_str(),
+            Record::Conductor(record) => record.id.as_str(),
             Record::ServiceTokenIssued(record) => &record.jti,
             Record::ServiceTokenRevoked(record) => &record.jti,
         }

@@ -48,8 +48,8 @@ use std::time::Instant;
 
 use super::compaction::{self, SnapshotSource, COMPACTION_FILE_NAME};
 use super::record::{
-    decode_frame, decode_v1_frame, ClosedRecord, FrameDefect, JoinedRecord, KickedRecord, Record,
-    RecordKind, RecordSubject, ServiceTokenRevokedRecord, JOURNAL_HEADER,
+    decode_frame, decode_v1_frame, ClosedRecord, ConductorRecord, FrameDefect, JoinedRecord,
+    KickedRecord, Record, RecordKind, RecordSubject, ServiceTokenRevokedRecord, JOURNAL_HEADER,
 };
 use super::service_tokens::ServiceTokens;
 use super::writer::JOURNAL_FILE_NAME;
@@ -434,6 +434,13 @@ fn apply(sessions: &Table, tokens: &ServiceTokens, record: Record, now: u64) {
             closed_at,
             session_end,
         }) => close(sessions, id, closed_at.unwrap_or(now), session_end),
+        Record::Conductor(ConductorRecord { id, started, .. }) => {
+            if let Some(mut slot) = sessions.get_mut(&SessionKey::of(&id)) {
+                if let Slot::Live(session) = slot.value_mut() {
+                    session.conductor_started = started;
+                }
+            }
+        }
     }
 }
 
@@ -478,6 +485,9 @@ fn lose(sessions: &Table, kind: RecordKind, id: SessionId, now: u64) -> String {
         }
         RecordKind::Kicked => format!(
             "a kick in session {id}: that client's generation may be lower, so its new tokens may be refused until the kick runs out"
+        ),
+        RecordKind::Conductor => format!(
+            "a start or stop of the conductor of session {id}: its conductor runs after this start-up as the records before it said"
         ),
         // Their keys name a service token, never a session (see `decode_frame`).
         RecordKind::ServiceTokenIssued | RecordKind::ServiceTokenRevoked => {

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::record::{ClosedRecord, CreatedRecord, JoinedRecord, KickedRecord, Record};
+use super::record::{
+    ClosedRecord, ConductorRecord, CreatedRecord, JoinedRecord, KickedRecord, Record,
+};
 use super::recovery::CHUNK_FOR_TESTS;
 use super::*;
 use crate::clock::unix_now;
@@ -1496,6 +1498,143 @@ async fn compaction_keeps_the_latest_kick_of_each_client() {
     let (store, _) = open(dir.path()).await;
     let joined = store.join(&id, &pin, &client("lamp"), now).await.unwrap();
     assert_eq!(joined.generation, 3000);
+}
+
+#[tokio::test]
+async fn a_started_conductor_is_remembered_across_reopen_until_its_session_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path()).await;
+    // The store replays on the system clock: the sessions must still live after reopen.
+    let now = unix_now();
+    let ends = store
+        .create(
+            NewSession {
+                ttl_secs: Some(600),
+                ..NewSession::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let stays = store.create(NewSession::default(), now).await.unwrap();
+    let toggled = store.create(NewSession::default(), now).await.unwrap();
+    let (ends, stays, toggled) = (ends.session.id, stays.session.id, toggled.session.id);
+    for id in [&ends, &stays, &toggled] {
+        assert!(store
+            .store
+            .set_conductor_started(id, true, now)
+            .await
+            .unwrap());
+    }
+    assert!(store
+        .store
+        .set_conductor_started(&toggled, false, now + 1)
+        .await
+        .unwrap());
+    let unknown = SessionId::parse("999999").unwrap();
+    assert!(!store
+        .store
+        .set_conductor_started(&unknown, true, now)
+        .await
+        .unwrap());
+    let started = |mut ids: Vec<SessionId>| {
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    };
+    let expected = started(vec![ends.clone(), stays.clone()]);
+    assert_eq!(
+        started(store.store.started_conductors(now).await.unwrap()),
+        expected
+    );
+
+    let (store, report) = reopen(store, dir.path()).await;
+    assert_eq!(
+        report.records,
+        3 + 4,
+        "three creates, four conductor records"
+    );
+    assert_eq!(
+        started(store.store.started_conductors(now).await.unwrap()),
+        expected,
+        "the started conductors were not kept"
+    );
+    // Once its session is over, a conductor is not started again.
+    assert_eq!(
+        store.store.started_conductors(now + 600).await.unwrap(),
+        vec![stays.clone()]
+    );
+    assert!(!store
+        .store
+        .set_conductor_started(&ends, true, now + 600)
+        .await
+        .unwrap());
+    assert!(store.close(&stays).await.unwrap());
+    assert!(!store
+        .store
+        .set_conductor_started(&stays, true, now)
+        .await
+        .unwrap());
+    let (store, _) = reopen(store, dir.path()).await;
+    assert_eq!(
+        store.store.started_conductors(now).await.unwrap(),
+        vec![ends.clone()]
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_a_started_conductor_in_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = Pin::parse("123456").unwrap();
+    let pin_hash = hash_pin_blocking(&pin).unwrap();
+    let now = unix_now();
+    let started = SessionId::parse("100001").unwrap();
+    let stopped = SessionId::parse("100002").unwrap();
+    let mut records = Vec::new();
+    for id in [&started, &stopped] {
+        records.push(Record::Created(CreatedRecord {
+            id: id.clone(),
+            session_type: SessionType::parse("active").unwrap(),
+            created_at: now - 100,
+            expires_at: None,
+            max_clients: None,
+            pin_hash: pin_hash.clone(),
+        }));
+    }
+    // Enough starts and stops that start-up compacts the journal.
+    for step in 0..3000u64 {
+        for (id, last) in [(&started, true), (&stopped, false)] {
+            records.push(Record::Conductor(ConductorRecord {
+                id: id.clone(),
+                started: (step % 2 == 1) == last,
+                at: now - 50,
+            }));
+        }
+    }
+    write_journal(dir.path(), &records);
+
+    let (store, report) = open(dir.path()).await;
+    assert_eq!(report.records, records.len());
+    store.shutdown().await;
+    drop(store);
+    let compacted = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+    assert_eq!(compacted.lines().count(), 1 + 2 + 1, "{compacted}");
+    assert_eq!(compacted.matches("\"conductor\"").count(), 1);
+
+    let (store, _) = open(dir.path()).await;
+    assert_eq!(
+        store.store.started_conductors(now).await.unwrap(),
+        vec![started]
+    );
+}
+
+#[test]
+fn a_live_session_stays_within_its_memory_budget() {
+    // A million live sessions are kept in memory; a field added carelessly costs 8 MB.
+    assert!(
+        std::mem::size_of::<LiveSession>() <= 176,
+        "{}",
+        std::mem::size_of::<LiveSession>()
+    );
 }
 
 /// A session `id` with one client kicked 3000 times: enough history that start-up
