@@ -74,8 +74,17 @@ class OriginalAdminClient:
     def __init__(self, server_url):
         self.server_url = server_url
 
-    def create_session(self):
-        response = requests.get(f"{self.server_url}/api/createSession?type=default", timeout=10)
+    def create_session(self, session_type="default"):
+        response = requests.get(f"{self.server_url}/api/createSession?type={session_type}",
+                                timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def conductor_request(self, session_id, method, params=""):
+        """`GET /api/conductorRequest?id=S&method=M&params=P`, as the original documents it
+        (its admin client's own helper sends this query to closeSession by mistake)."""
+        response = requests.get(f"{self.server_url}/api/conductorRequest?id={session_id}"
+                                f"&method={method}&params={params}", timeout=10)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -217,6 +226,23 @@ def test_the_python_admin_client_creates_and_closes_sessions_without_a_key(compa
     assert admin.close_session(session["id"]) == "Error"
 
 
+def test_conductor_requests_answer_as_the_original_did_without_a_key(compat_stack):
+    admin = OriginalAdminClient(compat_stack["admin_url"])
+    default = admin.create_session()["id"]
+    assert [admin.conductor_request(default, m) for m in ("state", "start", "stop")] == \
+        ["State", "Start", "Stop"]
+    active = admin.create_session("active")["id"]
+    answers = [admin.conductor_request(active, m)
+               for m in ("state", "start", "state", "pause", "start", "stop", "state")]
+    assert answers == ["Stopped", "Started", "Started", "Paused", "Started", "Stopped",
+                       "Stopped"], answers
+    assert admin.conductor_request(active, "dance", "fast") == \
+        "Error: No handler function registered for method: dance"
+    assert admin.conductor_request("999999999", "state") == "Could not locate session"
+    assert admin.close_session(active) == "Success"
+    assert admin.conductor_request(active, "state") == "Could not locate session"
+
+
 def test_the_v1_admin_routes_still_need_the_key(compat_stack):
     url = compat_stack["admin_url"]
     assert requests.get(f"{url}/api/v1/sessions", timeout=10).status_code == 401
@@ -233,6 +259,7 @@ def test_other_sites_cannot_use_the_keyless_compat_routes(compat_stack):
         (f"/api/closeSession?id={victim['id']}", {"Referer": "https://attacker.example/"}),
         ("/api/createSession?type=x", {"Origin": "https://attacker.example"}),
         ("/api/createSession?type=x", {"Host": f"attacker.example:{port}"}),
+        (f"/api/conductorRequest?id={victim['id']}&method=stop", {"Origin": "null"}),
     ]:
         response = requests.get(url + path, headers=headers, timeout=10)
         assert response.status_code == 403, (path, headers, response.text)
@@ -366,7 +393,8 @@ def test_8883_stays_mqtt_over_tls_not_websocket(compat_stack, opened):
 
 def test_without_the_setting_the_keyless_admin_client_is_refused(prod_stack):
     url = prod_stack["admin_url"]
-    for path in ("/api/createSession?type=default", "/api/closeSession?id=123456789"):
+    for path in ("/api/createSession?type=default", "/api/closeSession?id=123456789",
+                 "/api/conductorRequest?id=123456789&method=state"):
         response = requests.get(url + path, timeout=10)
         assert response.status_code == 401, response.text
         assert response.json()["error"]["code"] == "unauthorized"
