@@ -85,6 +85,13 @@ class RunningStack:
 
     # --- HTTP helpers ---------------------------------------------------------------------
 
+    def wait_broker_link(self, timeout=15):
+        """Until the service's link to the broker (closes, kicks, presence) is connected."""
+        deadline = time.monotonic() + timeout
+        while not self.admin("GET", "/healthz").json().get("revocation", {}).get("connected"):
+            assert time.monotonic() < deadline, "the service's broker link never connected"
+            time.sleep(0.05)
+
     def admin(self, method, path, **kwargs):
         headers = {"authorization": f"Bearer {self['admin_api_key']}"}
         return requests.request(method, self["admin_url"] + path, headers=headers,

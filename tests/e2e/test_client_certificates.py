@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import Device, unique_name
+from conftest import unique_name
 
 WITHIN_SECS = 5.0
 # The token extension's OID (session_token::TOKEN_EXTENSION_OID_TEXT).

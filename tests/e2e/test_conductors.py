@@ -20,16 +20,9 @@ def conductor_stack():
     """A stack of its own (a test restarts its service) with a one-second conductor tick."""
     running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev",
                            env={"ISM_CONDUCTOR_TICK_SECS": str(TICK_SECS)})
-    wait_link_up(running)
+    running.wait_broker_link()
     yield running
     finish_stack(running)
-
-
-def wait_link_up(stack, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not stack.admin("GET", "/healthz").json().get("revocation", {}).get("connected"):
-        assert time.monotonic() < deadline, "the service's broker link never connected"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -156,7 +149,7 @@ def test_a_started_conductor_runs_again_after_the_service_is_killed(conductor_st
 
     conductor_stack.restart("session-manager")
     restarted_at = time.time()
-    wait_link_up(conductor_stack)
+    conductor_stack.wait_broker_link()
     beats = states(watcher, 3.5 * TICK_SECS)
     fresh = [beat for beat in beats if beat["at"] >= int(restarted_at)]
     assert len(fresh) >= 2, f"no heartbeat after the restart: {beats}"

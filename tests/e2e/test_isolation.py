@@ -10,13 +10,6 @@ from conftest import unique_name
 QUIET_SECS = 1.0
 
 
-def wait_link_connected(stack, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not stack.admin("GET", "/healthz").json().get("revocation", {}).get("connected"):
-        assert time.monotonic() < deadline, "the service's revocation link never connected"
-        time.sleep(0.05)
-
-
 def test_the_join_hands_out_a_session_scoped_client_id(stack, devices):
     session = stack.create_session()
     grant = stack.join(session, "lamp-1")
@@ -88,7 +81,7 @@ def _refused(stack, devices, name, token):
 
 def test_a_closed_session_stays_closed_whatever_restarts(restartable_stack, devices):
     stack = restartable_stack
-    wait_link_connected(stack)
+    stack.wait_broker_link()
     closed = stack.create_session()
     grant = stack.join(closed, "old-device")
     connected = devices(stack, "tcp", "old-device", grant["token"])
@@ -106,7 +99,7 @@ def test_a_closed_session_stays_closed_whatever_restarts(restartable_stack, devi
     # republish the close from its journal.
     stack.restart("session-manager")
     stack.restart("mosquitto")
-    wait_link_connected(stack)
+    stack.wait_broker_link()
     assert _refused(stack, devices, "old-device", grant["token"]), \
         "a closed session's token was admitted after service and broker restarts"
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import Device, unique_name
+from conftest import Device
 from devstack import RunningStack, finish_stack
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -165,16 +165,9 @@ def live_stack(receiver):
     settings = {"ISM_WEBHOOK_URLS": receiver.url, "ISM_WEBHOOK_SECRET": WEBHOOK_SECRET}
     running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev",
                            env=settings)
-    wait_link_up(running)
+    running.wait_broker_link()
     yield running
     finish_stack(running)
-
-
-def wait_link_up(stack, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not stack.admin("GET", "/healthz").json().get("revocation", {}).get("connected"):
-        assert time.monotonic() < deadline, "the service's broker link never connected"
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import requests
 
 from conftest import Device
 from devstack import RunningStack, finish_stack
-from test_live_sessions import EventStream, wait_for, wait_link_up, wait_presence
+from test_live_sessions import EventStream, wait_for, wait_presence
 
 WITHIN_SECS = 1.0
 SECRET = "payload-" + uuid.uuid4().hex
@@ -28,7 +28,7 @@ def monitor_stack():
     """ISM_MONITOR=log, payloads not logged."""
     running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev",
                            env={"ISM_MONITOR": "log"})
-    wait_link_up(running)
+    running.wait_broker_link()
     yield running
     finish_stack(running)
 
@@ -38,7 +38,7 @@ def payload_stack():
     """ISM_MONITOR=log with ISM_MONITOR_PAYLOADS=true."""
     running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev",
                            env={"ISM_MONITOR": "log", "ISM_MONITOR_PAYLOADS": "true"})
-    wait_link_up(running)
+    running.wait_broker_link()
     yield running
     finish_stack(running)
 
@@ -47,7 +47,7 @@ def payload_stack():
 def quiet_stack():
     """ISM_MONITOR unset: off."""
     running = RunningStack("--auth-mode", "dev_jwt_auth", "--deployment-mode", "dev")
-    wait_link_up(running)
+    running.wait_broker_link()
     yield running
     finish_stack(running)
 
@@ -313,7 +313,7 @@ def test_a_reader_keeps_reading_after_the_broker_restarts(quiet_stack, opened):
                                  stream)
         # The link's new connection starts clean: it must subscribe to the session again.
         quiet_stack.restart("mosquitto")
-        wait_link_up(quiet_stack)
+        quiet_stack.wait_broker_link()
         after = opened(quiet_stack, session, "after")
         published_until_streamed(after, f"{root}after", "2", stream, timeout=10)
     finally:

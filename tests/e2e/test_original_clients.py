@@ -197,15 +197,6 @@ def next_text(mqtt, timeout=5):
     return None
 
 
-def wait_for_broker_link(stack):
-    """Until the service's link to the broker (which carries closes) is up."""
-    deadline = time.monotonic() + 10
-    while not requests.get(stack["admin_url"] + "/healthz", timeout=10).json() \
-            .get("revocation", {}).get("connected"):
-        assert time.monotonic() < deadline, "the service's broker link never connected"
-        time.sleep(0.05)
-
-
 def connects(mqtt, timeout=5):
     """Whether `mqtt` gets accepted; a transport that fails outright counts as refused."""
     try:
@@ -309,7 +300,7 @@ def test_every_original_client_in_one_session_from_create_to_close(compat_stack,
     native.publish("button", "pressed")
     assert next_text(unity_tcp.mqtt) == (f"/{sid}/button", "pressed")
 
-    wait_for_broker_link(compat_stack)
+    compat_stack.wait_broker_link()
     sent = time.monotonic()
     assert admin.close_session(sid) == "Success"
     for client in clients:
