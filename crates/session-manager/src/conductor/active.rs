@@ -22,22 +22,10 @@ use tokio::task::JoinHandle;
 use super::{ApiMethod, Conductor, ConductorContext};
 
 const API: &[ApiMethod] = &[
-    ApiMethod {
-        method: "state",
-        params: &[],
-    },
-    ApiMethod {
-        method: "start",
-        params: &[],
-    },
-    ApiMethod {
-        method: "stop",
-        params: &[],
-    },
-    ApiMethod {
-        method: "pause",
-        params: &[],
-    },
+    ApiMethod::without_params("state"),
+    ApiMethod::without_params("start"),
+    ApiMethod::without_params("stop"),
+    ApiMethod::without_params("pause"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,18 +7,9 @@ use serde_json::{json, Value};
 use super::{ApiMethod, Conductor, ConductorContext};
 
 const API: &[ApiMethod] = &[
-    ApiMethod {
-        method: "state",
-        params: &[],
-    },
-    ApiMethod {
-        method: "start",
-        params: &[],
-    },
-    ApiMethod {
-        method: "stop",
-        params: &[],
-    },
+    ApiMethod::without_params("state"),
+    ApiMethod::without_params("start"),
+    ApiMethod::without_params("stop"),
 ];
 
 /// The conductor that only answers.

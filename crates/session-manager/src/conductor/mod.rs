@@ -49,6 +49,16 @@ pub struct ApiMethod {
     pub params: &'static [&'static str],
 }
 
+impl ApiMethod {
+    /// A method that takes no parameters.
+    pub const fn without_params(method: &'static str) -> Self {
+        ApiMethod {
+            method,
+            params: &[],
+        }
+    }
+}
+
 /// Server-side logic of one session. Calls come one at a time per session (the runtime
 /// serialises them); messages from devices may come at any time.
 pub trait Conductor: Send + Sync + 'static {
