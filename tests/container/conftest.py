@@ -14,7 +14,8 @@ from compose import Compose, context_dir  # noqa: E402
 # Host binds on loopback: the tests never expose the stack beyond this machine. Ports stay
 # the documented ones.
 LOOPBACK_BINDS = dict(HTTP_BIND="127.0.0.1", HTTPS_BIND="127.0.0.1", MQTT_BIND="127.0.0.1",
-                      MQTT_TLS_BIND="127.0.0.1", ADMIN_BIND="127.0.0.1")
+                      MQTT_TLS_BIND="127.0.0.1", MQTT_CERT_BIND="127.0.0.1",
+                      ADMIN_BIND="127.0.0.1")
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,8 @@ def test_quickstart_builds_and_every_service_becomes_healthy(compose):
 def test_ports_are_the_documented_ones(compose):
     assert published_ports(compose, "session-manager") == {"50001/tcp": "127.0.0.1:50001"}
     assert published_ports(compose, "broker") == {"1883/tcp": "127.0.0.1:1883",
-                                                  "8883/tcp": "127.0.0.1:8883"}
+                                                  "8883/tcp": "127.0.0.1:8883",
+                                                  "8884/tcp": "127.0.0.1:8884"}
     assert published_ports(compose, "proxy") == {"80/tcp": "127.0.0.1:80",
                                                  "443/tcp": "127.0.0.1:443"}
 

@@ -70,8 +70,11 @@ def test_prod_with_bring_your_own_certificates(compose):
     os.chmod(certs, 0o700)
     for name in os.listdir(certs):
         os.chmod(os.path.join(certs, name), 0o600 if name.endswith(".key") else 0o644)
+    documented = {"ca.pem", "ca.key", "server.pem", "server.key", "client-ca.pem",
+                  "client-ca.key"}
+    assert set(os.listdir(certs)) == documented
     bring_up(compose, TLS_SOURCE="./certs", DEPLOYMENT_MODE="prod")
-    assert set(os.listdir(certs)) == {"ca.pem", "ca.key", "server.pem", "server.key"}
+    assert set(os.listdir(certs)) == documented, "the service wrote into the operator's directory"
     endpoints = Endpoints(prod=True, ca_file=os.path.join(certs, "ca.pem"))
     full_session_check(endpoints)
     compose.down()
