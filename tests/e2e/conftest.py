@@ -129,3 +129,21 @@ def devices():
     yield open_device
     for device in opened:
         device.close()
+
+
+@pytest.fixture
+def opened():
+    """Joins a device into a session, connects it over TCP with its scoped client id (it
+    must be admitted), and closes it after the test: `opened(stack, session, client)`."""
+    devices = []
+
+    def open_device(stack, session, client):
+        grant = stack.join(session, client)
+        device = Device(stack, "tcp", client, grant["token"], client_id=grant["client_id"])
+        devices.append(device)
+        assert device.wait_connected(), f"{client} was not admitted"
+        return device
+
+    yield open_device
+    for device in devices:
+        device.close()

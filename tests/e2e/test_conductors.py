@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from conftest import Device
 from devstack import RunningStack, finish_stack
 
 TICK_SECS = 1
@@ -24,21 +23,6 @@ def conductor_stack():
     yield running
     finish_stack(running)
 
-
-@pytest.fixture
-def opened():
-    devices = []
-
-    def open_device(stack, session, client):
-        grant = stack.join(session, client)
-        device = Device(stack, "tcp", client, grant["token"], client_id=grant["client_id"])
-        devices.append(device)
-        assert device.wait_connected(), f"{client} was not admitted"
-        return device
-
-    yield open_device
-    for device in devices:
-        device.close()
 
 
 def conductor_request(stack, session, method):

@@ -15,7 +15,6 @@ import uuid
 import pytest
 import requests
 
-from conftest import Device
 from devstack import RunningStack, finish_stack
 from test_live_sessions import EventStream, wait_for, wait_presence
 
@@ -51,21 +50,6 @@ def quiet_stack():
     yield running
     finish_stack(running)
 
-
-@pytest.fixture
-def opened():
-    devices = []
-
-    def open_device(stack, session, client):
-        grant = stack.join(session, client)
-        device = Device(stack, "tcp", client, grant["token"], client_id=grant["client_id"])
-        assert device.wait_connected()
-        devices.append(device)
-        return device
-
-    yield open_device
-    for device in devices:
-        device.close()
 
 
 def message_stream(stack, session_id):

@@ -58,22 +58,31 @@ impl Default for StreamSettings {
 
 /// A new stream of the bus's events from now on, only those of `session` when given.
 pub fn open(bus: &EventBus, session: Option<String>, settings: &StreamSettings) -> Response {
+    let frames = BroadcastStream::new(bus.subscribe()).filter_map(move |received| {
+        let frame = match received {
+            Ok(event) => session
+                .as_deref()
+                .is_none_or(|id| id == event.kind.session_id())
+                .then(|| event_frame(&event)),
+            Err(BroadcastStreamRecvError::Lagged(dropped)) => {
+                metrics::counter!("ism_event_stream_dropped_total").increment(dropped);
+                Some(dropped_frame("gap", dropped))
+            }
+        };
+        std::future::ready(frame.map(Ok::<_, Infallible>))
+    });
+    stream_response(frames, settings)
+}
+
+/// The response that streams `frames` until the client goes or the service shuts down,
+/// with a keep-alive comment in quiet times and no buffering in a reverse proxy. Every
+/// Server-Sent Events route of the service answers with it.
+pub fn stream_response<S>(frames: S, settings: &StreamSettings) -> Response
+where
+    S: futures_util::Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+{
     let shutdown = settings.shutdown.clone();
-    let frames = BroadcastStream::new(bus.subscribe())
-        .filter_map(move |received| {
-            let frame = match received {
-                Ok(event) => session
-                    .as_deref()
-                    .is_none_or(|id| id == event.kind.session_id())
-                    .then(|| event_frame(&event)),
-                Err(BroadcastStreamRecvError::Lagged(dropped)) => {
-                    metrics::counter!("ism_event_stream_dropped_total").increment(dropped);
-                    Some(gap_frame(dropped))
-                }
-            };
-            std::future::ready(frame.map(Ok::<_, Infallible>))
-        })
-        .take_until(async move { shutdown.wait().await });
+    let frames = frames.take_until(async move { shutdown.wait().await });
     let stream = Sse::new(frames).keep_alive(
         KeepAlive::new()
             .interval(settings.keep_alive)
@@ -84,6 +93,14 @@ pub fn open(bus: &EventBus, session: Option<String>, settings: &StreamSettings) 
     (unbuffered, stream).into_response()
 }
 
+/// The marker a reader gets after it lost `dropped` frames: `event: <name>` with
+/// `{"dropped": n}`.
+pub fn dropped_frame(name: &'static str, dropped: u64) -> SseEvent {
+    SseEvent::default()
+        .event(name)
+        .data(serde_json::json!({ "dropped": dropped }).to_string())
+}
+
 /// `id:`, `event:` and `data:` of one event (its JSON holds no newline).
 fn event_frame(event: &Event) -> SseEvent {
     let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
@@ -91,13 +108,6 @@ fn event_frame(event: &Event) -> SseEvent {
         .id(event.seq.to_string())
         .event(event.kind.type_name())
         .data(json)
-}
-
-/// The marker a listener gets after it lost `dropped` events.
-fn gap_frame(dropped: u64) -> SseEvent {
-    SseEvent::default()
-        .event("gap")
-        .data(serde_json::json!({ "dropped": dropped }).to_string())
 }
 
 #[cfg(test)]

@@ -15,9 +15,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::http::HeaderName;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event as SseEvent;
+use axum::response::Response;
 use futures_util::StreamExt as _;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -25,7 +24,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::message::MonitoredMessage;
 use super::readers::ReaderGuard;
-use crate::events::sse::StreamSettings;
+use crate::events::sse::{dropped_frame, stream_response, StreamSettings};
 use crate::metrics::handle::LazyCounter;
 use crate::metrics::MONITOR_STREAM_LAGGED_TOTAL;
 
@@ -37,40 +36,23 @@ pub fn open(
     guard: ReaderGuard,
     settings: &StreamSettings,
 ) -> Response {
-    let shutdown = settings.shutdown.clone();
-    let frames = BroadcastStream::new(receiver)
-        .map(move |received| {
-            // The reader stays counted while the stream exists.
-            let _reading = &guard;
-            let frame = match received {
-                Ok(message) => message_frame(&message),
-                Err(BroadcastStreamRecvError::Lagged(dropped)) => {
-                    LAGGED.increment(dropped);
-                    lagged_frame(dropped)
-                }
-            };
-            Ok::<_, Infallible>(frame)
-        })
-        .take_until(async move { shutdown.wait().await });
-    let stream = Sse::new(frames).keep_alive(
-        KeepAlive::new()
-            .interval(settings.keep_alive)
-            .text("keep-alive"),
-    );
-    // Reverse proxies (nginx) must pass frames on as they come.
-    let unbuffered = [(HeaderName::from_static("x-accel-buffering"), "no")];
-    (unbuffered, stream).into_response()
+    let frames = BroadcastStream::new(receiver).map(move |received| {
+        // The reader stays counted while the stream exists.
+        let _reading = &guard;
+        let frame = match received {
+            Ok(message) => message_frame(&message),
+            Err(BroadcastStreamRecvError::Lagged(dropped)) => {
+                LAGGED.increment(dropped);
+                dropped_frame("lagged", dropped)
+            }
+        };
+        Ok::<_, Infallible>(frame)
+    });
+    stream_response(frames, settings)
 }
 
 fn message_frame(message: &MonitoredMessage) -> SseEvent {
     SseEvent::default().event("message").data(message.to_json())
-}
-
-/// The marker a reader gets after it lost `dropped` messages.
-fn lagged_frame(dropped: u64) -> SseEvent {
-    SseEvent::default()
-        .event("lagged")
-        .data(serde_json::json!({ "dropped": dropped }).to_string())
 }
 
 #[cfg(test)]
